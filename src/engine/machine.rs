@@ -1,0 +1,590 @@
+//! The per-position state machine: `Inactive → Active → Triggered` (DESIGN §2.1 steps 2–3).
+//!
+//! Internally every price is an `i64` in instrument units multiplied by the side's sign
+//! ("mirrored"), so that for both sides a higher mirrored price is better, stops ratchet up and
+//! round down. The exact thresholds (activation, profit triggers) are precomputed at open, so a
+//! price point costs a few integer compares; the candidate stop is only recomputed when the
+//! extreme or the momentum state changes.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::config::{ConfigError, TrailingConfig};
+use super::event::{
+    ActivationReason, Event, ExitReason, HoldReason, SendReason, StopOrigin,
+};
+use super::fixed::{MAX_PRICE_DECIMALS, Ratio};
+use super::window::MinWindow;
+use super::{Instrument, Position, Side};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Inactive,
+    Active,
+    Triggered,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("invalid config: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{what} {value} is not exact at {decimals} decimals or is out of range")]
+    NotRepresentable {
+        what: &'static str,
+        value: Decimal,
+        decimals: u32,
+    },
+    #[error("{what} must be positive, got {value}")]
+    NotPositive { what: &'static str, value: Decimal },
+    #[error("price point at {ts} is before the previous one at {last}")]
+    OutOfOrder { ts: i64, last: i64 },
+    #[error("the position is already closed")]
+    Closed,
+}
+
+/// What the engine asks its exchange side to do after a price point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Place (or move) the resting stop to `price` (instrument units, real sign).
+    PlaceStop { price: i64, origin: StopOrigin },
+    /// Close at market now: the stop due to be sent is at or through the market.
+    ExitNow,
+}
+
+/// Where events go. `NoEvents` lets a sweep skip building them at all.
+pub trait EventSink {
+    const ENABLED: bool = true;
+    fn push(&mut self, event: Event);
+}
+
+impl EventSink for Vec<Event> {
+    #[inline]
+    fn push(&mut self, event: Event) {
+        Vec::push(self, event)
+    }
+}
+
+/// Discards events (the counters are still kept).
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    const ENABLED: bool = false;
+    #[inline]
+    fn push(&mut self, _: Event) {}
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Stops sent (also ones the exchange later rejects).
+    pub stop_updates: u32,
+    /// Price points at which an improvement was held back.
+    pub updates_held: u32,
+    /// Sends that only the emergency override let through.
+    pub emergency_updates: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    price: i64,
+    at: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TimeRule {
+    after_ms: i64,
+    threshold: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BreakevenRule {
+    threshold: i64,
+    stop: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MomentumRule {
+    window_ms: i64,
+    threshold: Ratio,
+}
+
+/// One position's trailing stop.
+#[derive(Debug, Clone)]
+pub struct TrailingStop {
+    position: Position,
+    instrument: Instrument,
+    config: TrailingConfig,
+    sign: i64,
+    tick: i64,
+    entry: i64,
+    activation_at: i64,
+    trail: Ratio,
+    fast_trail: Ratio,
+    time_rule: Option<TimeRule>,
+    breakeven: Option<BreakevenRule>,
+    momentum: Option<MomentumRule>,
+    min_interval_ms: i64,
+    min_improvement: Ratio,
+    emergency: Ratio,
+
+    state: State,
+    extreme: i64,
+    desired: Option<(i64, StopOrigin)>,
+    sent: Option<Sent>,
+    confirmed: Option<i64>,
+    activated_at: Option<i64>,
+    breakeven_armed: bool,
+    fast: bool,
+    last_ts: i64,
+    exit: Option<ExitReason>,
+    counters: Counters,
+    window: MinWindow,
+}
+
+macro_rules! emit {
+    ($out:expr, $event:expr) => {
+        if O::ENABLED {
+            $out.push($event)
+        }
+    };
+}
+
+impl TrailingStop {
+    /// Opens the trailing stop of `position` and runs the entry as its first price point
+    /// (`p = entry`, `ts = opened_at`): the initial stop, activation at entry and the first send.
+    pub fn open<O: EventSink>(
+        position: &Position,
+        instrument: &Instrument,
+        config: &TrailingConfig,
+        out: &mut O,
+    ) -> Result<(TrailingStop, Option<Intent>), EngineError> {
+        config.validate()?;
+        let decimals = instrument.price_decimals;
+        if decimals > MAX_PRICE_DECIMALS {
+            return Err(ConfigError::new(
+                "price_decimals",
+                format!("{decimals} is more than {MAX_PRICE_DECIMALS}"),
+            )
+            .into());
+        }
+        if instrument.tick_size <= Decimal::ZERO {
+            return Err(EngineError::NotPositive {
+                what: "tick_size",
+                value: instrument.tick_size,
+            });
+        }
+        if position.entry_price <= Decimal::ZERO {
+            return Err(EngineError::NotPositive {
+                what: "entry_price",
+                value: position.entry_price,
+            });
+        }
+        let units = |what, value: Decimal| {
+            instrument.units(value).ok_or(EngineError::NotRepresentable {
+                what,
+                value,
+                decimals,
+            })
+        };
+        let tick = units("tick_size", instrument.tick_size)?;
+        let sign = position.side.sign();
+        let s = sign as i128;
+        let entry = sign * units("entry_price", position.entry_price)?;
+        let c = config;
+        let profit_threshold = |pct: Decimal| Ratio::one_plus(pct, s).ceil_mul(entry);
+        let trail = Ratio::one_plus(c.distance_percent, -s);
+        let fast_trail = c
+            .momentum
+            .as_ref()
+            .map_or(trail, |m| Ratio::one_plus_scaled(c.distance_percent, m.distance_factor, -s));
+        let mut stop = TrailingStop {
+            position: position.clone(),
+            instrument: *instrument,
+            config: config.clone(),
+            sign,
+            tick,
+            entry,
+            activation_at: profit_threshold(c.activation_percent),
+            trail,
+            fast_trail,
+            time_rule: c.time_activation.as_ref().map(|t| TimeRule {
+                after_ms: t.after_seconds as i64 * 1000,
+                threshold: profit_threshold(t.min_profit_percent),
+            }),
+            breakeven: c.breakeven.as_ref().map(|b| BreakevenRule {
+                threshold: profit_threshold(b.trigger_percent),
+                stop: Ratio::one_plus(b.offset_percent, s).floor_to_tick(entry, tick),
+            }),
+            momentum: c.momentum.as_ref().map(|m| MomentumRule {
+                window_ms: m.window_seconds as i64 * 1000,
+                threshold: Ratio::percent(m.threshold_percent),
+            }),
+            min_interval_ms: c.rate_limit.min_interval_seconds as i64 * 1000,
+            min_improvement: Ratio::percent(c.rate_limit.min_improvement_percent),
+            emergency: Ratio::percent(c.rate_limit.emergency_percent),
+            state: State::Inactive,
+            extreme: entry,
+            desired: None,
+            sent: None,
+            confirmed: None,
+            activated_at: None,
+            breakeven_armed: false,
+            fast: false,
+            last_ts: position.opened_at,
+            exit: None,
+            counters: Counters::default(),
+            window: MinWindow::default(),
+        };
+        let ts = position.opened_at;
+        emit!(
+            out,
+            Event::Created {
+                ts,
+                side: position.side,
+                entry_price: position.entry_price,
+                activation_price: position.entry_price
+                    * (Decimal::ONE
+                        + Decimal::from(sign) * c.activation_percent / Decimal::ONE_HUNDRED),
+            }
+        );
+        if let Some(pct) = c.initial_stop_percent {
+            let initial = Ratio::one_plus(pct, -s).floor_to_tick(entry, tick);
+            stop.offer(initial, StopOrigin::Initial, entry, ts, out);
+        }
+        let intent = stop.step(entry, ts, out);
+        Ok((stop, intent))
+    }
+
+    /// Feeds one price point (DESIGN §2.1 steps 2–3). `price` must be exact at the instrument's
+    /// `price_decimals`.
+    pub fn on_price<O: EventSink>(
+        &mut self,
+        price: Decimal,
+        ts: i64,
+        out: &mut O,
+    ) -> Result<Option<Intent>, EngineError> {
+        let units = self
+            .instrument
+            .units(price)
+            .ok_or(EngineError::NotRepresentable {
+                what: "price",
+                value: price,
+                decimals: self.instrument.price_decimals,
+            })?;
+        if units <= 0 {
+            return Err(EngineError::NotPositive {
+                what: "price",
+                value: price,
+            });
+        }
+        self.on_price_units(units, ts, out)
+    }
+
+    /// Feeds one price point given in instrument units (the hot path).
+    #[inline]
+    pub fn on_price_units<O: EventSink>(
+        &mut self,
+        price: i64,
+        ts: i64,
+        out: &mut O,
+    ) -> Result<Option<Intent>, EngineError> {
+        if self.state == State::Triggered {
+            return Err(EngineError::Closed);
+        }
+        if ts < self.last_ts {
+            return Err(EngineError::OutOfOrder {
+                ts,
+                last: self.last_ts,
+            });
+        }
+        self.last_ts = ts;
+        Ok(self.step(self.sign * price, ts, out))
+    }
+
+    /// The exchange accepted the stop at `price` (units); it rests there now.
+    pub fn on_stop_confirmed<O: EventSink>(&mut self, price: i64, ts: i64, out: &mut O) {
+        self.confirmed = Some(self.sign * price);
+        emit!(
+            out,
+            Event::StopConfirmed {
+                ts,
+                stop: self.instrument.decimal(price),
+            }
+        );
+    }
+
+    /// The exchange refused the stop at `stop` because `market` is at or through it: the
+    /// position must close at market now.
+    pub fn on_stop_rejected<O: EventSink>(
+        &mut self,
+        stop: i64,
+        market: i64,
+        ts: i64,
+        out: &mut O,
+    ) -> Intent {
+        emit!(
+            out,
+            Event::StopRejected {
+                ts,
+                price: self.instrument.decimal(market),
+                stop: self.instrument.decimal(stop),
+            }
+        );
+        self.exit_now(self.sign * stop, self.sign * market, ts, out)
+    }
+
+    /// The position closed at `fill` (units, before slippage) for `reason`.
+    pub fn on_closed<O: EventSink>(
+        &mut self,
+        reason: ExitReason,
+        fill: i64,
+        ts: i64,
+        out: &mut O,
+    ) {
+        self.state = State::Triggered;
+        self.exit = Some(reason);
+        self.last_ts = self.last_ts.max(ts);
+        emit!(
+            out,
+            Event::Triggered {
+                ts,
+                fill_price: self.instrument.decimal(fill),
+                reason,
+            }
+        );
+    }
+
+    #[inline]
+    fn step<O: EventSink>(&mut self, p: i64, ts: i64, out: &mut O) -> Option<Intent> {
+        let new_extreme = p > self.extreme;
+        if new_extreme {
+            self.extreme = p;
+        }
+        let fast = match self.momentum {
+            Some(m) => {
+                let low = self.window.push(ts, p, m.window_ms);
+                m.threshold.scaled_le(low.abs(), p - low)
+            }
+            None => false,
+        };
+        let mut recompute = new_extreme || fast != self.fast;
+        self.fast = fast;
+        if self.state == State::Inactive {
+            let reason = if p >= self.activation_at {
+                Some(ActivationReason::Price)
+            } else {
+                match self.time_rule {
+                    Some(t) if ts - self.position.opened_at >= t.after_ms && p >= t.threshold => {
+                        Some(ActivationReason::Time)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(reason) = reason {
+                self.state = State::Active;
+                self.activated_at = Some(ts);
+                recompute = true;
+                emit!(
+                    out,
+                    Event::Activated {
+                        ts,
+                        price: self.dec(p),
+                        reason,
+                    }
+                );
+            } else if let Some(be) = self.breakeven
+                && p >= be.threshold
+            {
+                if !self.breakeven_armed {
+                    self.breakeven_armed = true;
+                    emit!(
+                        out,
+                        Event::BreakevenArmed {
+                            ts,
+                            price: self.dec(p),
+                            stop: self.dec(be.stop),
+                        }
+                    );
+                }
+                self.offer(be.stop, StopOrigin::Breakeven, p, ts, out);
+            }
+        }
+        if recompute && self.state == State::Active {
+            let ratio = if fast { self.fast_trail } else { self.trail };
+            let candidate = ratio.floor_to_tick(self.extreme, self.tick);
+            self.offer(candidate, StopOrigin::Trailing, p, ts, out);
+        }
+        self.update_policy(p, ts, out)
+    }
+
+    /// Takes `candidate` as the desired stop if it is strictly better (DESIGN §2.1 step 2).
+    #[inline]
+    fn offer<O: EventSink>(&mut self, candidate: i64, origin: StopOrigin, p: i64, ts: i64, out: &mut O) {
+        let better = match self.desired {
+            None => true,
+            Some((s, _)) => candidate > s,
+        };
+        if better {
+            emit!(
+                out,
+                Event::StopRaised {
+                    ts,
+                    price: self.dec(p),
+                    from: self.desired.map(|(s, _)| self.dec(s)),
+                    to: self.dec(candidate),
+                    origin,
+                }
+            );
+            self.desired = Some((candidate, origin));
+        }
+    }
+
+    /// DESIGN §2.1 step 3: send, hold, or exit now.
+    #[inline]
+    fn update_policy<O: EventSink>(&mut self, p: i64, ts: i64, out: &mut O) -> Option<Intent> {
+        let (s, origin) = self.desired?;
+        let reason = match self.sent {
+            None => SendReason::Initial,
+            Some(x) => {
+                if s <= x.price {
+                    return None;
+                }
+                let interval_ok = ts - x.at >= self.min_interval_ms;
+                let (gain, base) = (s - x.price, x.price.abs());
+                if interval_ok && self.min_improvement.scaled_le(base, gain) {
+                    SendReason::Normal
+                } else if self.emergency.scaled_le(base, gain) {
+                    SendReason::Emergency
+                } else {
+                    self.counters.updates_held += 1;
+                    emit!(
+                        out,
+                        Event::UpdateHeld {
+                            ts,
+                            price: self.dec(p),
+                            desired: self.dec(s),
+                            sent: self.dec(x.price),
+                            reason: if interval_ok {
+                                HoldReason::Improvement
+                            } else {
+                                HoldReason::Interval
+                            },
+                        }
+                    );
+                    return None;
+                }
+            }
+        };
+        if s >= p {
+            return Some(self.exit_now(s, p, ts, out));
+        }
+        self.counters.stop_updates += 1;
+        if reason == SendReason::Emergency {
+            self.counters.emergency_updates += 1;
+        }
+        emit!(
+            out,
+            Event::UpdateSent {
+                ts,
+                price: self.dec(p),
+                stop: self.dec(s),
+                previous: self.sent.map(|x| self.dec(x.price)),
+                reason,
+            }
+        );
+        self.sent = Some(Sent { price: s, at: ts });
+        Some(Intent::PlaceStop {
+            price: self.sign * s,
+            origin,
+        })
+    }
+
+    fn exit_now<O: EventSink>(&mut self, stop: i64, p: i64, ts: i64, out: &mut O) -> Intent {
+        self.state = State::Triggered;
+        self.exit = Some(ExitReason::ExitNow);
+        emit!(
+            out,
+            Event::ExitNow {
+                ts,
+                price: self.dec(p),
+                stop: self.dec(stop),
+            }
+        );
+        Intent::ExitNow
+    }
+
+    /// A mirrored price back to a real decimal.
+    fn dec(&self, mirrored: i64) -> Decimal {
+        self.instrument.decimal(self.sign * mirrored)
+    }
+
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+    pub fn instrument(&self) -> &Instrument {
+        &self.instrument
+    }
+    pub fn config(&self) -> &TrailingConfig {
+        &self.config
+    }
+    pub fn side(&self) -> Side {
+        self.position.side
+    }
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+    pub fn activated_at(&self) -> Option<i64> {
+        self.activated_at
+    }
+    pub fn breakeven_armed(&self) -> bool {
+        self.breakeven_armed
+    }
+    /// How the position closed, once it has.
+    pub fn exit_reason(&self) -> Option<ExitReason> {
+        self.exit
+    }
+    /// The best price since entry: the highest for a long, the lowest for a short.
+    pub fn extreme(&self) -> Decimal {
+        self.dec(self.extreme)
+    }
+    /// The exact activation price, `entry * (1 ± activation_percent/100)`.
+    pub fn activation_price(&self) -> Decimal {
+        let c = &self.config;
+        self.position.entry_price
+            * (Decimal::ONE
+                + Decimal::from(self.sign) * c.activation_percent / Decimal::ONE_HUNDRED)
+    }
+    /// The stop the engine wants (rounded to the tick), if any.
+    pub fn desired_stop(&self) -> Option<Decimal> {
+        self.desired.map(|(s, _)| self.dec(s))
+    }
+    pub fn desired_stop_units(&self) -> Option<i64> {
+        self.desired.map(|(s, _)| self.sign * s)
+    }
+    pub fn desired_origin(&self) -> Option<StopOrigin> {
+        self.desired.map(|(_, o)| o)
+    }
+    /// The last stop sent to the exchange, and when.
+    pub fn sent_stop(&self) -> Option<(Decimal, i64)> {
+        self.sent.map(|x| (self.dec(x.price), x.at))
+    }
+    pub fn sent_stop_units(&self) -> Option<i64> {
+        self.sent.map(|x| self.sign * x.price)
+    }
+    /// The stop the exchange last confirmed as resting.
+    pub fn confirmed_stop(&self) -> Option<Decimal> {
+        self.confirmed.map(|c| self.dec(c))
+    }
+    /// Whether momentum acceleration held at the last price point.
+    pub fn momentum_active(&self) -> bool {
+        self.fast
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
