@@ -1,1 +1,10 @@
+//! trailstop: an exact trailing-stop engine for crypto futures and the deterministic
+//! backtester around it. See `DESIGN.md` semantics in the README.
+
+pub mod backtest;
+pub mod cli;
+pub mod data;
 pub mod engine;
+pub mod scenario;
+pub mod sim;
+pub mod timefmt;

@@ -175,7 +175,13 @@ fn check_decimals(key: &str, v: Decimal) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_range(key: &str, v: Decimal, lo: Decimal, lo_incl: bool, hi: Decimal) -> Result<(), ConfigError> {
+fn check_range(
+    key: &str,
+    v: Decimal,
+    lo: Decimal,
+    lo_incl: bool,
+    hi: Decimal,
+) -> Result<(), ConfigError> {
     check_decimals(key, v)?;
     let lo_ok = if lo_incl { v >= lo } else { v > lo };
     if !lo_ok || v >= hi {
@@ -245,8 +251,20 @@ impl TrailingConfig {
             ));
         }
         if let Some(b) = &self.breakeven {
-            check_range("trailing.breakeven.trigger_percent", b.trigger_percent, zero, true, hundred)?;
-            check_range("trailing.breakeven.offset_percent", b.offset_percent, -hundred, false, hundred)?;
+            check_range(
+                "trailing.breakeven.trigger_percent",
+                b.trigger_percent,
+                zero,
+                true,
+                hundred,
+            )?;
+            check_range(
+                "trailing.breakeven.offset_percent",
+                b.offset_percent,
+                -hundred,
+                false,
+                hundred,
+            )?;
         }
         if let Some(t) = &self.time_activation {
             check_range(
@@ -270,8 +288,20 @@ impl TrailingConfig {
                     format!("{} must be between 1 and one year", m.window_seconds),
                 ));
             }
-            check_range("trailing.momentum.threshold_percent", m.threshold_percent, zero, true, hundred)?;
-            check_range("trailing.momentum.distance_factor", m.distance_factor, zero, false, hundred)?;
+            check_range(
+                "trailing.momentum.threshold_percent",
+                m.threshold_percent,
+                zero,
+                true,
+                hundred,
+            )?;
+            check_range(
+                "trailing.momentum.distance_factor",
+                m.distance_factor,
+                zero,
+                false,
+                hundred,
+            )?;
             if self.distance_percent * m.distance_factor >= hundred {
                 return Err(ConfigError::new(
                     "trailing.momentum.distance_factor",
@@ -334,8 +364,10 @@ mod tests {
     fn unknown_keys_are_rejected() {
         let e = toml::from_str::<TrailingConfig>("distance_percent = 1\ndistanse = 2").unwrap_err();
         assert!(e.to_string().contains("distanse"), "{e}");
-        let e = toml::from_str::<TrailingConfig>("distance_percent = 1\n[breakeven]\ntrigger_percent = 1\nofset_percent = 1")
-            .unwrap_err();
+        let e = toml::from_str::<TrailingConfig>(
+            "distance_percent = 1\n[breakeven]\ntrigger_percent = 1\nofset_percent = 1",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("ofset_percent"), "{e}");
     }
 
@@ -345,9 +377,18 @@ mod tests {
             ("distance_percent = 0", "trailing.distance_percent"),
             ("distance_percent = 100", "trailing.distance_percent"),
             ("distance_percent = -1", "trailing.distance_percent"),
-            ("distance_percent = 1\nactivation_percent = -0.5", "trailing.activation_percent"),
-            ("distance_percent = 1\ninitial_stop_percent = 0", "trailing.initial_stop_percent"),
-            ("distance_percent = 0.000000001", "trailing.distance_percent"),
+            (
+                "distance_percent = 1\nactivation_percent = -0.5",
+                "trailing.activation_percent",
+            ),
+            (
+                "distance_percent = 1\ninitial_stop_percent = 0",
+                "trailing.initial_stop_percent",
+            ),
+            (
+                "distance_percent = 0.000000001",
+                "trailing.distance_percent",
+            ),
             (
                 "distance_percent = 60\n[momentum]\nwindow_seconds = 5\nthreshold_percent = 1\ndistance_factor = 2",
                 "trailing.momentum.distance_factor",

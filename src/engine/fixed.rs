@@ -49,6 +49,9 @@ pub(crate) struct Ratio {
 impl Ratio {
     /// `pct` percent as a ratio (`0.5` → `5/1000`), exact.
     pub fn percent(pct: Decimal) -> Ratio {
+        // Trailing zeros ("0.50000000000") pass validation but would inflate the denominator
+        // past what the i128 products allow.
+        let pct = pct.normalize();
         let den = pow10(pct.scale()) * 100;
         Ratio {
             num: pct.mantissa(),
@@ -68,6 +71,7 @@ impl Ratio {
     /// `1 + sign * (pct/100) * factor`.
     pub fn one_plus_scaled(pct: Decimal, factor: Decimal, sign: i128) -> Ratio {
         let p = Ratio::percent(pct);
+        let factor = factor.normalize();
         let fden = pow10(factor.scale());
         Ratio {
             num: p.den * fden + sign * p.num * factor.mantissa(),

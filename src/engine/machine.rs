@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::config::{ConfigError, TrailingConfig};
-use super::event::{
-    ActivationReason, Event, ExitReason, HoldReason, SendReason, StopOrigin,
-};
+use super::event::{ActivationReason, Event, ExitReason, HoldReason, SendReason, StopOrigin};
 use super::fixed::{MAX_PRICE_DECIMALS, Ratio};
 use super::window::MinWindow;
 use super::{Instrument, Position, Side};
@@ -117,7 +115,6 @@ pub struct TrailingStop {
     config: TrailingConfig,
     sign: i64,
     tick: i64,
-    entry: i64,
     activation_at: i64,
     trail: Ratio,
     fast_trail: Ratio,
@@ -181,11 +178,13 @@ impl TrailingStop {
             });
         }
         let units = |what, value: Decimal| {
-            instrument.units(value).ok_or(EngineError::NotRepresentable {
-                what,
-                value,
-                decimals,
-            })
+            instrument
+                .units(value)
+                .ok_or(EngineError::NotRepresentable {
+                    what,
+                    value,
+                    decimals,
+                })
         };
         let tick = units("tick_size", instrument.tick_size)?;
         let sign = position.side.sign();
@@ -194,17 +193,15 @@ impl TrailingStop {
         let c = config;
         let profit_threshold = |pct: Decimal| Ratio::one_plus(pct, s).ceil_mul(entry);
         let trail = Ratio::one_plus(c.distance_percent, -s);
-        let fast_trail = c
-            .momentum
-            .as_ref()
-            .map_or(trail, |m| Ratio::one_plus_scaled(c.distance_percent, m.distance_factor, -s));
+        let fast_trail = c.momentum.as_ref().map_or(trail, |m| {
+            Ratio::one_plus_scaled(c.distance_percent, m.distance_factor, -s)
+        });
         let mut stop = TrailingStop {
             position: position.clone(),
             instrument: *instrument,
             config: config.clone(),
             sign,
             tick,
-            entry,
             activation_at: profit_threshold(c.activation_percent),
             trail,
             fast_trail,
@@ -335,13 +332,7 @@ impl TrailingStop {
     }
 
     /// The position closed at `fill` (units, before slippage) for `reason`.
-    pub fn on_closed<O: EventSink>(
-        &mut self,
-        reason: ExitReason,
-        fill: i64,
-        ts: i64,
-        out: &mut O,
-    ) {
+    pub fn on_closed<O: EventSink>(&mut self, reason: ExitReason, fill: i64, ts: i64, out: &mut O) {
         self.state = State::Triggered;
         self.exit = Some(reason);
         self.last_ts = self.last_ts.max(ts);
@@ -420,7 +411,14 @@ impl TrailingStop {
 
     /// Takes `candidate` as the desired stop if it is strictly better (DESIGN §2.1 step 2).
     #[inline]
-    fn offer<O: EventSink>(&mut self, candidate: i64, origin: StopOrigin, p: i64, ts: i64, out: &mut O) {
+    fn offer<O: EventSink>(
+        &mut self,
+        candidate: i64,
+        origin: StopOrigin,
+        p: i64,
+        ts: i64,
+        out: &mut O,
+    ) {
         let better = match self.desired {
             None => true,
             Some((s, _)) => candidate > s,

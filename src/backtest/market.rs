@@ -1,0 +1,70 @@
+//! Market data in the engine's integer price units, ready to replay.
+
+use rust_decimal::Decimal;
+
+use crate::engine::Instrument;
+use crate::engine::fixed::MAX_PRICE_DECIMALS;
+use crate::sim::path::Bar;
+
+/// What is replayed: candles (4 points each) or trade ticks (1 point each).
+#[derive(Debug, Clone)]
+pub enum Series {
+    Candles { bars: Vec<Bar>, delta_ms: i64 },
+    Ticks { ts: Vec<i64>, price: Vec<i64> },
+}
+
+#[derive(Debug, Clone)]
+pub struct Market {
+    pub instrument: Instrument,
+    pub series: Series,
+}
+
+impl Market {
+    /// The times at which entries may open: candle opens or ticks.
+    pub fn entry_times(&self) -> Vec<i64> {
+        match &self.series {
+            Series::Candles { bars, .. } => bars.iter().map(|b| b.ts).collect(),
+            Series::Ticks { ts, .. } => ts.clone(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.series {
+            Series::Candles { bars, .. } => bars.len(),
+            Series::Ticks { ts, .. } => ts.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The fewest decimals that represent every value exactly (at least the tick's).
+pub fn decimals_for<'a>(
+    tick: Decimal,
+    values: impl IntoIterator<Item = &'a Decimal>,
+) -> Result<u32, String> {
+    let mut dp = tick.normalize().scale();
+    for v in values {
+        if v.scale() > dp {
+            dp = dp.max(v.normalize().scale());
+        }
+    }
+    if dp > MAX_PRICE_DECIMALS {
+        return Err(format!(
+            "prices need {dp} decimals; at most {MAX_PRICE_DECIMALS} are supported"
+        ));
+    }
+    Ok(dp)
+}
+
+/// Converts exact decimals to units at `decimals`; the error is the index of a value that
+/// does not fit.
+pub fn to_units(values: &[Decimal], decimals: u32) -> Result<Vec<i64>, usize> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| crate::engine::fixed::to_units(*v, decimals).ok_or(i))
+        .collect()
+}

@@ -1,0 +1,344 @@
+//! `trailstop backtest`: a scenario's data replayed through the engine against the simulated
+//! exchange, with the optimistic/pessimistic band (DESIGN §3–§4).
+
+pub mod market;
+pub mod output;
+pub mod record;
+pub mod run;
+
+use std::path::PathBuf;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::data::{self, DataError, GapReport};
+use crate::engine::{EngineError, Event, ExitReason, Instrument};
+use crate::scenario::Scenario;
+use crate::sim::entries::{self, EntrySpec};
+use crate::sim::exchange::VenueModel;
+use crate::sim::path::{Bar, Policy};
+
+use market::{Market, Series};
+use record::TradeRow;
+use run::{PositionRun, RunSettings, run_positions};
+
+#[derive(Debug, Error)]
+pub enum BacktestError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+    #[error("{0}")]
+    Entries(String),
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+}
+
+/// The data a scenario replays, loaded and converted once.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub market: Market,
+    pub entries: Vec<EntrySpec>,
+    pub source: PathBuf,
+    pub rows: usize,
+    pub gaps: Option<GapReport>,
+}
+
+/// Where market data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    Candles,
+    Trades,
+}
+
+/// Loads candles or trades and converts them to integer units at the fewest decimals that hold
+/// every price, the tick and `extra_prices` (priced entries) exactly.
+pub fn load_market<'a>(
+    kind: DataKind,
+    path: &std::path::Path,
+    tick: Decimal,
+    extra_prices: impl IntoIterator<Item = &'a Decimal>,
+) -> Result<(Market, usize, Option<GapReport>), BacktestError> {
+    let input_err = |message: String| BacktestError::Input {
+        path: path.to_path_buf(),
+        message,
+    };
+    let out_of_range = |i: usize, field: &str, v: &[Decimal]| {
+        input_err(format!(
+            "row {}, field `{field}`: {} is out of range",
+            i + 1,
+            v[i]
+        ))
+    };
+    let (market, rows, gaps) = match kind {
+        DataKind::Candles => {
+            let c = data::load_candles(path)?;
+            let all = c.open.iter().chain(&c.high).chain(&c.low).chain(&c.close);
+            let dp = market::decimals_for(tick, all)
+                .and_then(|a| Ok(a.max(market::decimals_for(tick, extra_prices)?)))
+                .map_err(input_err)?;
+            let conv = |v: &[Decimal], field: &str| {
+                market::to_units(v, dp).map_err(|i| out_of_range(i, field, v))
+            };
+            let (o, h, l, cl) = (
+                conv(&c.open, "open")?,
+                conv(&c.high, "high")?,
+                conv(&c.low, "low")?,
+                conv(&c.close, "close")?,
+            );
+            let bars: Vec<Bar> = (0..c.ts.len())
+                .map(|i| Bar {
+                    ts: c.ts[i],
+                    open: o[i],
+                    high: h[i],
+                    low: l[i],
+                    close: cl[i],
+                })
+                .collect();
+            let delta_ms = data::interval_ms(&c.ts).unwrap_or(60_000);
+            let rows = bars.len();
+            (
+                Market {
+                    instrument: Instrument::with_price_decimals(tick, dp),
+                    series: Series::Candles { bars, delta_ms },
+                },
+                rows,
+                Some(c.gaps),
+            )
+        }
+        DataKind::Trades => {
+            let t = data::load_trades(path)?;
+            let dp = market::decimals_for(tick, t.price.iter())
+                .and_then(|a| Ok(a.max(market::decimals_for(tick, extra_prices)?)))
+                .map_err(input_err)?;
+            let price =
+                market::to_units(&t.price, dp).map_err(|i| out_of_range(i, "price", &t.price))?;
+            let rows = price.len();
+            (
+                Market {
+                    instrument: Instrument::with_price_decimals(tick, dp),
+                    series: Series::Ticks { ts: t.ts, price },
+                },
+                rows,
+                None,
+            )
+        }
+    };
+    if market.is_empty() {
+        return Err(input_err("no data rows".into()));
+    }
+    Ok((market, rows, gaps))
+}
+
+/// Loads the scenario's market data and entries.
+pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
+    let tick = scenario.data.tick_size;
+    let (kind, source) = match (&scenario.data.candles, &scenario.data.trades) {
+        (Some(c), _) => (DataKind::Candles, scenario.resolve(c)),
+        (None, Some(t)) => (DataKind::Trades, scenario.resolve(t)),
+        (None, None) => unreachable!("validated"),
+    };
+    let e = &scenario.entries;
+    let file_entries = match &e.file {
+        Some(f) => Some(entries::read_file(&scenario.resolve(f)).map_err(BacktestError::Entries)?),
+        None => None,
+    };
+    let entry_prices = file_entries
+        .iter()
+        .flatten()
+        .filter_map(|e| e.price.as_ref());
+    let (market, rows, gaps) = load_market(kind, &source, tick, entry_prices)?;
+    let times = market.entry_times();
+    let entries = match (file_entries, &e.every, e.random) {
+        (Some(f), _, _) => f,
+        (None, Some(every), _) => {
+            let ms = entries::parse_duration_ms(every).map_err(BacktestError::Entries)?;
+            entries::every(&times, ms, e.side)
+        }
+        (None, None, Some(n)) => entries::random(&times, n, e.seed.unwrap_or(0), e.side),
+        _ => unreachable!("validated"),
+    };
+    Ok(Loaded {
+        market,
+        entries,
+        source,
+        rows,
+        gaps,
+    })
+}
+
+/// Totals of one run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Totals {
+    pub policy: Policy,
+    pub trades: usize,
+    pub wins: usize,
+    pub win_rate: f64,
+    pub total_return_pct: f64,
+    pub mean_return_pct: f64,
+}
+
+impl Totals {
+    pub fn of(policy: Policy, rows: &[TradeRow]) -> Totals {
+        let total: Decimal = rows.iter().map(|r| r.pnl_pct).sum();
+        let wins = rows.iter().filter(|r| r.pnl_pct > Decimal::ZERO).count();
+        let n = rows.len();
+        let f = |d: Decimal| d.round_dp(8).to_string().parse::<f64>().unwrap_or(0.0);
+        Totals {
+            policy,
+            trades: n,
+            wins,
+            win_rate: if n == 0 { 0.0 } else { wins as f64 / n as f64 },
+            total_return_pct: f(total),
+            mean_return_pct: if n == 0 {
+                0.0
+            } else {
+                f(total / Decimal::from(n))
+            },
+        }
+    }
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub symbol: String,
+    pub data: String,
+    pub data_rows: usize,
+    pub interval_ms: Option<i64>,
+    pub gaps: Option<GapReport>,
+    pub price_decimals: u32,
+    pub venue: String,
+    /// The run's own totals (with its policy).
+    #[serde(flatten)]
+    pub totals: Totals,
+    pub exit_reasons: std::collections::BTreeMap<String, usize>,
+    pub stop_updates: u64,
+    pub updates_held: u64,
+    pub emergency_updates: u64,
+    pub unprotected_ms: i64,
+    pub ambiguous_bars: u64,
+    /// The whole run under the optimistic and the pessimistic intrabar order.
+    pub band: Band,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Band {
+    pub optimistic: Totals,
+    pub pessimistic: Totals,
+}
+
+/// A finished backtest: rows, events by position, summary.
+pub struct Report {
+    pub rows: Vec<TradeRow>,
+    pub events: Vec<(u64, Vec<Event>)>,
+    pub summary: Summary,
+}
+
+/// Runs the scenario under its policy (with events and ambiguity) and under the optimistic and
+/// pessimistic orders for the band.
+pub fn run_scenario(
+    scenario: &Scenario,
+    loaded: &Loaded,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Report, BacktestError> {
+    let market = &loaded.market;
+    let discrete = matches!(market.series, Series::Ticks { .. });
+    let settings = RunSettings {
+        symbol: scenario.data.symbol.clone(),
+        trailing: scenario.trailing.clone(),
+        model: VenueModel {
+            venue: scenario.exchange.venue,
+            update_latency_ms: scenario.exchange.update_latency_ms as i64,
+            discrete,
+        },
+        taker_fee: scenario.exchange.taker_fee,
+        slippage_bps: scenario.exchange.slippage_bps,
+    };
+    let policy = scenario.intrabar.policy;
+    let n = loaded.entries.len();
+    let passes = if discrete { 1 } else { 3 };
+    let rows_of = |runs: &[PositionRun]| -> Vec<TradeRow> {
+        runs.iter()
+            .map(|r| {
+                TradeRow::from_run(
+                    r,
+                    &market.instrument,
+                    settings.taker_fee,
+                    settings.slippage_bps,
+                )
+            })
+            .collect()
+    };
+    let main = run_positions(
+        market,
+        &loaded.entries,
+        &settings,
+        policy,
+        true,
+        !discrete,
+        |k| progress(k, n * passes),
+    )?;
+    let rows = rows_of(&main);
+    let band_for = |p: Policy,
+                    pass: usize,
+                    progress: &mut dyn FnMut(usize, usize)|
+     -> Result<Totals, BacktestError> {
+        if discrete || p == policy {
+            return Ok(Totals::of(p, &rows));
+        }
+        let runs = run_positions(market, &loaded.entries, &settings, p, false, false, |k| {
+            progress(pass * n + k, n * passes)
+        })?;
+        Ok(Totals::of(p, &rows_of(&runs)))
+    };
+    let optimistic = band_for(Policy::Optimistic, 1, &mut progress)?;
+    let pessimistic = band_for(Policy::Pessimistic, 2, &mut progress)?;
+    progress(n * passes, n * passes);
+    let mut exit_reasons = std::collections::BTreeMap::new();
+    for r in [
+        ExitReason::TrailingStop,
+        ExitReason::InitialStop,
+        ExitReason::BreakevenStop,
+        ExitReason::ExitNow,
+        ExitReason::EndOfData,
+    ] {
+        exit_reasons.insert(
+            r.as_str().to_string(),
+            rows.iter().filter(|t| t.exit_reason == r).count(),
+        );
+    }
+    let sum = |f: fn(&TradeRow) -> u64| rows.iter().map(f).sum::<u64>();
+    let summary = Summary {
+        scenario: scenario.name.clone(),
+        symbol: scenario.data.symbol.clone(),
+        data: loaded.source.display().to_string(),
+        data_rows: loaded.rows,
+        interval_ms: match &market.series {
+            Series::Candles { delta_ms, .. } => Some(*delta_ms),
+            Series::Ticks { .. } => None,
+        },
+        gaps: loaded.gaps,
+        price_decimals: market.instrument.price_decimals,
+        venue: format!("{:?}", scenario.exchange.venue).to_lowercase(),
+        totals: Totals::of(policy, &rows),
+        exit_reasons,
+        stop_updates: sum(|r| r.stop_updates as u64),
+        updates_held: sum(|r| r.updates_held as u64),
+        emergency_updates: sum(|r| r.emergency_updates as u64),
+        unprotected_ms: rows.iter().map(|r| r.unprotected_ms).sum(),
+        ambiguous_bars: sum(|r| r.ambiguous_bars as u64),
+        band: Band {
+            optimistic,
+            pessimistic,
+        },
+    };
+    let events = main.into_iter().map(|r| (r.id, r.events)).collect();
+    Ok(Report {
+        rows,
+        events,
+        summary,
+    })
+}

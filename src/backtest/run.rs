@@ -1,0 +1,278 @@
+//! Replays the market through one engine per position against the simulated exchange.
+
+use rust_decimal::Decimal;
+
+use crate::engine::{
+    Counters, EngineError, Event, EventSink, NoEvents, Position, Side, TrailingConfig,
+};
+use crate::sim::entries::EntrySpec;
+use crate::sim::exchange::{Close, SimPosition, VenueModel};
+use crate::sim::path::{Bar, Policy, bar_points};
+
+use super::market::{Market, Series};
+
+/// Everything a run needs besides the market and the entries.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub symbol: String,
+    pub trailing: TrailingConfig,
+    pub model: VenueModel,
+    pub taker_fee: Decimal,
+    pub slippage_bps: Decimal,
+}
+
+/// One simulated position, before its numbers are turned into a `trades.csv` row.
+#[derive(Debug, Clone)]
+pub struct PositionRun {
+    pub id: u64,
+    pub side: Side,
+    pub opened_at: i64,
+    /// Entry price in instrument units.
+    pub entry: i64,
+    pub close: Close,
+    pub counters: Counters,
+    pub unprotected_ms: i64,
+    pub favourable_units: i64,
+    pub adverse_units: i64,
+    pub ambiguous_bars: u32,
+    pub events: Vec<Event>,
+}
+
+/// Where a position's replay starts after its entry point.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// From bar `bar`, the points strictly after `after_ts`.
+    Candle { bar: usize, after_ts: i64 },
+    /// From tick `idx` on.
+    Tick { idx: usize },
+}
+
+/// The entry point (time, price in units) and where the replay continues; `None` when no price
+/// point follows the entry (the entry is skipped and gets no number).
+fn resolve(
+    entry: &EntrySpec,
+    entry_units: Option<i64>,
+    market: &Market,
+) -> Option<(i64, i64, Start)> {
+    match &market.series {
+        Series::Candles { bars, delta_ms } => match entry_units {
+            None => {
+                let b = bars.partition_point(|bar| bar.ts < entry.time);
+                let bar = bars.get(b)?;
+                Some((
+                    bar.ts,
+                    bar.open,
+                    Start::Candle {
+                        bar: b,
+                        after_ts: bar.ts,
+                    },
+                ))
+            }
+            Some(price) => {
+                let b = bars.partition_point(|bar| bar.ts + delta_ms - 1 <= entry.time);
+                bars.get(b)?;
+                Some((
+                    entry.time,
+                    price,
+                    Start::Candle {
+                        bar: b,
+                        after_ts: entry.time,
+                    },
+                ))
+            }
+        },
+        Series::Ticks { ts, price } => match entry_units {
+            None => {
+                let i = ts.partition_point(|&t| t < entry.time);
+                if i + 1 >= ts.len() {
+                    return None;
+                }
+                Some((ts[i], price[i], Start::Tick { idx: i + 1 }))
+            }
+            Some(p) => {
+                let i = ts.partition_point(|&t| t <= entry.time);
+                if i >= ts.len() {
+                    return None;
+                }
+                Some((entry.time, p, Start::Tick { idx: i }))
+            }
+        },
+    }
+}
+
+/// Runs every entry under `policy`. `events` keeps each position's events; `ambiguity` counts
+/// the bars where the optimistic and the pessimistic order end differently.
+pub fn run_positions(
+    market: &Market,
+    entries: &[EntrySpec],
+    settings: &RunSettings,
+    policy: Policy,
+    events: bool,
+    ambiguity: bool,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<PositionRun>, EngineError> {
+    let mut out = Vec::with_capacity(entries.len());
+    let mut next_id = 1u64;
+    for (k, entry) in entries.iter().enumerate() {
+        progress(k);
+        let entry_units =
+            match entry.price {
+                Some(p) => Some(market.instrument.units(p).ok_or(
+                    EngineError::NotRepresentable {
+                        what: "entry price",
+                        value: p,
+                        decimals: market.instrument.price_decimals,
+                    },
+                )?),
+                None => None,
+            };
+        let Some((opened_at, entry_price, start)) = resolve(entry, entry_units, market) else {
+            continue;
+        };
+        let mut position = Position::new(
+            next_id,
+            &settings.symbol,
+            entry.side,
+            market.instrument.decimal(entry_price),
+            opened_at,
+        );
+        if let Some(q) = entry.quantity {
+            position.quantity = q;
+        }
+        let run = if events {
+            let mut sink = Vec::new();
+            let mut r = simulate(
+                market,
+                settings,
+                policy,
+                ambiguity,
+                &position,
+                entry_price,
+                start,
+                &mut sink,
+            )?;
+            r.events = sink;
+            r
+        } else {
+            simulate(
+                market,
+                settings,
+                policy,
+                ambiguity,
+                &position,
+                entry_price,
+                start,
+                &mut NoEvents,
+            )?
+        };
+        out.push(run);
+        next_id += 1;
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn simulate<O: EventSink>(
+    market: &Market,
+    settings: &RunSettings,
+    policy: Policy,
+    ambiguity: bool,
+    position: &Position,
+    entry: i64,
+    start: Start,
+    out: &mut O,
+) -> Result<PositionRun, EngineError> {
+    let side = position.side;
+    let mut sim = SimPosition::open(
+        position,
+        &market.instrument,
+        &settings.trailing,
+        settings.model,
+        out,
+    )?;
+    let mut ambiguous_bars = 0u32;
+    if sim.closed().is_none() {
+        match (&market.series, start) {
+            (Series::Candles { bars, delta_ms }, Start::Candle { bar, after_ts }) => {
+                for (b, candle) in bars.iter().enumerate().skip(bar) {
+                    let after = if b == bar { after_ts } else { i64::MIN };
+                    let low_first = policy.low_first(side, candle);
+                    if ambiguity && candle.high != candle.low {
+                        let mut alt = sim.clone();
+                        run_bar(
+                            &mut alt,
+                            candle,
+                            *delta_ms,
+                            !low_first,
+                            after,
+                            &mut NoEvents,
+                        )?;
+                        run_bar(&mut sim, candle, *delta_ms, low_first, after, out)?;
+                        if alt.outcome() != sim.outcome() {
+                            ambiguous_bars += 1;
+                        }
+                    } else {
+                        run_bar(&mut sim, candle, *delta_ms, low_first, after, out)?;
+                    }
+                    if sim.closed().is_some() {
+                        break;
+                    }
+                }
+                if sim.closed().is_none() {
+                    let last = bars.last().expect("a start bar exists");
+                    sim.end_of_data(last.close, last.ts + delta_ms - 1, out);
+                }
+            }
+            (Series::Ticks { ts, price }, Start::Tick { idx }) => {
+                for i in idx..ts.len() {
+                    let pt = crate::sim::path::Point {
+                        ts: ts[i],
+                        price: price[i],
+                        gap: false,
+                    };
+                    if sim.on_point(pt, out)?.is_some() {
+                        break;
+                    }
+                }
+                if sim.closed().is_none() {
+                    let n = ts.len() - 1;
+                    sim.end_of_data(price[n], ts[n], out);
+                }
+            }
+            _ => unreachable!("start matches the series"),
+        }
+    }
+    let close = sim.closed().expect("every position closes");
+    Ok(PositionRun {
+        id: position.id,
+        side,
+        opened_at: position.opened_at,
+        entry,
+        close,
+        counters: sim.engine.counters(),
+        unprotected_ms: sim.unprotected_ms(),
+        favourable_units: sim.favourable_units(),
+        adverse_units: sim.adverse_units(),
+        ambiguous_bars,
+        events: Vec::new(),
+    })
+}
+
+#[inline]
+fn run_bar<O: EventSink>(
+    sim: &mut SimPosition,
+    bar: &Bar,
+    delta_ms: i64,
+    low_first: bool,
+    after_ts: i64,
+    out: &mut O,
+) -> Result<Option<Close>, EngineError> {
+    for pt in bar_points(bar, delta_ms, low_first) {
+        if pt.ts > after_ts
+            && let Some(c) = sim.on_point(pt, out)?
+        {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}

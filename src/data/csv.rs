@@ -1,0 +1,413 @@
+//! A small CSV reader over the file's lines, so that every error names its exact line.
+//!
+//! Commas separate fields; a field may be wrapped in double quotes (`""` is a quote inside);
+//! `\r\n` and `\n` line ends; blank lines are skipped (but counted); a UTF-8 BOM is ignored.
+//! Quoted fields do not span lines.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use super::build::{CandleBuilder, CandleNames, TradeBuilder};
+use super::error::{DataError, Loc};
+use super::parse::{Cell, is_number};
+use super::{Candles, TIME_COLUMNS, Trades};
+
+/// One non-blank line split into fields.
+struct Record<'a> {
+    line: usize,
+    fields: Vec<Cow<'a, str>>,
+    /// The file's last line, with no line end after it.
+    unterminated: bool,
+}
+
+struct Records<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> Records<'a> {
+    fn new(path: &'a Path, bytes: &'a [u8]) -> Self {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        Records {
+            path,
+            bytes,
+            pos: 0,
+            line: 0,
+        }
+    }
+
+    fn next_record(&mut self) -> Option<Result<Record<'a>, DataError>> {
+        while self.pos < self.bytes.len() {
+            self.line += 1;
+            let rest = &self.bytes[self.pos..];
+            let (raw, unterminated) = match rest.iter().position(|b| *b == b'\n') {
+                Some(end) => {
+                    self.pos += end + 1;
+                    (&rest[..end], false)
+                }
+                None => {
+                    self.pos = self.bytes.len();
+                    (rest, true)
+                }
+            };
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let loc = Loc::Line(self.line);
+            let text = match std::str::from_utf8(raw) {
+                Ok(t) => t,
+                Err(e) => {
+                    return Some(Err(DataError::new(
+                        self.path,
+                        format!("not valid UTF-8 text (byte {})", e.valid_up_to() + 1),
+                    )
+                    .at(loc)));
+                }
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Some(match split_fields(text) {
+                Ok(fields) => Ok(Record {
+                    line: self.line,
+                    fields,
+                    unterminated,
+                }),
+                Err(m) => Err(DataError::new(self.path, m).at(loc)),
+            });
+        }
+        None
+    }
+}
+
+/// Splits one line on commas, honouring double quotes.
+fn split_fields(line: &str) -> Result<Vec<Cow<'_, str>>, String> {
+    let mut fields = Vec::new();
+    let mut rest = line;
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t']);
+        if let Some(inner) = trimmed.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = inner.char_indices();
+            let after = loop {
+                match chars.next() {
+                    None => return Err("unterminated quoted field".to_owned()),
+                    Some((i, '"')) => {
+                        if inner[i + 1..].starts_with('"') {
+                            value.push('"');
+                            chars.next();
+                        } else {
+                            break &inner[i + 1..];
+                        }
+                    }
+                    Some((_, ch)) => value.push(ch),
+                }
+            };
+            fields.push(Cow::Owned(value));
+            let after = after.trim_start_matches([' ', '\t']);
+            if after.is_empty() {
+                return Ok(fields);
+            }
+            match after.strip_prefix(',') {
+                Some(next) => rest = next,
+                None => return Err("unexpected text after a quoted field".to_owned()),
+            }
+        } else {
+            match rest.find(',') {
+                Some(i) => {
+                    fields.push(Cow::Borrowed(&rest[..i]));
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    fields.push(Cow::Borrowed(rest));
+                    return Ok(fields);
+                }
+            }
+        }
+    }
+}
+
+fn normalise(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
+}
+
+/// The index of the first of `names` (in their priority order) found in the header.
+fn find_column(header: &[String], names: &[&str]) -> Option<usize> {
+    names
+        .iter()
+        .find_map(|n| header.iter().position(|h| normalise(h) == *n))
+}
+
+fn found_list(header: &[String]) -> String {
+    header
+        .iter()
+        .map(|h| format!("`{}`", h.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Error for absent columns: names the first missing one as the field, lists all missing and found.
+pub(crate) fn missing_columns(path: &Path, missing: &[String], found: &str) -> DataError {
+    let listed = missing
+        .iter()
+        .map(|m| format!("`{m}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = if missing.len() == 1 {
+        "missing column"
+    } else {
+        "missing columns"
+    };
+    DataError::new(path, format!("{what} {listed} (found: {found})"))
+        .field(missing.first().map(String::as_str))
+}
+
+/// Resolves the wanted columns (time first) against a header, or reports the missing ones.
+/// The time column is reported as `timestamp` (any of [`TIME_COLUMNS`] is accepted).
+fn resolve(path: &Path, header: &[String], wanted: &[&str]) -> Result<Vec<usize>, DataError> {
+    let mut idx = Vec::with_capacity(wanted.len() + 1);
+    let mut missing = Vec::new();
+    match find_column(header, TIME_COLUMNS) {
+        Some(i) => idx.push(i),
+        None => missing.push("timestamp".to_owned()),
+    }
+    for w in wanted {
+        match find_column(header, &[w]) {
+            Some(i) => idx.push(i),
+            None => missing.push((*w).to_owned()),
+        }
+    }
+    if missing.is_empty() {
+        Ok(idx)
+    } else {
+        let mut err = missing_columns(path, &missing, &found_list(header));
+        if missing[0] == "timestamp" {
+            err.message.push_str(&format!(
+                "; the time column may be named {}",
+                TIME_COLUMNS
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Err(err)
+    }
+}
+
+/// A row whose field count differs from the header's.
+fn width_error(path: &Path, rec: &Record<'_>, expected: usize, of_what: &str) -> DataError {
+    let got = rec.fields.len();
+    let message = if rec.unterminated && got < expected {
+        format!("has {got} of {expected} fields and no line end: the file looks truncated")
+    } else {
+        format!("has {got} fields, expected {expected} (as in {of_what})")
+    };
+    DataError::new(path, message).at(Loc::Line(rec.line))
+}
+
+/// Reads the first non-blank record, or reports an empty file.
+fn first_record<'a>(path: &Path, records: &mut Records<'a>) -> Result<Record<'a>, DataError> {
+    match records.next_record() {
+        Some(r) => r,
+        None => Err(DataError::new(path, "the file is empty: no data rows")),
+    }
+}
+
+/// Feeds every data record of a CSV file to `push` after checking its width.
+fn for_each_row<'a>(
+    path: &Path,
+    records: &mut Records<'a>,
+    first_data: Option<Record<'a>>,
+    expected: usize,
+    of_what: &str,
+    mut push: impl FnMut(&Record<'a>) -> Result<(), DataError>,
+) -> Result<usize, DataError> {
+    let mut rows = 0;
+    let mut next = first_data.map(Ok);
+    loop {
+        let rec = match next.take().or_else(|| records.next_record()) {
+            None => return Ok(rows),
+            Some(r) => r?,
+        };
+        if rec.fields.len() != expected {
+            return Err(width_error(path, &rec, expected, of_what));
+        }
+        push(&rec)?;
+        rows += 1;
+    }
+}
+
+pub(crate) fn load_candles(path: &Path, bytes: &[u8]) -> Result<Candles, DataError> {
+    let mut records = Records::new(path, bytes);
+    let first = first_record(path, &mut records)?;
+    let (cols, names, first_data, of_what) = if is_number(&first.fields[0]) {
+        // A Binance kline dump: open_time, open, high, low, close, volume, close_time, ...
+        if first.fields.len() < 5 {
+            return Err(DataError::new(
+                path,
+                format!(
+                    "a headerless file is read as a Binance kline dump (open_time, open, high, low, close, ...), but this line has {} fields",
+                    first.fields.len()
+                ),
+            )
+            .at(Loc::Line(first.line)));
+        }
+        let names = CandleNames {
+            time: "open_time".into(),
+            ..CandleNames::default()
+        };
+        let width = first.fields.len();
+        (
+            vec![0, 1, 2, 3, 4],
+            names,
+            Some(first),
+            ("the first line", width),
+        )
+    } else {
+        let header: Vec<String> = first.fields.iter().map(|f| f.to_string()).collect();
+        let cols = resolve(path, &header, &["open", "high", "low", "close"])
+            .map_err(|e| e.at(Loc::Line(first.line)))?;
+        let name = |i: usize| header[cols[i]].trim().to_owned();
+        let names = CandleNames {
+            time: name(0),
+            open: name(1),
+            high: name(2),
+            low: name(3),
+            close: name(4),
+        };
+        (cols, names, None, ("the header", header.len()))
+    };
+    let (of_what, expected) = of_what;
+    let mut builder = CandleBuilder::new(names);
+    let rows = for_each_row(path, &mut records, first_data, expected, of_what, |rec| {
+        let cell = |i: usize| Cell::Str(&rec.fields[cols[i]]);
+        builder
+            .push(
+                Loc::Line(rec.line),
+                [cell(0), cell(1), cell(2), cell(3), cell(4)],
+            )
+            .map_err(|e| e.into_data_error(path, Loc::Line(rec.line)))
+    })?;
+    if rows == 0 {
+        return Err(DataError::new(path, "no data rows after the header"));
+    }
+    builder
+        .finish()
+        .ok_or_else(|| DataError::new(path, "no data rows"))
+}
+
+fn is_bool(s: &str) -> bool {
+    matches!(normalise(s).as_str(), "true" | "false")
+}
+
+pub(crate) fn load_trades(path: &Path, bytes: &[u8]) -> Result<Trades, DataError> {
+    let mut records = Records::new(path, bytes);
+    let first = first_record(path, &mut records)?;
+    let ((t, p), (time_name, price_name), first_data, of_what) = if is_number(&first.fields[0]) {
+        // Binance dumps: trades `id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match]`,
+        // aggTrades `agg_id,price,qty,first_id,last_id,transact_time,is_buyer_maker[,best]`.
+        let f = &first.fields;
+        let layout = if f.len() >= 6 && is_bool(&f[5]) {
+            ((4, 1), ("time", "price"))
+        } else if f.len() >= 7 && is_bool(&f[6]) {
+            ((5, 1), ("transact_time", "price"))
+        } else {
+            return Err(DataError::new(
+                path,
+                "a headerless trades file must be a Binance trades or aggTrades dump \
+                 (id, price, qty, ..., time, is_buyer_maker); add a header with a time column and `price`",
+            )
+            .at(Loc::Line(first.line)));
+        };
+        let (cols, names) = layout;
+        let width = f.len();
+        (
+            cols,
+            (names.0.to_owned(), names.1.to_owned()),
+            Some(first),
+            ("the first line", width),
+        )
+    } else {
+        let header: Vec<String> = first.fields.iter().map(|f| f.to_string()).collect();
+        let cols = resolve(path, &header, &["price"]).map_err(|e| e.at(Loc::Line(first.line)))?;
+        let names = (
+            header[cols[0]].trim().to_owned(),
+            header[cols[1]].trim().to_owned(),
+        );
+        (
+            (cols[0], cols[1]),
+            names,
+            None,
+            ("the header", header.len()),
+        )
+    };
+    let (of_what, expected) = of_what;
+    let mut builder = TradeBuilder::new(&time_name, &price_name);
+    let rows = for_each_row(path, &mut records, first_data, expected, of_what, |rec| {
+        builder
+            .push(
+                Loc::Line(rec.line),
+                [Cell::Str(&rec.fields[t]), Cell::Str(&rec.fields[p])],
+            )
+            .map_err(|e| e.into_data_error(path, Loc::Line(rec.line)))
+    })?;
+    if rows == 0 {
+        return Err(DataError::new(path, "no data rows after the header"));
+    }
+    builder
+        .finish()
+        .ok_or_else(|| DataError::new(path, "no data rows"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn splits_plain_and_quoted_fields() {
+        let f = split_fields(r#"a,"b,c", "d""e" ,,f"#).unwrap();
+        assert_eq!(f, vec!["a", "b,c", "d\"e", "", "f"]);
+        assert!(split_fields(r#""abc"#).is_err());
+        assert!(split_fields(r#""abc"x,1"#).is_err());
+        assert_eq!(split_fields("").unwrap(), vec![""]);
+    }
+
+    #[test]
+    fn reads_iso_times_quotes_crlf_and_bom() {
+        let text = "\u{feff}\"Date\",Open,High,Low,Close,Volume\r\n\
+                    \"2022-12-13 00:00:00\",17212.12,17216.55,17208.88,17208.88,1\r\n\
+                    \r\n\
+                    2022-12-13T00:01:00Z,17209.49,17227.24,17208.84,17226.99,2\r\n";
+        let c = load_candles(Path::new("x.csv"), text.as_bytes()).unwrap();
+        assert_eq!(c.ts, vec![1_670_889_600_000, 1_670_889_660_000]);
+        assert_eq!(c.high, vec![dec!(17216.55), dec!(17227.24)]);
+        assert_eq!(c.close[1].to_string(), "17226.99");
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines() {
+        let text = "time,open,high,low,close\n1,2,3,1,2\n\n\n4,2,1,1,2\n";
+        let e = load_candles(Path::new("x.csv"), text.as_bytes()).unwrap_err();
+        assert_eq!(e.location.as_deref(), Some("line 5"));
+        assert_eq!(e.field.as_deref(), Some("high"));
+        assert_eq!(e.message, "high 1 is below max(open, close) 2");
+    }
+
+    #[test]
+    fn headerless_trades_layouts() {
+        // Binance trades dump: id, price, qty, quote_qty, time, is_buyer_maker, is_best_match
+        let trades = "1,2681.62,1,2681.62,1723161256560,true,true\n\
+                      2,2681.63,1,2681.63,1723161256775,False,True\n";
+        let t = load_trades(Path::new("t.csv"), trades.as_bytes()).unwrap();
+        assert_eq!(t.ts, vec![1_723_161_256_560, 1_723_161_256_775]);
+        assert_eq!(t.price, vec![dec!(2681.62), dec!(2681.63)]);
+        // aggTrades dump: agg_id, price, qty, first_id, last_id, transact_time, is_buyer_maker
+        let agg = "10,2681.62,1,5,6,1723161256560,true\n";
+        let t = load_trades(Path::new("a.csv"), agg.as_bytes()).unwrap();
+        assert_eq!(t.ts, vec![1_723_161_256_560]);
+        let e = load_trades(Path::new("b.csv"), b"1,2,3\n").unwrap_err();
+        assert_eq!(e.location.as_deref(), Some("line 1"));
+    }
+}

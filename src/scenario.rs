@@ -1,0 +1,390 @@
+//! Scenario files (DESIGN §5): strict TOML, `--set key=value` overrides, validation.
+
+use std::path::{Path, PathBuf};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::engine::{TrailingConfig, exact_decimal};
+use crate::sim::path::Policy;
+
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+    #[error("--set {0}: expected key=value (e.g. trailing.distance_percent=0.8)")]
+    BadOverride(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Venue {
+    Binance,
+    #[default]
+    Bybit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SideRule {
+    #[default]
+    Long,
+    Short,
+    Alternate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candles: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trades: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default)]
+    pub symbol: String,
+    #[serde(with = "exact_decimal")]
+    pub tick_size: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EntriesSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub side: SideRule,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeSection {
+    pub venue: Venue,
+    #[serde(with = "exact_decimal")]
+    pub taker_fee: Decimal,
+    #[serde(with = "exact_decimal")]
+    pub slippage_bps: Decimal,
+    pub update_latency_ms: u64,
+}
+
+impl Default for ExchangeSection {
+    fn default() -> Self {
+        ExchangeSection {
+            venue: Venue::Bybit,
+            taker_fee: Decimal::ZERO,
+            slippage_bps: Decimal::ZERO,
+            update_latency_ms: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntrabarSection {
+    pub policy: Policy,
+}
+
+/// A whole scenario file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub data: DataSection,
+    #[serde(default)]
+    pub entries: EntriesSection,
+    #[serde(default)]
+    pub exchange: ExchangeSection,
+    pub trailing: TrailingConfig,
+    #[serde(default)]
+    pub intrabar: IntrabarSection,
+    /// The sweep grid; read by `trailstop sweep`, kept as written here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<toml::Table>,
+    /// The folder of the scenario file: relative paths resolve against it first.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// Parses `key=value` into a path and a TOML value (a bare word that is not TOML is a string).
+pub fn parse_override(s: &str) -> Result<(Vec<String>, toml::Value), ScenarioError> {
+    let (key, value) = s
+        .split_once('=')
+        .ok_or_else(|| ScenarioError::BadOverride(s.to_string()))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(|k| k.trim().is_empty()) {
+        return Err(ScenarioError::BadOverride(s.to_string()));
+    }
+    let value = value.trim();
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    Ok((
+        key.split('.').map(|k| k.trim().to_string()).collect(),
+        parsed,
+    ))
+}
+
+/// Sets `path` in `table` to `value`, creating tables on the way.
+pub fn set_key(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut t = table;
+    for (i, k) in parents.iter().enumerate() {
+        let entry = t
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{} is not a table", path[..=i].join(".")))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+impl Scenario {
+    /// Reads, overrides (`key=value` strings) and validates a scenario file.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_text(&text, path, overrides)
+    }
+
+    pub fn from_text(
+        text: &str,
+        path: &Path,
+        overrides: &[String],
+    ) -> Result<Scenario, ScenarioError> {
+        let parse_err = |message: String| ScenarioError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut scenario: Scenario = if overrides.is_empty() {
+            toml::from_str(text).map_err(|e| parse_err(e.to_string()))?
+        } else {
+            let mut table: toml::Table =
+                toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+            for o in overrides {
+                let (key, value) = parse_override(o)?;
+                set_key(&mut table, &key, value)
+                    .map_err(|m| parse_err(format!("--set {o}: {m}")))?;
+            }
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| parse_err(format!("after --set: {e}")))?
+        };
+        scenario.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        scenario.source = path.to_path_buf();
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    fn invalid(&self, key: &str, problem: impl Into<String>) -> ScenarioError {
+        ScenarioError::Invalid {
+            path: self.source.clone(),
+            key: key.to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.name.trim().is_empty()
+            || self
+                .name
+                .chars()
+                .any(|c| c == '/' || c == '\\' || c.is_control())
+            || self.name.starts_with('.')
+        {
+            return Err(self.invalid(
+                "name",
+                format!(
+                    "\"{}\" must be a non-empty file name (no slashes)",
+                    self.name
+                ),
+            ));
+        }
+        match (&self.data.candles, &self.data.trades) {
+            (None, None) => {
+                return Err(self.invalid("data.candles", "give data.candles or data.trades"));
+            }
+            (Some(_), Some(_)) => {
+                return Err(
+                    self.invalid("data.trades", "give data.candles or data.trades, not both")
+                );
+            }
+            _ => {}
+        }
+        if self.data.trades.is_some() && self.data.detail.is_some() {
+            return Err(self.invalid(
+                "data.detail",
+                "detail only refines candles; trades are already ticks",
+            ));
+        }
+        if self.data.tick_size <= Decimal::ZERO {
+            return Err(self.invalid(
+                "data.tick_size",
+                format!("{} must be > 0", self.data.tick_size),
+            ));
+        }
+        let e = &self.entries;
+        let given = [e.every.is_some(), e.file.is_some(), e.random.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if given != 1 {
+            return Err(self.invalid(
+                "entries",
+                "give exactly one of entries.every, entries.file or entries.random",
+            ));
+        }
+        if e.seed.is_some() && e.random.is_none() {
+            return Err(self.invalid("entries.seed", "only used with entries.random"));
+        }
+        if let Some(every) = &e.every {
+            crate::sim::entries::parse_duration_ms(every)
+                .map_err(|m| self.invalid("entries.every", m))?;
+        }
+        if e.random == Some(0) {
+            return Err(self.invalid("entries.random", "must be at least 1"));
+        }
+        let x = &self.exchange;
+        if x.taker_fee < Decimal::ZERO || x.taker_fee >= Decimal::ONE {
+            return Err(self.invalid(
+                "exchange.taker_fee",
+                format!("{} is outside [0, 1)", x.taker_fee),
+            ));
+        }
+        if x.slippage_bps < Decimal::ZERO || x.slippage_bps >= Decimal::from(10_000) {
+            return Err(self.invalid(
+                "exchange.slippage_bps",
+                format!("{} is outside [0, 10000)", x.slippage_bps),
+            ));
+        }
+        if x.update_latency_ms > 86_400_000 {
+            return Err(self.invalid("exchange.update_latency_ms", "longer than a day"));
+        }
+        self.trailing
+            .validate()
+            .map_err(|e| self.invalid(&e.key, e.problem))?;
+        Ok(())
+    }
+
+    /// Resolves a path from the scenario: against the scenario's folder first, then the working
+    /// directory.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let rel = Path::new(p);
+        if rel.is_absolute() {
+            return rel.to_path_buf();
+        }
+        let beside = self.base_dir.join(rel);
+        if beside.exists() {
+            beside
+        } else {
+            rel.to_path_buf()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    const MINIMAL: &str = r#"
+name = "t"
+[data]
+candles = "x.csv"
+tick_size = 0.1
+[entries]
+every = "4h"
+[trailing]
+distance_percent = 0.8
+"#;
+
+    #[test]
+    fn minimal_scenario_has_documented_defaults() {
+        let s = Scenario::from_text(MINIMAL, Path::new("s/t.toml"), &[]).unwrap();
+        assert_eq!(s.trailing.distance_percent, dec!(0.8));
+        assert_eq!(s.data.tick_size, dec!(0.1));
+        assert_eq!(s.exchange.venue, Venue::Bybit);
+        assert_eq!(s.exchange.taker_fee, dec!(0));
+        assert_eq!(s.exchange.update_latency_ms, 0);
+        assert_eq!(s.intrabar.policy, Policy::Pessimistic);
+        assert_eq!(s.entries.side, SideRule::Long);
+        assert_eq!(s.trailing.rate_limit.min_interval_seconds, 60);
+        assert_eq!(s.base_dir, Path::new("s"));
+    }
+
+    #[test]
+    fn overrides_set_any_key() {
+        let s = Scenario::from_text(
+            MINIMAL,
+            Path::new("t.toml"),
+            &[
+                "trailing.distance_percent=0.5".into(),
+                "intrabar.policy=optimistic".into(),
+                "exchange.venue=binance".into(),
+                "trailing.breakeven.trigger_percent=0.3".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.trailing.distance_percent, dec!(0.5));
+        assert_eq!(s.intrabar.policy, Policy::Optimistic);
+        assert_eq!(s.exchange.venue, Venue::Binance);
+        assert_eq!(s.trailing.breakeven.unwrap().trigger_percent, dec!(0.3));
+    }
+
+    #[test]
+    fn unknown_and_invalid_keys_are_named() {
+        let e = Scenario::from_text(
+            &format!("{MINIMAL}\ndistanse = 1"),
+            Path::new("t.toml"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("distanse"), "{e}");
+        let e = Scenario::from_text(
+            MINIMAL,
+            Path::new("t.toml"),
+            &["trailing.distance_percent=0".into()],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("trailing.distance_percent"), "{e}");
+        let e = Scenario::from_text(
+            MINIMAL,
+            Path::new("t.toml"),
+            &["exchange.venue=kraken".into()],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("kraken"), "{e}");
+        let e = Scenario::from_text(MINIMAL, Path::new("t.toml"), &["entries.every=4x".into()])
+            .unwrap_err();
+        assert!(e.to_string().contains("entries.every"), "{e}");
+        assert!(matches!(
+            Scenario::from_text(MINIMAL, Path::new("t.toml"), &["novalue".into()]),
+            Err(ScenarioError::BadOverride(_))
+        ));
+    }
+}

@@ -1,0 +1,246 @@
+//! One position against a simulated exchange (DESIGN §2.1 step 1 and §3).
+//!
+//! The exchange holds one resting stop-market order. `bybit` amends it atomically. `binance`
+//! cancels, then creates `update_latency_ms` later: in between no stop rests (the unprotected
+//! window), and the create is judged against the latest price known at that time.
+
+use crate::engine::{
+    EngineError, EventSink, ExitReason, Instrument, Intent, Position, StopOrigin, TrailingConfig,
+    TrailingStop,
+};
+use crate::scenario::Venue;
+
+use super::path::Point;
+
+/// How the simulated venue treats stop updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VenueModel {
+    pub venue: Venue,
+    pub update_latency_ms: i64,
+    /// Trade-tick replay: a crossing tick fills at its own price.
+    pub discrete: bool,
+}
+
+impl VenueModel {
+    fn atomic(&self) -> bool {
+        self.venue == Venue::Bybit || self.update_latency_ms == 0
+    }
+}
+
+/// How a position closed. `fill` is in instrument units, before slippage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    pub ts: i64,
+    pub fill: i64,
+    pub reason: ExitReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    stop: i64,
+    origin: StopOrigin,
+    at: i64,
+}
+
+/// A position, its trailing stop and its resting order.
+#[derive(Debug, Clone)]
+pub struct SimPosition {
+    pub engine: TrailingStop,
+    model: VenueModel,
+    sign: i64,
+    entry: i64,
+    resting: Option<(i64, StopOrigin)>,
+    pending: Option<Pending>,
+    unprotected_since: Option<i64>,
+    unprotected_ms: i64,
+    last_price: i64,
+    /// Mirrored best and worst prices seen (entry, engine points, the fill).
+    best: i64,
+    worst: i64,
+    closed: Option<Close>,
+}
+
+impl SimPosition {
+    /// Opens the position: the entry is its first price point (no exchange check, no slippage).
+    pub fn open<O: EventSink>(
+        position: &Position,
+        instrument: &Instrument,
+        config: &TrailingConfig,
+        model: VenueModel,
+        out: &mut O,
+    ) -> Result<SimPosition, EngineError> {
+        let (engine, intent) = TrailingStop::open(position, instrument, config, out)?;
+        let entry = instrument
+            .units(position.entry_price)
+            .expect("checked by TrailingStop::open");
+        let sign = position.side.sign();
+        let mut sim = SimPosition {
+            engine,
+            model,
+            sign,
+            entry,
+            resting: None,
+            pending: None,
+            unprotected_since: None,
+            unprotected_ms: 0,
+            last_price: entry,
+            best: sign * entry,
+            worst: sign * entry,
+            closed: None,
+        };
+        sim.apply(intent, entry, position.opened_at, out);
+        Ok(sim)
+    }
+
+    /// Feeds one price point; returns the close if the position closed at it.
+    #[inline]
+    pub fn on_point<O: EventSink>(
+        &mut self,
+        pt: Point,
+        out: &mut O,
+    ) -> Result<Option<Close>, EngineError> {
+        if self.closed.is_some() {
+            return Err(EngineError::Closed);
+        }
+        if let Some(pending) = self.pending
+            && pt.ts >= pending.at
+        {
+            // The latest price known at `at`: this point if it is exactly then, else the last one.
+            let judged = if pt.ts == pending.at {
+                pt.price
+            } else {
+                self.last_price
+            };
+            self.pending = None;
+            self.end_window(pending.at);
+            if self.sign * judged <= self.sign * pending.stop {
+                self.engine
+                    .on_stop_rejected(pending.stop, judged, pending.at, out);
+                return Ok(Some(self.close(
+                    ExitReason::ExitNow,
+                    judged,
+                    pending.at,
+                    out,
+                )));
+            }
+            self.resting = Some((pending.stop, pending.origin));
+            self.engine.on_stop_confirmed(pending.stop, pending.at, out);
+        }
+        // Step 1: the exchange check against the resting stop.
+        if let Some((stop, origin)) = self.resting
+            && self.sign * pt.price <= self.sign * stop
+        {
+            let fill = if pt.gap || self.model.discrete {
+                pt.price
+            } else {
+                stop
+            };
+            return Ok(Some(self.close(
+                ExitReason::of_stop(origin),
+                fill,
+                pt.ts,
+                out,
+            )));
+        }
+        // Steps 2–3: the engine.
+        self.see(pt.price);
+        self.last_price = pt.price;
+        let intent = self.engine.on_price_units(pt.price, pt.ts, out)?;
+        Ok(self.apply(intent, pt.price, pt.ts, out))
+    }
+
+    /// Closes at the end of the data at `price` and `ts` (no slippage).
+    pub fn end_of_data<O: EventSink>(&mut self, price: i64, ts: i64, out: &mut O) -> Close {
+        if let Some(c) = self.closed {
+            return c;
+        }
+        self.close(ExitReason::EndOfData, price, ts, out)
+    }
+
+    #[inline]
+    fn apply<O: EventSink>(
+        &mut self,
+        intent: Option<Intent>,
+        p: i64,
+        ts: i64,
+        out: &mut O,
+    ) -> Option<Close> {
+        match intent? {
+            Intent::PlaceStop { price, origin } => {
+                if self.model.atomic() {
+                    self.resting = Some((price, origin));
+                    self.engine.on_stop_confirmed(price, ts, out);
+                } else {
+                    // Cancel now, create later: no stop rests until then.
+                    self.resting = None;
+                    self.unprotected_since.get_or_insert(ts);
+                    self.pending = Some(Pending {
+                        stop: price,
+                        origin,
+                        at: ts + self.model.update_latency_ms,
+                    });
+                }
+                None
+            }
+            Intent::ExitNow => Some(self.close(ExitReason::ExitNow, p, ts, out)),
+        }
+    }
+
+    fn close<O: EventSink>(
+        &mut self,
+        reason: ExitReason,
+        fill: i64,
+        ts: i64,
+        out: &mut O,
+    ) -> Close {
+        self.see(fill);
+        self.end_window(ts);
+        self.pending = None;
+        self.resting = None;
+        self.engine.on_closed(reason, fill, ts, out);
+        let c = Close { ts, fill, reason };
+        self.closed = Some(c);
+        c
+    }
+
+    fn end_window(&mut self, ts: i64) {
+        if let Some(since) = self.unprotected_since.take() {
+            self.unprotected_ms += (ts - since).max(0);
+        }
+    }
+
+    #[inline]
+    fn see(&mut self, price: i64) {
+        let m = self.sign * price;
+        self.best = self.best.max(m);
+        self.worst = self.worst.min(m);
+    }
+
+    pub fn closed(&self) -> Option<Close> {
+        self.closed
+    }
+    pub fn unprotected_ms(&self) -> i64 {
+        self.unprotected_ms
+    }
+    /// Largest favourable excursion in instrument units (≥ 0).
+    pub fn favourable_units(&self) -> i64 {
+        self.best - self.sign * self.entry
+    }
+    /// Largest adverse excursion in instrument units (≥ 0).
+    pub fn adverse_units(&self) -> i64 {
+        self.sign * self.entry - self.worst
+    }
+    /// The stop resting on the exchange now, in units.
+    pub fn resting_stop(&self) -> Option<i64> {
+        self.resting.map(|(s, _)| s)
+    }
+    /// What distinguishes two runs of the same bar for the ambiguity count: where it exited,
+    /// the desired stop and the sent stop.
+    pub fn outcome(&self) -> (Option<(i64, ExitReason)>, Option<i64>, Option<i64>) {
+        (
+            self.closed.map(|c| (c.fill, c.reason)),
+            self.engine.desired_stop_units(),
+            self.engine.sent_stop_units(),
+        )
+    }
+}

@@ -1,0 +1,5 @@
+//! The simulator: price paths from candles, entries, and the simulated exchange (DESIGN §3).
+
+pub mod entries;
+pub mod exchange;
+pub mod path;
