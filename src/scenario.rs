@@ -36,6 +36,16 @@ pub enum Venue {
     Bybit,
 }
 
+/// Which candles the finer `detail` data replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetailBars {
+    /// Only bars whose outcome depends on the intrabar order.
+    Ambiguous,
+    /// Every bar the detail data covers.
+    All,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SideRule {
@@ -54,6 +64,10 @@ pub struct DataSection {
     pub trades: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Which bars `detail` replays: `ambiguous` ones, or `all` bars it covers. Default: `all`
+    /// for trade ticks (they are the real path), `ambiguous` for finer candles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_bars: Option<DetailBars>,
     #[serde(default)]
     pub symbol: String,
     #[serde(with = "exact_decimal")]
@@ -241,6 +255,9 @@ impl Scenario {
                 "data.detail",
                 "detail only refines candles; trades are already ticks",
             ));
+        }
+        if self.data.detail_bars.is_some() && self.data.detail.is_none() {
+            return Err(self.invalid("data.detail_bars", "only used with data.detail"));
         }
         if self.data.tick_size <= Decimal::ZERO {
             return Err(self.invalid(

@@ -759,7 +759,13 @@ fn never_panics_on_cut_or_scrambled_files() {
         fixture("trades_backward.csv"),
     ]
     .iter()
-    .map(|p| std::fs::read(p).unwrap()[..].iter().take(2000).copied().collect())
+    .map(|p| {
+        std::fs::read(p).unwrap()[..]
+            .iter()
+            .take(2000)
+            .copied()
+            .collect()
+    })
     .collect();
     // A small Parquet and Feather file too.
     let c = first_six();

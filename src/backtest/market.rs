@@ -4,7 +4,7 @@ use rust_decimal::Decimal;
 
 use crate::engine::Instrument;
 use crate::engine::fixed::MAX_PRICE_DECIMALS;
-use crate::sim::path::Bar;
+use crate::sim::path::{Bar, Point, bar_points};
 
 /// What is replayed: candles (4 points each) or trade ticks (1 point each).
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ pub enum Series {
 pub struct Market {
     pub instrument: Instrument,
     pub series: Series,
+    /// Finer data (candles or ticks) that resolves ambiguous bars of `series`.
+    pub detail: Option<Series>,
 }
 
 impl Market {
@@ -37,6 +39,43 @@ impl Market {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Series {
+    /// The points of this (finer) series inside `[from, to)` and strictly after `after`:
+    /// candles as O, X, Y, C in the given order, ticks as they are.
+    pub fn points_in(
+        &self,
+        from: i64,
+        to: i64,
+        after: i64,
+        low_first: impl Fn(&Bar) -> bool,
+        out: &mut Vec<Point>,
+    ) {
+        out.clear();
+        match self {
+            Series::Candles { bars, delta_ms } => {
+                let a = bars.partition_point(|b| b.ts < from);
+                let z = bars.partition_point(|b| b.ts < to);
+                for bar in &bars[a..z] {
+                    out.extend(
+                        bar_points(bar, *delta_ms, low_first(bar))
+                            .into_iter()
+                            .filter(|p| p.ts > after && p.ts < to),
+                    );
+                }
+            }
+            Series::Ticks { ts, price } => {
+                let a = ts.partition_point(|&t| t < from.max(after.saturating_add(1)));
+                let z = ts.partition_point(|&t| t < to);
+                out.extend((a..z).map(|i| Point {
+                    ts: ts[i],
+                    price: price[i],
+                    gap: true,
+                }));
+            }
+        }
     }
 }
 

@@ -14,14 +14,14 @@ use thiserror::Error;
 
 use crate::data::{self, DataError, GapReport};
 use crate::engine::{EngineError, Event, ExitReason, Instrument};
-use crate::scenario::Scenario;
+use crate::scenario::{DetailBars, Scenario};
 use crate::sim::entries::{self, EntrySpec};
 use crate::sim::exchange::VenueModel;
 use crate::sim::path::{Bar, Policy};
 
 use market::{Market, Series};
 use record::TradeRow;
-use run::{PositionRun, RunSettings, run_positions};
+use run::{PositionRun, RunOptions, RunSettings, run_positions};
 
 #[derive(Debug, Error)]
 pub enum BacktestError {
@@ -52,83 +52,129 @@ pub enum DataKind {
     Trades,
 }
 
-/// Loads candles or trades and converts them to integer units at the fewest decimals that hold
-/// every price, the tick and `extra_prices` (priced entries) exactly.
+/// Market data as loaded, in exact decimals.
+pub enum Raw {
+    Candles(data::Candles),
+    Trades(data::Trades),
+}
+
+impl Raw {
+    pub fn load(kind: DataKind, path: &std::path::Path) -> Result<Raw, DataError> {
+        Ok(match kind {
+            DataKind::Candles => Raw::Candles(data::load_candles(path)?),
+            DataKind::Trades => Raw::Trades(data::load_trades(path)?),
+        })
+    }
+
+    /// Finer data: candles, or trade ticks when the file has no candle columns.
+    pub fn load_detail(path: &std::path::Path) -> Result<Raw, DataError> {
+        match data::load_candles(path) {
+            Ok(c) => Ok(Raw::Candles(c)),
+            Err(e) => data::load_trades(path).map(Raw::Trades).map_err(|_| e),
+        }
+    }
+
+    fn decimals(&self, tick: Decimal) -> Result<u32, String> {
+        match self {
+            Raw::Candles(c) => market::decimals_for(
+                tick,
+                c.open.iter().chain(&c.high).chain(&c.low).chain(&c.close),
+            ),
+            Raw::Trades(t) => market::decimals_for(tick, &t.price),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Raw::Candles(c) => c.ts.len(),
+            Raw::Trades(t) => t.ts.len(),
+        }
+    }
+
+    fn into_series(self, dp: u32, path: &std::path::Path) -> Result<Series, BacktestError> {
+        let out_of_range = |i: usize, field: &str, v: &[Decimal]| BacktestError::Input {
+            path: path.to_path_buf(),
+            message: format!("row {}, field `{field}`: {} is out of range", i + 1, v[i]),
+        };
+        Ok(match self {
+            Raw::Candles(c) => {
+                let conv = |v: &[Decimal], field: &str| {
+                    market::to_units(v, dp).map_err(|i| out_of_range(i, field, v))
+                };
+                let (o, h, l, cl) = (
+                    conv(&c.open, "open")?,
+                    conv(&c.high, "high")?,
+                    conv(&c.low, "low")?,
+                    conv(&c.close, "close")?,
+                );
+                let bars = (0..c.ts.len())
+                    .map(|i| Bar {
+                        ts: c.ts[i],
+                        open: o[i],
+                        high: h[i],
+                        low: l[i],
+                        close: cl[i],
+                    })
+                    .collect();
+                let delta_ms = data::interval_ms(&c.ts).unwrap_or(60_000);
+                Series::Candles { bars, delta_ms }
+            }
+            Raw::Trades(t) => {
+                let price = market::to_units(&t.price, dp)
+                    .map_err(|i| out_of_range(i, "price", &t.price))?;
+                Series::Ticks { ts: t.ts, price }
+            }
+        })
+    }
+}
+
+/// Loads candles or trades (and optional finer `detail` data) and converts them to integer
+/// units at the fewest decimals that hold every price, the tick and `extra_prices` (priced
+/// entries) exactly.
 pub fn load_market<'a>(
     kind: DataKind,
     path: &std::path::Path,
+    detail: Option<&std::path::Path>,
     tick: Decimal,
     extra_prices: impl IntoIterator<Item = &'a Decimal>,
 ) -> Result<(Market, usize, Option<GapReport>), BacktestError> {
-    let input_err = |message: String| BacktestError::Input {
+    let input_err = |path: &std::path::Path, message: String| BacktestError::Input {
         path: path.to_path_buf(),
         message,
     };
-    let out_of_range = |i: usize, field: &str, v: &[Decimal]| {
-        input_err(format!(
-            "row {}, field `{field}`: {} is out of range",
-            i + 1,
-            v[i]
-        ))
-    };
-    let (market, rows, gaps) = match kind {
-        DataKind::Candles => {
-            let c = data::load_candles(path)?;
-            let all = c.open.iter().chain(&c.high).chain(&c.low).chain(&c.close);
-            let dp = market::decimals_for(tick, all)
-                .and_then(|a| Ok(a.max(market::decimals_for(tick, extra_prices)?)))
-                .map_err(input_err)?;
-            let conv = |v: &[Decimal], field: &str| {
-                market::to_units(v, dp).map_err(|i| out_of_range(i, field, v))
-            };
-            let (o, h, l, cl) = (
-                conv(&c.open, "open")?,
-                conv(&c.high, "high")?,
-                conv(&c.low, "low")?,
-                conv(&c.close, "close")?,
-            );
-            let bars: Vec<Bar> = (0..c.ts.len())
-                .map(|i| Bar {
-                    ts: c.ts[i],
-                    open: o[i],
-                    high: h[i],
-                    low: l[i],
-                    close: cl[i],
-                })
-                .collect();
-            let delta_ms = data::interval_ms(&c.ts).unwrap_or(60_000);
-            let rows = bars.len();
-            (
-                Market {
-                    instrument: Instrument::with_price_decimals(tick, dp),
-                    series: Series::Candles { bars, delta_ms },
-                },
-                rows,
-                Some(c.gaps),
-            )
-        }
-        DataKind::Trades => {
-            let t = data::load_trades(path)?;
-            let dp = market::decimals_for(tick, t.price.iter())
-                .and_then(|a| Ok(a.max(market::decimals_for(tick, extra_prices)?)))
-                .map_err(input_err)?;
-            let price =
-                market::to_units(&t.price, dp).map_err(|i| out_of_range(i, "price", &t.price))?;
-            let rows = price.len();
-            (
-                Market {
-                    instrument: Instrument::with_price_decimals(tick, dp),
-                    series: Series::Ticks { ts: t.ts, price },
-                },
-                rows,
-                None,
-            )
-        }
-    };
-    if market.is_empty() {
-        return Err(input_err("no data rows".into()));
+    let raw = Raw::load(kind, path)?;
+    if raw.rows() == 0 {
+        return Err(input_err(path, "no data rows".into()));
     }
-    Ok((market, rows, gaps))
+    let mut dp = raw.decimals(tick).map_err(|m| input_err(path, m))?;
+    dp = dp.max(market::decimals_for(tick, extra_prices).map_err(|m| input_err(path, m))?);
+    let detail_raw = match detail {
+        Some(d) => {
+            let r = Raw::load_detail(d)?;
+            dp = dp.max(r.decimals(tick).map_err(|m| input_err(d, m))?);
+            Some((r, d))
+        }
+        None => None,
+    };
+    let gaps = match &raw {
+        Raw::Candles(c) => Some(c.gaps),
+        Raw::Trades(_) => None,
+    };
+    let rows = raw.rows();
+    let series = raw.into_series(dp, path)?;
+    let detail = match detail_raw {
+        Some((r, d)) => Some(r.into_series(dp, d)?),
+        None => None,
+    };
+    Ok((
+        Market {
+            instrument: Instrument::with_price_decimals(tick, dp),
+            series,
+            detail,
+        },
+        rows,
+        gaps,
+    ))
 }
 
 /// Loads the scenario's market data and entries.
@@ -148,7 +194,8 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         .iter()
         .flatten()
         .filter_map(|e| e.price.as_ref());
-    let (market, rows, gaps) = load_market(kind, &source, tick, entry_prices)?;
+    let detail = scenario.data.detail.as_ref().map(|d| scenario.resolve(d));
+    let (market, rows, gaps) = load_market(kind, &source, detail.as_deref(), tick, entry_prices)?;
     let times = market.entry_times();
     let entries = match (file_entries, &e.every, e.random) {
         (Some(f), _, _) => f,
@@ -252,7 +299,6 @@ pub fn run_scenario(
         model: VenueModel {
             venue: scenario.exchange.venue,
             update_latency_ms: scenario.exchange.update_latency_ms as i64,
-            discrete,
         },
         taker_fee: scenario.exchange.taker_fee,
         slippage_bps: scenario.exchange.slippage_bps,
@@ -272,24 +318,36 @@ pub fn run_scenario(
             })
             .collect()
     };
-    let main = run_positions(
-        market,
-        &loaded.entries,
-        &settings,
+    let main_opts = RunOptions {
         policy,
-        true,
-        !discrete,
-        |k| progress(k, n * passes),
-    )?;
+        events: true,
+        ambiguity: !discrete,
+        detail: market.detail.as_ref().map(|d| {
+            scenario.data.detail_bars.unwrap_or(match d {
+                Series::Ticks { .. } => DetailBars::All,
+                Series::Candles { .. } => DetailBars::Ambiguous,
+            })
+        }),
+    };
+    let main = run_positions(market, &loaded.entries, &settings, main_opts, |k| {
+        progress(k, n * passes)
+    })?;
     let rows = rows_of(&main);
     let band_for = |p: Policy,
                     pass: usize,
                     progress: &mut dyn FnMut(usize, usize)|
      -> Result<Totals, BacktestError> {
-        if discrete || p == policy {
+        // The band is the guess under each order: only the scenario's own run uses detail.
+        if discrete || (p == policy && market.detail.is_none()) {
             return Ok(Totals::of(p, &rows));
         }
-        let runs = run_positions(market, &loaded.entries, &settings, p, false, false, |k| {
+        let opts = RunOptions {
+            policy: p,
+            events: false,
+            ambiguity: false,
+            detail: None,
+        };
+        let runs = run_positions(market, &loaded.entries, &settings, opts, |k| {
             progress(pass * n + k, n * passes)
         })?;
         Ok(Totals::of(p, &rows_of(&runs)))

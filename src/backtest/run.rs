@@ -7,9 +7,10 @@ use crate::engine::{
 };
 use crate::sim::entries::EntrySpec;
 use crate::sim::exchange::{Close, SimPosition, VenueModel};
-use crate::sim::path::{Bar, Policy, bar_points};
+use crate::sim::path::{Bar, Point, Policy, bar_points};
 
 use super::market::{Market, Series};
+use crate::scenario::DetailBars;
 
 /// Everything a run needs besides the market and the entries.
 #[derive(Debug, Clone)]
@@ -100,15 +101,24 @@ fn resolve(
     }
 }
 
-/// Runs every entry under `policy`. `events` keeps each position's events; `ambiguity` counts
-/// the bars where the optimistic and the pessimistic order end differently.
+/// How to run the positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    pub policy: Policy,
+    /// Keep each position's events.
+    pub events: bool,
+    /// Count the bars where the optimistic and the pessimistic order end differently.
+    pub ambiguity: bool,
+    /// Which bars to replay from the market's finer detail data, when it has some.
+    pub detail: Option<DetailBars>,
+}
+
+/// Runs every entry; `progress` is told how many entries are done.
 pub fn run_positions(
     market: &Market,
     entries: &[EntrySpec],
     settings: &RunSettings,
-    policy: Policy,
-    events: bool,
-    ambiguity: bool,
+    opts: RunOptions,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<PositionRun>, EngineError> {
     let mut out = Vec::with_capacity(entries.len());
@@ -139,13 +149,12 @@ pub fn run_positions(
         if let Some(q) = entry.quantity {
             position.quantity = q;
         }
-        let run = if events {
+        let run = if opts.events {
             let mut sink = Vec::new();
             let mut r = simulate(
                 market,
                 settings,
-                policy,
-                ambiguity,
+                opts,
                 &position,
                 entry_price,
                 start,
@@ -157,8 +166,7 @@ pub fn run_positions(
             simulate(
                 market,
                 settings,
-                policy,
-                ambiguity,
+                opts,
                 &position,
                 entry_price,
                 start,
@@ -171,18 +179,20 @@ pub fn run_positions(
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn simulate<O: EventSink>(
     market: &Market,
     settings: &RunSettings,
-    policy: Policy,
-    ambiguity: bool,
+    opts: RunOptions,
     position: &Position,
     entry: i64,
     start: Start,
     out: &mut O,
 ) -> Result<PositionRun, EngineError> {
     let side = position.side;
+    let policy = opts.policy;
+    let detail = opts
+        .detail
+        .and_then(|use_| market.detail.as_ref().map(|d| (d, use_)));
     let mut sim = SimPosition::open(
         position,
         &market.instrument,
@@ -191,14 +201,18 @@ fn simulate<O: EventSink>(
         out,
     )?;
     let mut ambiguous_bars = 0u32;
+    let mut detail_points = Vec::new();
     if sim.closed().is_none() {
         match (&market.series, start) {
             (Series::Candles { bars, delta_ms }, Start::Candle { bar, after_ts }) => {
                 for (b, candle) in bars.iter().enumerate().skip(bar) {
                     let after = if b == bar { after_ts } else { i64::MIN };
                     let low_first = policy.low_first(side, candle);
-                    if ambiguity && candle.high != candle.low {
-                        let mut alt = sim.clone();
+                    let mut resolve = matches!(detail, Some((_, DetailBars::All)));
+                    if (opts.ambiguity || detail.is_some()) && candle.high != candle.low {
+                        let before = sim.clone();
+                        let mark = out.mark();
+                        let mut alt = before.clone();
                         run_bar(
                             &mut alt,
                             candle,
@@ -210,9 +224,32 @@ fn simulate<O: EventSink>(
                         run_bar(&mut sim, candle, *delta_ms, low_first, after, out)?;
                         if alt.outcome() != sim.outcome() {
                             ambiguous_bars += 1;
+                            resolve = detail.is_some();
                         }
-                    } else {
+                        if resolve {
+                            out.rollback(mark);
+                            sim = before;
+                        }
+                    } else if !resolve {
                         run_bar(&mut sim, candle, *delta_ms, low_first, after, out)?;
+                    }
+                    if let (true, Some((d, _))) = (resolve, detail) {
+                        // Replay the bar from the finer data instead of guessing.
+                        d.points_in(
+                            candle.ts,
+                            candle.ts + delta_ms,
+                            after,
+                            |fine| policy.low_first(side, fine),
+                            &mut detail_points,
+                        );
+                        if detail_points.is_empty() {
+                            run_bar(&mut sim, candle, *delta_ms, low_first, after, out)?;
+                        }
+                        for &pt in &detail_points {
+                            if sim.on_point(pt, out)?.is_some() {
+                                break;
+                            }
+                        }
                     }
                     if sim.closed().is_some() {
                         break;
@@ -225,10 +262,10 @@ fn simulate<O: EventSink>(
             }
             (Series::Ticks { ts, price }, Start::Tick { idx }) => {
                 for i in idx..ts.len() {
-                    let pt = crate::sim::path::Point {
+                    let pt = Point {
                         ts: ts[i],
                         price: price[i],
-                        gap: false,
+                        gap: true,
                     };
                     if sim.on_point(pt, out)?.is_some() {
                         break;

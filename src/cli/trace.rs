@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use rust_decimal::Decimal;
 
-use crate::backtest::{DataKind, load_market, market::Series, run};
+use crate::backtest::{DataKind, load_market, run};
 use crate::engine::{Event, Side, TrailingConfig, exact_decimal};
 use crate::scenario::{Venue, parse_override, set_key};
 use crate::sim::entries::EntrySpec;
@@ -112,7 +112,7 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     } else {
         DataKind::Candles
     };
-    let (market, _, _) = load_market(kind, &args.input, args.tick_size, args.entry.iter())?;
+    let (market, _, _) = load_market(kind, &args.input, None, args.tick_size, args.entry.iter())?;
     let time = match &args.at {
         Some(t) => crate::data::parse_time(t).map_err(|m| anyhow::anyhow!("--at: {m}"))?,
         None => *market.entry_times().first().expect("market is not empty"),
@@ -129,20 +129,17 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
         model: VenueModel {
             venue: args.venue,
             update_latency_ms: args.latency_ms as i64,
-            discrete: matches!(market.series, Series::Ticks { .. }),
         },
         taker_fee: Decimal::ZERO,
         slippage_bps: Decimal::ZERO,
     };
-    let runs = run::run_positions(
-        &market,
-        &[entry],
-        &settings,
-        args.policy,
-        true,
-        false,
-        |_| {},
-    )?;
+    let opts = run::RunOptions {
+        policy: args.policy,
+        events: true,
+        ambiguity: false,
+        detail: None,
+    };
+    let runs = run::run_positions(&market, &[entry], &settings, opts, |_| {})?;
     let Some(r) = runs.first() else {
         bail!("no price point after the entry time: nothing to trace");
     };

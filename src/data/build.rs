@@ -226,17 +226,26 @@ mod tests {
         // high above open but below close
         assert_eq!(
             row(dec!(10), dec!(11), dec!(9), dec!(12)),
-            Err(RowError::new("high", "high 11 is below max(open, close) 12"))
+            Err(RowError::new(
+                "high",
+                "high 11 is below max(open, close) 12"
+            ))
         );
         // high above close but below open
         assert_eq!(
             row(dec!(12), dec!(11.5), dec!(9), dec!(10)),
-            Err(RowError::new("high", "high 11.5 is below max(open, close) 12"))
+            Err(RowError::new(
+                "high",
+                "high 11.5 is below max(open, close) 12"
+            ))
         );
         // low below close but above open
         assert_eq!(
             row(dec!(10), dec!(13), dec!(10.5), dec!(12)),
-            Err(RowError::new("low", "low 10.5 is above min(open, close) 10"))
+            Err(RowError::new(
+                "low",
+                "low 10.5 is above min(open, close) 10"
+            ))
         );
         // low below open but above close
         assert_eq!(
@@ -252,8 +261,10 @@ mod tests {
     #[test]
     fn trade_ties_are_kept_and_steps_back_rejected() {
         let mut b = TradeBuilder::new("time", "price");
-        b.push(Loc::Line(2), [Cell::Str("1000"), Cell::Str("5")]).unwrap();
-        b.push(Loc::Line(3), [Cell::Str("1000"), Cell::Str("4")]).unwrap();
+        b.push(Loc::Line(2), [Cell::Str("1000"), Cell::Str("5")])
+            .unwrap();
+        b.push(Loc::Line(3), [Cell::Str("1000"), Cell::Str("4")])
+            .unwrap();
         let e = b
             .push(Loc::Line(4), [Cell::Str("999"), Cell::Str("4")])
             .unwrap_err();

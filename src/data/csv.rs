@@ -10,7 +10,7 @@ use std::path::Path;
 use super::build::{CandleBuilder, CandleNames, TradeBuilder};
 use super::error::{DataError, Loc};
 use super::parse::{Cell, is_number};
-use super::{Candles, TIME_COLUMNS, Trades};
+use super::{Candles, TIME_COLUMNS, Trades, column_key};
 
 /// One non-blank line split into fields.
 struct Record<'a> {
@@ -127,15 +127,11 @@ fn split_fields(line: &str) -> Result<Vec<Cow<'_, str>>, String> {
     }
 }
 
-fn normalise(name: &str) -> String {
-    name.trim().to_ascii_lowercase()
-}
-
 /// The index of the first of `names` (in their priority order) found in the header.
 fn find_column(header: &[String], names: &[&str]) -> Option<usize> {
     names
         .iter()
-        .find_map(|n| header.iter().position(|h| normalise(h) == *n))
+        .find_map(|n| header.iter().position(|h| column_key(h) == *n))
 }
 
 fn found_list(header: &[String]) -> String {
@@ -298,7 +294,7 @@ pub(crate) fn load_candles(path: &Path, bytes: &[u8]) -> Result<Candles, DataErr
 }
 
 fn is_bool(s: &str) -> bool {
-    matches!(normalise(s).as_str(), "true" | "false")
+    s.trim().eq_ignore_ascii_case("true") || s.trim().eq_ignore_ascii_case("false")
 }
 
 pub(crate) fn load_trades(path: &Path, bytes: &[u8]) -> Result<Trades, DataError> {
@@ -384,6 +380,19 @@ mod tests {
         assert_eq!(c.ts, vec![1_670_889_600_000, 1_670_889_660_000]);
         assert_eq!(c.high, vec![dec!(17216.55), dec!(17227.24)]);
         assert_eq!(c.close[1].to_string(), "17226.99");
+    }
+
+    #[test]
+    fn header_names_ignore_case_spaces_and_extra_columns() {
+        let text = "Open time,Open,High,Low,Close,Volume,Close time,Ignore\n\
+                    1670889600000,17212.12,17216.55,17208.88,17208.88,1,1670889659999,x\n";
+        let c = load_candles(Path::new("x.csv"), text.as_bytes()).unwrap();
+        assert_eq!(c.ts, vec![1_670_889_600_000]);
+        assert_eq!(c.low, vec![dec!(17208.88)]);
+        // `timestamp` wins over `date` when both are present
+        let text = "date,timestamp,open,high,low,close\njunk,1670889600,1,1,1,1\n";
+        let c = load_candles(Path::new("y.csv"), text.as_bytes()).unwrap();
+        assert_eq!(c.ts, vec![1_670_889_600_000]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::build::{CandleBuilder, CandleNames, TradeBuilder};
 use super::csv::missing_columns;
 use super::error::{DataError, Loc, RowError};
 use super::parse::Cell;
-use super::{Candles, TIME_COLUMNS, Trades};
+use super::{Candles, TIME_COLUMNS, Trades, column_key};
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<Value>, DataError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
@@ -62,12 +62,7 @@ fn object_keys(
     first: &Map<String, Value>,
     wanted: &[&str],
 ) -> Result<Vec<String>, DataError> {
-    let find = |want: &str| {
-        first
-            .keys()
-            .find(|k| k.trim().eq_ignore_ascii_case(want))
-            .cloned()
-    };
+    let find = |want: &str| first.keys().find(|k| column_key(k) == want).cloned();
     let mut keys = Vec::new();
     let mut missing = Vec::new();
     match TIME_COLUMNS.iter().find_map(|t| find(t)) {

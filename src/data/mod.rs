@@ -2,7 +2,7 @@
 //!
 //! Formats, detected from the file's first bytes and its extension:
 //! - CSV with a header holding a time column (`timestamp`, `time`, `open_time`, `date`,
-//!   `datetime` or `transact_time`, any case) and `open`, `high`, `low`, `close` (other columns
+//!   `datetime` or `transact_time`; any case, spaces as `_`) and `open`, `high`, `low`, `close` (other columns
 //!   ignored); timestamps as epoch s/ms/µs/ns (by magnitude, fixed by the first row) or ISO-8601.
 //! - Binance kline dumps: no header, `open_time,open,high,low,close,volume,close_time,...`
 //!   (a first field that is a number means "no header"). For trades, Binance `trades` and
@@ -51,6 +51,18 @@ pub const TIME_COLUMNS: &[&str] = &[
     "datetime",
     "transact_time",
 ];
+
+/// A column name as matched against [`TIME_COLUMNS`] and the price columns: trimmed, lower
+/// case, spaces and hyphens as `_` (`Open time` matches `open_time`).
+pub(crate) fn column_key(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|c| match c {
+            ' ' | '-' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
 
 /// Validated OHLC candles, oldest first. `ts` is each bar's open time in epoch ms UTC.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,7 @@ use super::build::{CandleBuilder, CandleNames, TradeBuilder};
 use super::csv::missing_columns;
 use super::error::{DataError, Loc};
 use super::parse::Cell;
-use super::{Candles, TIME_COLUMNS, Trades};
+use super::{Candles, TIME_COLUMNS, Trades, column_key};
 
 /// Which polars reader to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,11 +144,7 @@ fn resolve<'a>(
         .iter()
         .map(|n| n.to_string())
         .collect();
-    let find = |want: &str| {
-        names
-            .iter()
-            .position(|n| n.trim().eq_ignore_ascii_case(want))
-    };
+    let find = |want: &str| names.iter().position(|n| column_key(n) == want);
     let mut found = Vec::new();
     let mut missing = Vec::new();
     match TIME_COLUMNS.iter().find_map(|t| find(t)) {

@@ -55,12 +55,24 @@ pub enum Intent {
 pub trait EventSink {
     const ENABLED: bool = true;
     fn push(&mut self, event: Event);
+    /// How many events are held (a mark to roll back to).
+    fn mark(&self) -> usize {
+        0
+    }
+    /// Drops the events after `mark` (a simulator replaying a bar another way).
+    fn rollback(&mut self, _mark: usize) {}
 }
 
 impl EventSink for Vec<Event> {
     #[inline]
     fn push(&mut self, event: Event) {
         Vec::push(self, event)
+    }
+    fn mark(&self) -> usize {
+        self.len()
+    }
+    fn rollback(&mut self, mark: usize) {
+        self.truncate(mark)
     }
 }
 

@@ -17,8 +17,6 @@ use super::path::Point;
 pub struct VenueModel {
     pub venue: Venue,
     pub update_latency_ms: i64,
-    /// Trade-tick replay: a crossing tick fills at its own price.
-    pub discrete: bool,
 }
 
 impl VenueModel {
@@ -130,11 +128,7 @@ impl SimPosition {
         if let Some((stop, origin)) = self.resting
             && self.sign * pt.price <= self.sign * stop
         {
-            let fill = if pt.gap || self.model.discrete {
-                pt.price
-            } else {
-                stop
-            };
+            let fill = if pt.gap { pt.price } else { stop };
             return Ok(Some(self.close(
                 ExitReason::of_stop(origin),
                 fill,

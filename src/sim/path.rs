@@ -80,8 +80,9 @@ pub struct Bar {
     pub close: i64,
 }
 
-/// A price the position sees. `open` marks a candle's open (a gap from the previous close: a
-/// stop crossed there fills at this price, not at the stop); `discrete` marks a trade tick.
+/// A price the position sees. `gap` marks a point not reached continuously from the previous
+/// one — a candle's open or a trade tick — so a stop crossed there fills at this price, not at
+/// the stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Point {
     pub ts: i64,
