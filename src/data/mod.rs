@@ -2,8 +2,9 @@
 //!
 //! Formats, detected from the file's first bytes and its extension:
 //! - CSV with a header holding a time column (`timestamp`, `time`, `open_time`, `date`,
-//!   `datetime` or `transact_time`; any case, spaces as `_`) and `open`, `high`, `low`, `close` (other columns
-//!   ignored); timestamps as epoch s/ms/µs/ns (by magnitude, fixed by the first row) or ISO-8601.
+//!   `datetime` or `transact_time`; any case, spaces as `_`) and `open`, `high`, `low`,
+//!   `close` (other columns ignored); timestamps as epoch s/ms/µs/ns (by magnitude, fixed by
+//!   the first row) or ISO-8601.
 //! - Binance kline dumps: no header, `open_time,open,high,low,close,volume,close_time,...`
 //!   (a first field that is a number means "no header"). For trades, Binance `trades` and
 //!   `aggTrades` dumps without header.
