@@ -129,10 +129,14 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(steps));
     g.sample_size(20);
     g.bench_function("pessimistic", |b| {
-        b.iter(|| black_box(run_positions(&market, &entries, &settings, opts(false), |_| {}).unwrap()))
+        b.iter(|| {
+            black_box(run_positions(&market, &entries, &settings, opts(false), |_| {}).unwrap())
+        })
     });
     g.bench_function("pessimistic+ambiguity", |b| {
-        b.iter(|| black_box(run_positions(&market, &entries, &settings, opts(true), |_| {}).unwrap()))
+        b.iter(|| {
+            black_box(run_positions(&market, &entries, &settings, opts(true), |_| {}).unwrap())
+        })
     });
     g.finish();
 }

@@ -79,7 +79,8 @@ struct Outcome {
 fn run(dir: &Path) -> Result<Outcome, String> {
     let scenario = Scenario::load(&dir.join("scenario.toml"), &[]).map_err(|e| e.to_string())?;
     let loaded = backtest::load(&scenario).map_err(|e| e.to_string())?;
-    let report = backtest::run_scenario(&scenario, &loaded, |_, _| {}).map_err(|e| e.to_string())?;
+    let report =
+        backtest::run_scenario(&scenario, &loaded, |_, _| {}).map_err(|e| e.to_string())?;
     let events = output::events_jsonl(&report)
         .lines()
         .map(|l| serde_json::from_str(l).map_err(|e| format!("events.jsonl line {l}: {e}")))
@@ -125,7 +126,8 @@ fn diff_trades(expected: &str, actual: &str) -> String {
         match (e.get(i), a.get(i)) {
             (Some(x), Some(y)) if x == y => {}
             (Some(x), Some(y)) => {
-                let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split(',').collect(), y.split(',').collect());
+                let (xs, ys): (Vec<&str>, Vec<&str>) =
+                    (x.split(',').collect(), y.split(',').collect());
                 let _ = writeln!(out, "  row {i}:");
                 for k in 0..xs.len().max(ys.len()) {
                     let (xv, yv) = (xs.get(k).copied(), ys.get(k).copied());
@@ -203,7 +205,9 @@ fn check_events(patterns_text: &str, events: &[Value]) -> Vec<String> {
         };
         if pattern.get("_absent") == Some(&Value::Bool(true)) {
             if let Some(hit) = events.iter().find(|e| matches_pattern(&pattern, e)) {
-                problems.push(format!("event expected absent: {pattern}\n    found: {hit}"));
+                problems.push(format!(
+                    "event expected absent: {pattern}\n    found: {hit}"
+                ));
             }
             continue;
         }
@@ -213,9 +217,7 @@ fn check_events(patterns_text: &str, events: &[Value]) -> Vec<String> {
         {
             Some(k) => next += k + 1,
             None => {
-                let earlier = events[..next]
-                    .iter()
-                    .any(|e| matches_pattern(&pattern, e));
+                let earlier = events[..next].iter().any(|e| matches_pattern(&pattern, e));
                 problems.push(format!(
                     "event not found{}: {pattern}",
                     if earlier {
@@ -267,7 +269,9 @@ fn check(dir: &Path) -> Vec<String> {
     let expected = read(&dir.join("expected_trades.csv"));
     let diff = diff_trades(&expected, &outcome.trades);
     if !diff.is_empty() {
-        problems.push(format!("trades.csv differs from expected_trades.csv:\n{diff}"));
+        problems.push(format!(
+            "trades.csv differs from expected_trades.csv:\n{diff}"
+        ));
     }
     let events_file = dir.join("expected_events.jsonl");
     if events_file.is_file() {
@@ -330,7 +334,10 @@ fn a_wrong_expectation_is_reported() {
     let events = run(&golden_root().join("emergency_override"))
         .expect("emergency_override runs")
         .events;
-    let problems = check_events(r#"{"type":"UpdateSent","reason":"normal","stop":"100.9"}"#, &events);
+    let problems = check_events(
+        r#"{"type":"UpdateSent","reason":"normal","stop":"100.9"}"#,
+        &events,
+    );
     assert!(!problems.is_empty());
     let problems = check_events(r#"{"type":"UpdateSent","_absent":true}"#, &events);
     assert!(!problems.is_empty());
@@ -411,7 +418,11 @@ fn intrabar_policies_share_data_and_give_different_exits() {
     }
     let outcomes: Vec<Outcome> = dirs.iter().map(|d| run(d).unwrap()).collect();
     let distinct: BTreeSet<&str> = outcomes.iter().map(|o| o.trades.as_str()).collect();
-    assert_eq!(distinct.len(), POLICIES.len(), "each policy exits differently");
+    assert_eq!(
+        distinct.len(),
+        POLICIES.len(),
+        "each policy exits differently"
+    );
     for (o, policy) in outcomes.iter().zip(POLICIES) {
         assert_eq!(o.summary["band"], outcomes[0].summary["band"], "{policy}");
         assert_eq!(o.summary["ambiguous_bars"], 4, "{policy}");

@@ -35,6 +35,7 @@ struct Trade {
     exit_time: String,
     exit_price: String,
     exit_reason: String,
+    pnl_pct: Decimal,
 }
 
 impl Trade {
@@ -50,6 +51,7 @@ impl Trade {
             exit_time: f[4].into(),
             exit_price: f[5].into(),
             exit_reason: f[6].into(),
+            pnl_pct: f[7].parse().expect("pnl_pct"),
         }
     }
 
@@ -177,15 +179,16 @@ impl Case {
         let mut out = BTreeMap::new();
         writeln!(
             report,
-            "\n== {}: {n} trades in the tick replay (exit reasons: {})",
+            "\n== {}: {n} trades in the tick replay (exit reasons: {}; total {} %)",
             self.label,
-            reasons(&ticks)
+            reasons(&ticks),
+            total(&ticks)
         )
         .unwrap();
         writeln!(
             report,
-            "{:<34} {:>15} {:>15} {:>15}  disagreements (candle reason→tick reason: fields)",
-            "run", "exact", "same exit", "conventions"
+            "{:<34} {:>15} {:>15} {:>15} {:>12}  disagreements (candle reason→tick reason: fields)",
+            "run", "exact", "same exit", "conventions", "total %"
         )
         .unwrap();
         for (run, scenario) in &runs {
@@ -227,11 +230,12 @@ impl Case {
             let cell = |k: usize| format!("{k}/{n} {:6.2}%", pct(k));
             writeln!(
                 report,
-                "{:<34} {:>15} {:>15} {:>15}  {}",
+                "{:<34} {:>15} {:>15} {:>15} {:>12}  {}",
                 run,
                 cell(a.exact),
                 cell(a.same_exit),
                 cell(a.conventions),
+                total(&rows).to_string(),
                 kinds.join("; ")
             )
             .unwrap();
@@ -273,6 +277,11 @@ struct Agreement {
     exact: usize,
     same_exit: usize,
     conventions: usize,
+}
+
+/// The sum of the trades' net results, in percent.
+fn total(rows: &[Trade]) -> Decimal {
+    rows.iter().map(|r| r.pnl_pct).sum::<Decimal>().round_dp(4)
 }
 
 fn reasons(rows: &[Trade]) -> String {

@@ -295,7 +295,7 @@ fn simulate<O: EventSink>(
     })
 }
 
-#[inline]
+#[inline(always)]
 fn run_bar<O: EventSink>(
     sim: &mut SimPosition,
     bar: &Bar,

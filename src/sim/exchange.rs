@@ -91,7 +91,7 @@ impl SimPosition {
     }
 
     /// Feeds one price point; returns the close if the position closed at it.
-    #[inline]
+    #[inline(always)]
     pub fn on_point<O: EventSink>(
         &mut self,
         pt: Point,
