@@ -315,12 +315,51 @@ impl Scenario {
         if rel.is_absolute() {
             return rel.to_path_buf();
         }
-        let beside = self.base_dir.join(rel);
+        let beside = tidy(&self.base_dir.join(rel));
         if beside.exists() {
             beside
         } else {
             rel.to_path_buf()
         }
+    }
+
+    /// [`Scenario::resolve`] for a file that must exist; the error names the key and where it
+    /// looked.
+    pub fn resolve_file(&self, key: &str, p: &str) -> Result<PathBuf, ScenarioError> {
+        let path = self.resolve(p);
+        if path.is_file() {
+            return Ok(path);
+        }
+        let beside = tidy(&self.base_dir.join(p));
+        Err(self.invalid(
+            key,
+            format!(
+                "file \"{p}\" not found (looked for {} and for {} in the working directory)",
+                beside.display(),
+                Path::new(p).display()
+            ),
+        ))
+    }
+}
+
+/// Removes `.` and `name/..` pairs without touching the file system (`scenarios/../data/x`
+/// becomes `data/x`).
+fn tidy(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
     }
 }
 

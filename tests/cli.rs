@@ -316,8 +316,6 @@ fn missing_data_file_fails_naming_it() {
 /// The error for a missing data file should also say which scenario and key pointed at it, and
 /// where it was looked for (beside the scenario, then the working directory).
 #[test]
-#[ignore = "known bug (reported): the error names only `no_such_candles.csv`, not the scenario \
-            file, the key `data.candles` or the folders searched"]
 fn missing_data_file_error_names_scenario_and_key() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -365,8 +363,6 @@ fn bad_data_fails_naming_file_line_and_field() {
 /// When writing the outputs fails half-way (here `summary.json` cannot be written because a
 /// folder has that name), no `trades.csv` should be left without its summary and events.
 #[test]
-#[ignore = "known bug (reported): output::write_all renames trades.csv into place before \
-            summary.json fails, leaving a partial set; the error does not name summary.json"]
 fn failed_write_leaves_no_partial_output() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");

@@ -467,8 +467,6 @@ fn binance_btcusdt_1s_candles_agree_with_their_trades() {
 /// there at 98; candles with the trades as detail must replay the same trades after the entry
 /// and fill the same way.
 #[test]
-#[ignore = "known bug (reported): with detail ticks, an unpriced entry at a candle open drops \
-            every other trade of the open's millisecond (points_in keeps only ts > open)"]
 fn detail_keeps_trades_sharing_the_entry_millisecond() {
     let (_guard, dir) = workdir();
     let t = 1_700_000_000_000_i64;

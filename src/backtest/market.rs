@@ -43,17 +43,18 @@ impl Market {
 }
 
 impl Series {
-    /// The points of this (finer) series inside `[from, to)` and strictly after `after`:
-    /// candles as O, X, Y, C in the given order, ticks as they are.
+    /// The points of this (finer) series inside `[from, to)` that `after` leaves: candles as
+    /// O, X, Y, C in the given order, ticks as they are.
     pub fn points_in(
         &self,
         from: i64,
         to: i64,
-        after: i64,
+        after: crate::backtest::run::After,
         low_first: impl Fn(&Bar) -> bool,
         out: &mut Vec<Point>,
     ) {
         out.clear();
+        let (after, skip_first) = (after.ts, after.skip_first);
         match self {
             Series::Candles { bars, delta_ms } => {
                 let a = bars.partition_point(|b| b.ts < from);
@@ -75,6 +76,9 @@ impl Series {
                     gap: true,
                 }));
             }
+        }
+        if skip_first && !out.is_empty() {
+            out.remove(0);
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum BacktestError {
     Entries(String),
     #[error("engine: {0}")]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::ScenarioError),
 }
 
 /// The data a scenario replays, loaded and converted once.
@@ -181,20 +183,26 @@ pub fn load_market<'a>(
 pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
     let tick = scenario.data.tick_size;
     let (kind, source) = match (&scenario.data.candles, &scenario.data.trades) {
-        (Some(c), _) => (DataKind::Candles, scenario.resolve(c)),
-        (None, Some(t)) => (DataKind::Trades, scenario.resolve(t)),
+        (Some(c), _) => (DataKind::Candles, scenario.resolve_file("data.candles", c)?),
+        (None, Some(t)) => (DataKind::Trades, scenario.resolve_file("data.trades", t)?),
         (None, None) => unreachable!("validated"),
     };
     let e = &scenario.entries;
     let file_entries = match &e.file {
-        Some(f) => Some(entries::read_file(&scenario.resolve(f)).map_err(BacktestError::Entries)?),
+        Some(f) => Some(
+            entries::read_file(&scenario.resolve_file("entries.file", f)?)
+                .map_err(BacktestError::Entries)?,
+        ),
         None => None,
     };
     let entry_prices = file_entries
         .iter()
         .flatten()
         .filter_map(|e| e.price.as_ref());
-    let detail = scenario.data.detail.as_ref().map(|d| scenario.resolve(d));
+    let detail = match &scenario.data.detail {
+        Some(d) => Some(scenario.resolve_file("data.detail", d)?),
+        None => None,
+    };
     let (market, rows, gaps) = load_market(kind, &source, detail.as_deref(), tick, entry_prices)?;
     let times = market.entry_times();
     let entries = match (file_entries, &e.every, e.random) {

@@ -10,22 +10,69 @@ use super::Report;
 use super::record::TRADES_HEADER;
 use crate::engine::Event;
 
-/// Writes `bytes` to `path` via a temporary sibling and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn temp_path(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    dir.join(format!(".{name}.tmp{}", std::process::id()))
+}
+
+fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let tmp = temp_path(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        f.sync_all()
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// Writes `bytes` to `path` via a temporary sibling and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_files(&[(path.to_path_buf(), bytes.to_vec())])
+}
+
+/// Writes every file to a temporary sibling first and renames them only once all are written,
+/// so a failure leaves none of them half-written or out of step. Errors name the file.
+pub fn write_files(files: &[(PathBuf, Vec<u8>)]) -> std::io::Result<()> {
+    let named = |p: &Path, e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+    };
+    // A rename onto a folder fails: find that before anything is replaced.
+    if let Some((path, _)) = files.iter().find(|(p, _)| p.is_dir()) {
+        return Err(named(
+            path,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a folder"),
+        ));
+    }
+    let mut temps = Vec::new();
+    for (path, bytes) in files {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let written = std::fs::create_dir_all(dir).and_then(|()| write_temp(path, bytes));
+        match written {
+            Ok(tmp) => temps.push((tmp, path)),
+            Err(e) => {
+                for (tmp, _) in &temps {
+                    let _ = std::fs::remove_file(tmp);
+                }
+                return Err(named(path, e));
+            }
+        }
+    }
+    for (i, (tmp, path)) in temps.iter().enumerate() {
+        if let Err(e) = std::fs::rename(tmp, path) {
+            for (t, _) in &temps[i..] {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(named(path, e));
+        }
+    }
+    Ok(())
 }
 
 pub fn trades_csv(report: &Report) -> String {
@@ -71,11 +118,10 @@ pub fn write_all(dir: &Path, report: &Report) -> std::io::Result<Vec<PathBuf>> {
         ),
         ("events.jsonl", events_jsonl(report)),
     ];
-    let mut paths = Vec::new();
-    for (name, text) in files {
-        let p = dir.join(name);
-        write_atomic(&p, text.as_bytes())?;
-        paths.push(p);
-    }
-    Ok(paths)
+    let files: Vec<(PathBuf, Vec<u8>)> = files
+        .into_iter()
+        .map(|(name, text)| (dir.join(name), text.into_bytes()))
+        .collect();
+    write_files(&files)?;
+    Ok(files.into_iter().map(|(p, _)| p).collect())
 }

@@ -42,8 +42,13 @@ pub struct PositionRun {
 /// Where a position's replay starts after its entry point.
 #[derive(Debug, Clone, Copy)]
 enum Start {
-    /// From bar `bar`, the points strictly after `after_ts`.
-    Candle { bar: usize, after_ts: i64 },
+    /// From bar `bar`: its points strictly after `after_ts`, without its first point when
+    /// `skip_open` (an unpriced entry took the bar's open, or in detail data its first trade).
+    Candle {
+        bar: usize,
+        after_ts: i64,
+        skip_open: bool,
+    },
     /// From tick `idx` on.
     Tick { idx: usize },
 }
@@ -65,7 +70,8 @@ fn resolve(
                     bar.open,
                     Start::Candle {
                         bar: b,
-                        after_ts: bar.ts,
+                        after_ts: i64::MIN,
+                        skip_open: true,
                     },
                 ))
             }
@@ -78,6 +84,7 @@ fn resolve(
                     Start::Candle {
                         bar: b,
                         after_ts: entry.time,
+                        skip_open: false,
                     },
                 ))
             }
@@ -204,9 +211,24 @@ fn simulate<O: EventSink>(
     let mut detail_points = Vec::new();
     if sim.closed().is_none() {
         match (&market.series, start) {
-            (Series::Candles { bars, delta_ms }, Start::Candle { bar, after_ts }) => {
+            (
+                Series::Candles { bars, delta_ms },
+                Start::Candle {
+                    bar,
+                    after_ts,
+                    skip_open,
+                },
+            ) => {
                 for (b, candle) in bars.iter().enumerate().skip(bar) {
-                    let after = if b == bar { after_ts } else { i64::MIN };
+                    let (after, skip) = if b == bar {
+                        (after_ts, skip_open)
+                    } else {
+                        (i64::MIN, false)
+                    };
+                    let after = After {
+                        ts: after,
+                        skip_first: skip,
+                    };
                     let low_first = policy.low_first(side, candle);
                     let mut resolve = matches!(detail, Some((_, DetailBars::All)));
                     if (opts.ambiguity || detail.is_some()) && candle.high != candle.low {
@@ -295,17 +317,27 @@ fn simulate<O: EventSink>(
     })
 }
 
+/// Which of a bar's points a position still sees: those strictly after `ts`, without the first
+/// one when `skip_first`.
+#[derive(Debug, Clone, Copy)]
+pub struct After {
+    pub ts: i64,
+    pub skip_first: bool,
+}
+
 #[inline(always)]
 fn run_bar<O: EventSink>(
     sim: &mut SimPosition,
     bar: &Bar,
     delta_ms: i64,
     low_first: bool,
-    after_ts: i64,
+    after: After,
     out: &mut O,
 ) -> Result<Option<Close>, EngineError> {
-    for pt in bar_points(bar, delta_ms, low_first) {
-        if pt.ts > after_ts
+    let points = bar_points(bar, delta_ms, low_first);
+    let first = usize::from(after.skip_first);
+    for &pt in &points[first..] {
+        if pt.ts > after.ts
             && let Some(c) = sim.on_point(pt, out)?
         {
             return Ok(Some(c));

@@ -143,25 +143,48 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     let Some(r) = runs.first() else {
         bail!("no price point after the entry time: nothing to trace");
     };
+    match print(&args, r, &market.instrument) {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn print(
+    args: &TraceArgs,
+    r: &run::PositionRun,
+    inst: &crate::engine::Instrument,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.jsonl {
         for e in &r.events {
-            println!("{}", serde_json::to_string(e)?);
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(e).map_err(std::io::Error::other)?
+            )?;
         }
-        return Ok(());
+        return out.flush();
     }
-    println!("{:<24}  {:<15}  {:>14}  detail", "time", "event", "price");
+    writeln!(
+        out,
+        "{:<24}  {:<15}  {:>14}  detail",
+        "time", "event", "price"
+    )?;
     for e in &r.events {
         let (price, detail) = describe(e);
-        println!(
+        writeln!(
+            out,
             "{:<24}  {:<15}  {:>14}  {}",
             iso_ms(e.ts()),
             e.kind(),
             price,
             detail
-        );
+        )?;
     }
-    let inst = &market.instrument;
-    println!(
+    writeln!(
+        out,
         "closed: {} at {} ({}), stop updates {}, held {}, emergency {}",
         r.close.reason.as_str(),
         inst.decimal(r.close.fill),
@@ -169,8 +192,8 @@ pub fn run(args: TraceArgs) -> anyhow::Result<()> {
         r.counters.stop_updates,
         r.counters.updates_held,
         r.counters.emergency_updates
-    );
-    Ok(())
+    )?;
+    out.flush()
 }
 
 fn opt(d: &Option<Decimal>) -> String {

@@ -252,9 +252,10 @@ impl TrailingStop {
                 ts,
                 side: position.side,
                 entry_price: position.entry_price,
-                activation_price: position.entry_price
+                activation_price: (position.entry_price
                     * (Decimal::ONE
-                        + Decimal::from(sign) * c.activation_percent / Decimal::ONE_HUNDRED),
+                        + Decimal::from(sign) * c.activation_percent / Decimal::ONE_HUNDRED))
+                    .normalize(),
             }
         );
         if let Some(pct) = c.initial_stop_percent {
@@ -564,9 +565,10 @@ impl TrailingStop {
     /// The exact activation price, `entry * (1 ± activation_percent/100)`.
     pub fn activation_price(&self) -> Decimal {
         let c = &self.config;
-        self.position.entry_price
+        (self.position.entry_price
             * (Decimal::ONE
-                + Decimal::from(self.sign) * c.activation_percent / Decimal::ONE_HUNDRED)
+                + Decimal::from(self.sign) * c.activation_percent / Decimal::ONE_HUNDRED))
+            .normalize()
     }
     /// The stop the engine wants (rounded to the tick), if any.
     pub fn desired_stop(&self) -> Option<Decimal> {
