@@ -231,10 +231,14 @@ fn simulate<O: EventSink>(
                     };
                     let low_first = policy.low_first(side, candle);
                     let mut resolve = matches!(detail, Some((_, DetailBars::All)));
-                    if (opts.ambiguity || detail.is_some()) && candle.high != candle.low {
-                        let before = sim.clone();
+                    if (opts.ambiguity || detail.is_some())
+                        && candle.high != candle.low
+                        && !sim.is_quiet_within(candle.low, candle.high)
+                    {
                         let mark = out.mark();
-                        let mut alt = before.clone();
+                        let mut alt = sim.clone();
+                        // With detail the pre-bar state is kept to replay the bar from it.
+                        let before = detail.map(|_| sim.clone());
                         run_bar(
                             &mut alt,
                             candle,
@@ -248,7 +252,7 @@ fn simulate<O: EventSink>(
                             ambiguous_bars += 1;
                             resolve = detail.is_some();
                         }
-                        if resolve {
+                        if let (true, Some(before)) = (resolve, before) {
                             out.rollback(mark);
                             sim = before;
                         }

@@ -6,6 +6,8 @@
 //! price point costs a few integer compares; the candidate stop is only recomputed when the
 //! extreme or the momentum state changes.
 
+use std::sync::Arc;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -122,9 +124,12 @@ struct MomentumRule {
 /// One position's trailing stop.
 #[derive(Debug, Clone)]
 pub struct TrailingStop {
-    position: Position,
+    // Shared, immutable after open: a clone (the simulator's what-if copies) stays cheap.
+    position: Arc<Position>,
     instrument: Instrument,
-    config: TrailingConfig,
+    config: Arc<TrailingConfig>,
+    opened_at: i64,
+    side: Side,
     sign: i64,
     tick: i64,
     activation_at: i64,
@@ -209,9 +214,11 @@ impl TrailingStop {
             Ratio::one_plus_scaled(c.distance_percent, m.distance_factor, -s)
         });
         let mut stop = TrailingStop {
-            position: position.clone(),
+            position: Arc::new(position.clone()),
+            opened_at: position.opened_at,
+            side: position.side,
             instrument: *instrument,
-            config: config.clone(),
+            config: Arc::new(config.clone()),
             sign,
             tick,
             activation_at: profit_threshold(c.activation_percent),
@@ -379,7 +386,7 @@ impl TrailingStop {
                 Some(ActivationReason::Price)
             } else {
                 match self.time_rule {
-                    Some(t) if ts - self.position.opened_at >= t.after_ms && p >= t.threshold => {
+                    Some(t) if ts - self.opened_at >= t.after_ms && p >= t.threshold => {
                         Some(ActivationReason::Time)
                     }
                     _ => None,
@@ -540,7 +547,7 @@ impl TrailingStop {
         &self.config
     }
     pub fn side(&self) -> Side {
-        self.position.side
+        self.side
     }
     pub fn state(&self) -> State {
         self.state
@@ -594,6 +601,23 @@ impl TrailingStop {
     /// Whether momentum acceleration held at the last price point.
     pub fn momentum_active(&self) -> bool {
         self.fast
+    }
+
+    /// True when no price point in `[low, high]` (units), in any order and at any time, can
+    /// change the desired or the sent stop: trailing is active, nothing is pending, no price
+    /// makes a new extreme, and the desired stop is already at least the tightest candidate
+    /// (momentum included) of the current extreme. Lets a simulator skip what-if replays.
+    #[inline]
+    pub fn is_quiet_within(&self, low: i64, high: i64) -> bool {
+        let best = if self.sign > 0 { high } else { -low };
+        let (Some((s, _)), Some(x)) = (self.desired, self.sent) else {
+            return false;
+        };
+        self.state == State::Active
+            && s == x.price
+            && best <= self.extreme
+            && (self.momentum.is_none()
+                || s >= self.fast_trail.floor_to_tick(self.extreme, self.tick))
     }
 }
 

@@ -228,6 +228,17 @@ impl SimPosition {
     pub fn resting_stop(&self) -> Option<i64> {
         self.resting.map(|(s, _)| s)
     }
+    /// True when prices within `[low, high]` can neither fill the resting stop nor change the
+    /// engine's stops, whatever their order (see [`TrailingStop::is_quiet_within`]).
+    #[inline]
+    pub fn is_quiet_within(&self, low: i64, high: i64) -> bool {
+        let worst = if self.sign > 0 { low } else { -high };
+        self.pending.is_none()
+            && self.closed.is_none()
+            && self.resting.is_some_and(|(r, _)| worst > self.sign * r)
+            && self.engine.is_quiet_within(low, high)
+    }
+
     /// What distinguishes two runs of the same bar for the ambiguity count: where it exited,
     /// the desired stop and the sent stop.
     pub fn outcome(&self) -> (Option<(i64, ExitReason)>, Option<i64>, Option<i64>) {
