@@ -1,6 +1,11 @@
 //! The `trailstop` command line.
 
 mod backtest;
+mod merge;
+mod paper;
+mod report;
+mod state;
+mod sweep;
 mod trace;
 
 use std::process::ExitCode;
@@ -25,27 +30,16 @@ enum Command {
     Trace(trace::TraceArgs),
     /// Replay a scenario's market data through the engine against a simulated exchange.
     Backtest(backtest::BacktestArgs),
-    /// (not built yet) Run a scenario's [sweep] grid in parallel.
-    Sweep(Planned),
-    /// (not built yet) Dry-run a scenario step by step with state in SQLite.
-    Paper(Planned),
-    /// (not built yet) Show trailing-stop state stored in a database.
-    State(Planned),
-    /// (not built yet) Re-render reports from saved results.
-    Report(Planned),
-    /// (not built yet) Merge sharded sweep outputs.
-    Merge(Planned),
-}
-
-#[derive(clap::Args)]
-struct Planned {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
-}
-
-fn planned(name: &str, issue: u32) -> ExitCode {
-    eprintln!("trailstop {name}: not built yet (planned in issue {issue}); nothing was run");
-    ExitCode::from(2)
+    /// Run a scenario's [sweep] grid in parallel and rank the results.
+    Sweep(sweep::Args),
+    /// Dry-run a scenario step by step with its state in SQLite; resumes after a crash.
+    Paper(paper::Args),
+    /// Show trailing-stop state stored in a database.
+    State(state::Args),
+    /// Re-render reports from saved results.
+    Report(report::Args),
+    /// Merge sharded sweep outputs.
+    Merge(merge::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -53,11 +47,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Trace(a) => trace::run(a),
         Command::Backtest(a) => backtest::run(a),
-        Command::Sweep(_) => return planned("sweep", 5),
-        Command::Paper(_) => return planned("paper", 4),
-        Command::State(_) => return planned("state", 4),
-        Command::Report(_) => return planned("report", 5),
-        Command::Merge(_) => return planned("merge", 5),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Paper(a) => paper::run(a),
+        Command::State(a) => state::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Merge(a) => merge::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

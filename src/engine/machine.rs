@@ -97,6 +97,29 @@ pub struct Counters {
     pub emergency_updates: u32,
 }
 
+/// A serialisable copy of an engine's whole state (for persistence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineSnapshot {
+    pub position: Position,
+    pub instrument: Instrument,
+    pub config: TrailingConfig,
+    pub state: State,
+    /// The highest price since entry (long) or the lowest (short).
+    pub extreme: Decimal,
+    pub desired: Option<(Decimal, StopOrigin)>,
+    /// The last stop sent and when.
+    pub sent: Option<(Decimal, i64)>,
+    pub confirmed: Option<Decimal>,
+    pub activated_at: Option<i64>,
+    pub breakeven_armed: bool,
+    pub momentum_fast: bool,
+    pub last_ts: i64,
+    pub exit: Option<ExitReason>,
+    pub counters: Counters,
+    /// The momentum window's retained points `(ts, price)`.
+    pub window: Vec<(i64, Decimal)>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sent {
     price: i64,
@@ -173,6 +196,36 @@ impl TrailingStop {
         config: &TrailingConfig,
         out: &mut O,
     ) -> Result<(TrailingStop, Option<Intent>), EngineError> {
+        let mut stop = Self::build(position, instrument, config)?;
+        let (sign, s, entry, tick) = (stop.sign, stop.sign as i128, stop.extreme, stop.tick);
+        let c = config;
+        let ts = position.opened_at;
+        emit!(
+            out,
+            Event::Created {
+                ts,
+                side: position.side,
+                entry_price: position.entry_price,
+                activation_price: (position.entry_price
+                    * (Decimal::ONE
+                        + Decimal::from(sign) * c.activation_percent / Decimal::ONE_HUNDRED))
+                    .normalize(),
+            }
+        );
+        if let Some(pct) = c.initial_stop_percent {
+            let initial = Ratio::one_plus(pct, -s).floor_to_tick(entry, tick);
+            stop.offer(initial, StopOrigin::Initial, entry, ts, out);
+        }
+        let intent = stop.step(entry, ts, out);
+        Ok((stop, intent))
+    }
+
+    /// The engine with its exact thresholds, before any price point.
+    fn build(
+        position: &Position,
+        instrument: &Instrument,
+        config: &TrailingConfig,
+    ) -> Result<TrailingStop, EngineError> {
         config.validate()?;
         let decimals = instrument.price_decimals;
         if decimals > MAX_PRICE_DECIMALS {
@@ -213,7 +266,7 @@ impl TrailingStop {
         let fast_trail = c.momentum.as_ref().map_or(trail, |m| {
             Ratio::one_plus_scaled(c.distance_percent, m.distance_factor, -s)
         });
-        let mut stop = TrailingStop {
+        let stop = TrailingStop {
             position: Arc::new(position.clone()),
             opened_at: position.opened_at,
             side: position.side,
@@ -252,25 +305,7 @@ impl TrailingStop {
             counters: Counters::default(),
             window: MinWindow::default(),
         };
-        let ts = position.opened_at;
-        emit!(
-            out,
-            Event::Created {
-                ts,
-                side: position.side,
-                entry_price: position.entry_price,
-                activation_price: (position.entry_price
-                    * (Decimal::ONE
-                        + Decimal::from(sign) * c.activation_percent / Decimal::ONE_HUNDRED))
-                    .normalize(),
-            }
-        );
-        if let Some(pct) = c.initial_stop_percent {
-            let initial = Ratio::one_plus(pct, -s).floor_to_tick(entry, tick);
-            stop.offer(initial, StopOrigin::Initial, entry, ts, out);
-        }
-        let intent = stop.step(entry, ts, out);
-        Ok((stop, intent))
+        Ok(stop)
     }
 
     /// Feeds one price point (DESIGN §2.1 steps 2–3). `price` must be exact at the instrument's
@@ -598,6 +633,91 @@ impl TrailingStop {
     pub fn confirmed_stop(&self) -> Option<Decimal> {
         self.confirmed.map(|c| self.dec(c))
     }
+    /// Everything needed to rebuild this engine exactly (exact decimals, no floats).
+    pub fn snapshot(&self) -> EngineSnapshot {
+        EngineSnapshot {
+            position: (*self.position).clone(),
+            instrument: self.instrument,
+            config: (*self.config).clone(),
+            state: self.state,
+            extreme: self.dec(self.extreme),
+            desired: self.desired.map(|(s, o)| (self.dec(s), o)),
+            sent: self.sent.map(|x| (self.dec(x.price), x.at)),
+            confirmed: self.confirmed.map(|c| self.dec(c)),
+            activated_at: self.activated_at,
+            breakeven_armed: self.breakeven_armed,
+            momentum_fast: self.fast,
+            last_ts: self.last_ts,
+            exit: self.exit,
+            counters: self.counters,
+            window: self
+                .window
+                .points()
+                .map(|(t, p)| (t, self.dec(p)))
+                .collect(),
+        }
+    }
+
+    /// Rebuilds an engine from a snapshot; `restore(&e.snapshot())` behaves exactly like `e`.
+    pub fn restore(snap: &EngineSnapshot) -> Result<TrailingStop, EngineError> {
+        Self::restore_with(snap, &snap.config)
+    }
+
+    /// Rebuilds an engine from a snapshot under a changed `config`. The rule on a change:
+    /// the stop never loosens (the desired and sent stops are kept as they are) and the new
+    /// settings apply to future moves (the next candidate uses the new distance, the update
+    /// policy the new rate limits).
+    pub fn restore_with(
+        snap: &EngineSnapshot,
+        config: &TrailingConfig,
+    ) -> Result<TrailingStop, EngineError> {
+        let mut e = Self::build(&snap.position, &snap.instrument, config)?;
+        let m = |what: &'static str, d: Decimal| {
+            e.instrument
+                .units(d)
+                .map(|u| e.sign * u)
+                .ok_or(EngineError::NotRepresentable {
+                    what,
+                    value: d,
+                    decimals: e.instrument.price_decimals,
+                })
+        };
+        let extreme = m("extreme", snap.extreme)?;
+        let desired = match snap.desired {
+            Some((d, o)) => Some((m("desired stop", d)?, o)),
+            None => None,
+        };
+        let sent = match snap.sent {
+            Some((d, at)) => Some(Sent {
+                price: m("sent stop", d)?,
+                at,
+            }),
+            None => None,
+        };
+        let confirmed = match snap.confirmed {
+            Some(d) => Some(m("confirmed stop", d)?),
+            None => None,
+        };
+        let window = snap
+            .window
+            .iter()
+            .map(|&(t, p)| m("momentum point", p).map(|u| (t, u)))
+            .collect::<Result<Vec<_>, _>>()?;
+        e.state = snap.state;
+        e.extreme = extreme;
+        e.desired = desired;
+        e.sent = sent;
+        e.confirmed = confirmed;
+        e.activated_at = snap.activated_at;
+        e.breakeven_armed = snap.breakeven_armed;
+        e.fast = snap.momentum_fast;
+        e.last_ts = snap.last_ts;
+        e.exit = snap.exit;
+        e.counters = snap.counters;
+        e.window = MinWindow::from_points(window);
+        Ok(e)
+    }
+
     /// Whether momentum acceleration held at the last price point.
     pub fn momentum_active(&self) -> bool {
         self.fast

@@ -32,7 +32,9 @@ pub use config::{
     Breakeven, ConfigError, Momentum, RateLimit, TimeActivation, TrailingConfig, exact_decimal,
 };
 pub use event::{ActivationReason, Event, ExitReason, HoldReason, SendReason, StopOrigin};
-pub use machine::{Counters, EngineError, EventSink, Intent, NoEvents, State, TrailingStop};
+pub use machine::{
+    Counters, EngineError, EngineSnapshot, EventSink, Intent, NoEvents, State, TrailingStop,
+};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};

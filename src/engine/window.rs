@@ -32,6 +32,16 @@ impl MinWindow {
         // The point just pushed is never older than `from`, so the queue is not empty.
         self.points.front().map_or(price, |&(_, p)| p)
     }
+
+    pub fn points(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.points.iter().copied()
+    }
+
+    pub fn from_points(points: impl IntoIterator<Item = (i64, i64)>) -> Self {
+        MinWindow {
+            points: points.into_iter().collect(),
+        }
+    }
 }
 
 #[cfg(test)]

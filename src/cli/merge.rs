@@ -1,0 +1,11 @@
+//! `trailstop merge` (issue 5): not built yet.
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    rest: Vec<String>,
+}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("trailstop merge: not built yet (planned in issue 5); nothing was run")
+}
