@@ -349,7 +349,7 @@ mod tests {
             let point = |i: usize| Point {
                 ts: (i as i64 + 1) * 1000,
                 price: prices[i],
-                gap: i % 3 == 0,
+                gap: i.is_multiple_of(3),
             };
             let mut ev_a = Vec::new();
             let mut a = SimPosition::open(&pos, &inst, &config, model, &mut ev_a).unwrap();
