@@ -42,6 +42,22 @@ impl Market {
     }
 }
 
+/// The index of the first bar opening at or after `t` (`bars.len()` if none). Guesses the
+/// index from the interval first: on gap-free data that avoids a binary search's cache misses.
+#[inline]
+pub fn first_bar_at_or_after(bars: &[Bar], delta_ms: i64, t: i64) -> usize {
+    if let Some(first) = bars.first()
+        && delta_ms > 0
+        && t > first.ts
+    {
+        let guess = (((t - first.ts) + delta_ms - 1) / delta_ms) as usize;
+        if guess < bars.len() && bars[guess].ts >= t && bars[guess - 1].ts < t {
+            return guess;
+        }
+    }
+    bars.partition_point(|b| b.ts < t)
+}
+
 impl Series {
     /// The points of this (finer) series inside `[from, to)` that `after` leaves: candles as
     /// O, X, Y, C in the given order, ticks as they are.

@@ -4,6 +4,7 @@
 pub mod market;
 pub mod output;
 pub mod record;
+pub mod replay;
 pub mod run;
 
 use std::path::PathBuf;
@@ -292,16 +293,9 @@ pub struct Report {
     pub summary: Summary,
 }
 
-/// Runs the scenario under its policy (with events and ambiguity) and under the optimistic and
-/// pessimistic orders for the band.
-pub fn run_scenario(
-    scenario: &Scenario,
-    loaded: &Loaded,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<Report, BacktestError> {
-    let market = &loaded.market;
-    let discrete = matches!(market.series, Series::Ticks { .. });
-    let settings = RunSettings {
+/// The scenario's run settings (symbol, trailing config, venue model, fees).
+pub fn run_settings(scenario: &Scenario) -> RunSettings {
+    RunSettings {
         symbol: scenario.data.symbol.clone(),
         trailing: scenario.trailing.clone(),
         model: VenueModel {
@@ -310,10 +304,66 @@ pub fn run_scenario(
         },
         taker_fee: scenario.exchange.taker_fee,
         slippage_bps: scenario.exchange.slippage_bps,
-    };
+    }
+}
+
+/// The options of the scenario's own run (the one that writes `trades.csv` and the events):
+/// its policy, the ambiguity count on candles, and its detail data.
+pub fn main_options(scenario: &Scenario, market: &Market) -> RunOptions {
+    RunOptions {
+        policy: scenario.intrabar.policy,
+        events: true,
+        ambiguity: !matches!(market.series, Series::Ticks { .. }),
+        detail: market.detail.as_ref().map(|d| {
+            scenario.data.detail_bars.unwrap_or(match d {
+                Series::Ticks { .. } => DetailBars::All,
+                Series::Candles { .. } => DetailBars::Ambiguous,
+            })
+        }),
+    }
+}
+
+fn passes(market: &Market) -> usize {
+    if matches!(market.series, Series::Ticks { .. }) {
+        1
+    } else {
+        3
+    }
+}
+
+/// Runs the scenario under its policy (with events and ambiguity) and under the optimistic and
+/// pessimistic orders for the band.
+pub fn run_scenario(
+    scenario: &Scenario,
+    loaded: &Loaded,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Report, BacktestError> {
+    let market = &loaded.market;
+    let settings = run_settings(scenario);
+    let n = loaded.entries.len();
+    let passes = passes(market);
+    let main_opts = main_options(scenario, market);
+    let main = run_positions(market, &loaded.entries, &settings, main_opts, |k| {
+        progress(k, n * passes)
+    })?;
+    report_from_runs(scenario, loaded, main, progress)
+}
+
+/// The report of a scenario whose own run is `main` (from `run_positions` with
+/// [`main_options`], or from the paper runner's database): its rows and events as they are,
+/// the band from fresh optimistic and pessimistic passes.
+pub fn report_from_runs(
+    scenario: &Scenario,
+    loaded: &Loaded,
+    main: Vec<PositionRun>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Report, BacktestError> {
+    let market = &loaded.market;
+    let discrete = matches!(market.series, Series::Ticks { .. });
+    let settings = run_settings(scenario);
     let policy = scenario.intrabar.policy;
     let n = loaded.entries.len();
-    let passes = if discrete { 1 } else { 3 };
+    let passes = passes(market);
     let rows_of = |runs: &[PositionRun]| -> Vec<TradeRow> {
         runs.iter()
             .map(|r| {
@@ -326,20 +376,6 @@ pub fn run_scenario(
             })
             .collect()
     };
-    let main_opts = RunOptions {
-        policy,
-        events: true,
-        ambiguity: !discrete,
-        detail: market.detail.as_ref().map(|d| {
-            scenario.data.detail_bars.unwrap_or(match d {
-                Series::Ticks { .. } => DetailBars::All,
-                Series::Candles { .. } => DetailBars::Ambiguous,
-            })
-        }),
-    };
-    let main = run_positions(market, &loaded.entries, &settings, main_opts, |k| {
-        progress(k, n * passes)
-    })?;
     let rows = rows_of(&main);
     let band_for = |p: Policy,
                     pass: usize,

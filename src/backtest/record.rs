@@ -32,8 +32,11 @@ pub struct TradeRow {
 }
 
 fn round8(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(8, RoundingStrategy::MidpointNearestEven)
-        .normalize()
+    let r = d
+        .round_dp_with_strategy(8, RoundingStrategy::MidpointNearestEven)
+        .normalize();
+    // A tiny negative value rounds to a signed zero; write it as plain `0`.
+    if r.is_zero() { Decimal::ZERO } else { r }
 }
 
 /// Net result in percent of the entry notional, fees `f` on both sides (DESIGN §2.1).
@@ -146,5 +149,6 @@ mod tests {
         assert_eq!(round8(dec!(0.123456775)), dec!(0.12345678));
         assert_eq!(round8(dec!(0.1234567851)), dec!(0.12345679));
         assert_eq!(round8(dec!(1.50000000)).to_string(), "1.5");
+        assert_eq!(round8(dec!(-0.000000001)).to_string(), "0");
     }
 }

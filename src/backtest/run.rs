@@ -2,6 +2,8 @@
 
 use rust_decimal::Decimal;
 
+use serde::{Deserialize, Serialize};
+
 use crate::engine::{
     Counters, EngineError, Event, EventSink, NoEvents, Position, Side, TrailingConfig,
 };
@@ -10,6 +12,7 @@ use crate::sim::exchange::{Close, SimPosition, VenueModel};
 use crate::sim::path::{Bar, Point, Policy, bar_points};
 
 use super::market::{Market, Series};
+use super::replay::{BarRules, Cursor, Replay};
 use crate::scenario::DetailBars;
 
 /// Everything a run needs besides the market and the entries.
@@ -39,52 +42,47 @@ pub struct PositionRun {
     pub events: Vec<Event>,
 }
 
-/// Where a position's replay starts after its entry point.
-#[derive(Debug, Clone, Copy)]
-enum Start {
-    /// From bar `bar`: its points strictly after `after_ts`, without its first point when
-    /// `skip_open` (an unpriced entry took the bar's open, or in detail data its first trade).
-    Candle {
-        bar: usize,
-        after_ts: i64,
-        skip_open: bool,
-    },
-    /// From tick `idx` on.
-    Tick { idx: usize },
-}
-
 /// The entry point (time, price in units) and where the replay continues; `None` when no price
 /// point follows the entry (the entry is skipped and gets no number).
 fn resolve(
     entry: &EntrySpec,
     entry_units: Option<i64>,
     market: &Market,
-) -> Option<(i64, i64, Start)> {
+) -> Option<(i64, i64, Cursor)> {
     match &market.series {
         Series::Candles { bars, delta_ms } => match entry_units {
             None => {
-                let b = bars.partition_point(|bar| bar.ts < entry.time);
+                let b = super::market::first_bar_at_or_after(bars, *delta_ms, entry.time);
                 let bar = bars.get(b)?;
                 Some((
                     bar.ts,
                     bar.open,
-                    Start::Candle {
-                        bar: b,
-                        after_ts: i64::MIN,
-                        skip_open: true,
+                    Cursor {
+                        next: b,
+                        after: After {
+                            ts: i64::MIN,
+                            skip_first: true,
+                        },
                     },
                 ))
             }
             Some(price) => {
-                let b = bars.partition_point(|bar| bar.ts + delta_ms - 1 <= entry.time);
+                // The first bar with a point after the entry: `ts + Δ - 1 > time`.
+                let b = super::market::first_bar_at_or_after(
+                    bars,
+                    *delta_ms,
+                    entry.time - delta_ms + 2,
+                );
                 bars.get(b)?;
                 Some((
                     entry.time,
                     price,
-                    Start::Candle {
-                        bar: b,
-                        after_ts: entry.time,
-                        skip_open: false,
+                    Cursor {
+                        next: b,
+                        after: After {
+                            ts: entry.time,
+                            skip_first: false,
+                        },
                     },
                 ))
             }
@@ -95,14 +93,28 @@ fn resolve(
                 if i + 1 >= ts.len() {
                     return None;
                 }
-                Some((ts[i], price[i], Start::Tick { idx: i + 1 }))
+                Some((
+                    ts[i],
+                    price[i],
+                    Cursor {
+                        next: i + 1,
+                        after: After::ALL,
+                    },
+                ))
             }
             Some(p) => {
                 let i = ts.partition_point(|&t| t <= entry.time);
                 if i >= ts.len() {
                     return None;
                 }
-                Some((entry.time, p, Start::Tick { idx: i }))
+                Some((
+                    entry.time,
+                    p,
+                    Cursor {
+                        next: i,
+                        after: After::ALL,
+                    },
+                ))
             }
         },
     }
@@ -132,53 +144,16 @@ pub fn run_positions(
     let mut next_id = 1u64;
     for (k, entry) in entries.iter().enumerate() {
         progress(k);
-        let entry_units =
-            match entry.price {
-                Some(p) => Some(market.instrument.units(p).ok_or(
-                    EngineError::NotRepresentable {
-                        what: "entry price",
-                        value: p,
-                        decimals: market.instrument.price_decimals,
-                    },
-                )?),
-                None => None,
-            };
-        let Some((opened_at, entry_price, start)) = resolve(entry, entry_units, market) else {
+        let Some(planned) = plan_position(market, entry, &settings.symbol, next_id)? else {
             continue;
         };
-        let mut position = Position::new(
-            next_id,
-            &settings.symbol,
-            entry.side,
-            market.instrument.decimal(entry_price),
-            opened_at,
-        );
-        if let Some(q) = entry.quantity {
-            position.quantity = q;
-        }
         let run = if opts.events {
             let mut sink = Vec::new();
-            let mut r = simulate(
-                market,
-                settings,
-                opts,
-                &position,
-                entry_price,
-                start,
-                &mut sink,
-            )?;
+            let mut r = simulate(market, settings, opts, &planned, &mut sink)?;
             r.events = sink;
             r
         } else {
-            simulate(
-                market,
-                settings,
-                opts,
-                &position,
-                entry_price,
-                start,
-                &mut NoEvents,
-            )?
+            simulate(market, settings, opts, &planned, &mut NoEvents)?
         };
         out.push(run);
         next_id += 1;
@@ -186,151 +161,161 @@ pub fn run_positions(
     Ok(out)
 }
 
+/// A numbered position ready to replay: where it opens and where its replay continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPosition {
+    pub position: Position,
+    /// Entry price in instrument units.
+    pub entry: i64,
+    pub cursor: Cursor,
+}
+
+/// Resolves `entry` against the market as position `id`; `None` when no price point follows
+/// the entry (it is skipped and gets no number).
+pub fn plan_position(
+    market: &Market,
+    entry: &EntrySpec,
+    symbol: &str,
+    id: u64,
+) -> Result<Option<PlannedPosition>, EngineError> {
+    let entry_units = match entry.price {
+        Some(p) => Some(
+            market
+                .instrument
+                .units(p)
+                .ok_or(EngineError::NotRepresentable {
+                    what: "entry price",
+                    value: p,
+                    decimals: market.instrument.price_decimals,
+                })?,
+        ),
+        None => None,
+    };
+    let Some((opened_at, entry_price, cursor)) = resolve(entry, entry_units, market) else {
+        return Ok(None);
+    };
+    let mut position = Position::new(
+        id,
+        symbol,
+        entry.side,
+        market.instrument.decimal(entry_price),
+        opened_at,
+    );
+    if let Some(q) = entry.quantity {
+        position.quantity = q;
+    }
+    Ok(Some(PlannedPosition {
+        position,
+        entry: entry_price,
+        cursor,
+    }))
+}
+
+/// Every entry as a numbered position, in entry order (DESIGN §3 "Entries").
+pub fn plan_positions(
+    market: &Market,
+    entries: &[EntrySpec],
+    symbol: &str,
+) -> Result<Vec<PlannedPosition>, EngineError> {
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if let Some(p) = plan_position(market, entry, symbol, out.len() as u64 + 1)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Replays one position over the whole series, bar by bar (or tick by tick) through
+/// [`Replay`], the same step the paper runner commits one at a time.
 fn simulate<O: EventSink>(
     market: &Market,
     settings: &RunSettings,
     opts: RunOptions,
-    position: &Position,
-    entry: i64,
-    start: Start,
+    planned: &PlannedPosition,
     out: &mut O,
 ) -> Result<PositionRun, EngineError> {
-    let side = position.side;
-    let policy = opts.policy;
-    let detail = opts
-        .detail
-        .and_then(|use_| market.detail.as_ref().map(|d| (d, use_)));
-    let mut sim = SimPosition::open(
+    let position = &planned.position;
+    let (side, policy) = (position.side, opts.policy);
+    let mut r = Replay::open(
         position,
         &market.instrument,
         &settings.trailing,
         settings.model,
+        BarRules::of(opts, market.detail.is_some()),
+        planned.cursor,
         out,
     )?;
-    let mut ambiguous_bars = 0u32;
-    let mut detail_points = Vec::new();
-    if sim.closed().is_none() {
-        match (&market.series, start) {
-            (
-                Series::Candles { bars, delta_ms },
-                Start::Candle {
-                    bar,
-                    after_ts,
-                    skip_open,
-                },
-            ) => {
-                for (b, candle) in bars.iter().enumerate().skip(bar) {
-                    let (after, skip) = if b == bar {
-                        (after_ts, skip_open)
-                    } else {
-                        (i64::MIN, false)
-                    };
-                    let after = After {
-                        ts: after,
-                        skip_first: skip,
-                    };
-                    let low_first = policy.low_first(side, candle);
-                    let mut resolve = matches!(detail, Some((_, DetailBars::All)));
-                    if (opts.ambiguity || detail.is_some())
-                        && candle.high != candle.low
-                        && !sim.is_quiet_within(candle.low, candle.high)
-                    {
-                        let mark = out.mark();
-                        let mut alt = sim.clone();
-                        // With detail the pre-bar state is kept to replay the bar from it.
-                        let before = detail.map(|_| sim.clone());
-                        run_bar(
-                            &mut alt,
-                            candle,
-                            *delta_ms,
-                            !low_first,
-                            after,
-                            &mut NoEvents,
-                        )?;
-                        run_bar(&mut sim, candle, *delta_ms, low_first, after, out)?;
-                        if alt.outcome() != sim.outcome() {
-                            ambiguous_bars += 1;
-                            resolve = detail.is_some();
-                        }
-                        if let (true, Some(before)) = (resolve, before) {
-                            out.rollback(mark);
-                            sim = before;
-                        }
-                    } else if !resolve {
-                        run_bar(&mut sim, candle, *delta_ms, low_first, after, out)?;
-                    }
-                    if let (true, Some((d, _))) = (resolve, detail) {
-                        // Replay the bar from the finer data instead of guessing.
-                        d.points_in(
-                            candle.ts,
-                            candle.ts + delta_ms,
-                            after,
-                            |fine| policy.low_first(side, fine),
-                            &mut detail_points,
-                        );
-                        if detail_points.is_empty() {
-                            run_bar(&mut sim, candle, *delta_ms, low_first, after, out)?;
-                        }
-                        for &pt in &detail_points {
-                            if sim.on_point(pt, out)?.is_some() {
-                                break;
+    if !r.is_closed() {
+        match &market.series {
+            Series::Candles { bars, delta_ms } => {
+                let delta_ms = *delta_ms;
+                for candle in &bars[r.cursor.next..] {
+                    r.step_bar(
+                        candle,
+                        delta_ms,
+                        |bar, after, buf| {
+                            if let Some(d) = &market.detail {
+                                d.points_in(
+                                    bar.ts,
+                                    bar.ts + delta_ms,
+                                    after,
+                                    |fine| policy.low_first(side, fine),
+                                    buf,
+                                );
                             }
-                        }
-                    }
-                    if sim.closed().is_some() {
+                        },
+                        out,
+                    )?;
+                    if r.is_closed() {
                         break;
                     }
                 }
-                if sim.closed().is_none() {
+                if !r.is_closed() {
                     let last = bars.last().expect("a start bar exists");
-                    sim.end_of_data(last.close, last.ts + delta_ms - 1, out);
+                    r.end_of_data(last.close, last.ts + delta_ms - 1, out);
                 }
             }
-            (Series::Ticks { ts, price }, Start::Tick { idx }) => {
-                for i in idx..ts.len() {
+            Series::Ticks { ts, price } => {
+                for i in r.cursor.next..ts.len() {
                     let pt = Point {
                         ts: ts[i],
                         price: price[i],
                         gap: true,
                     };
-                    if sim.on_point(pt, out)?.is_some() {
+                    r.step_tick(pt, out)?;
+                    if r.is_closed() {
                         break;
                     }
                 }
-                if sim.closed().is_none() {
+                if !r.is_closed() {
                     let n = ts.len() - 1;
-                    sim.end_of_data(price[n], ts[n], out);
+                    r.end_of_data(price[n], ts[n], out);
                 }
             }
-            _ => unreachable!("start matches the series"),
         }
     }
-    let close = sim.closed().expect("every position closes");
-    Ok(PositionRun {
-        id: position.id,
-        side,
-        opened_at: position.opened_at,
-        entry,
-        close,
-        counters: sim.engine.counters(),
-        unprotected_ms: sim.unprotected_ms(),
-        favourable_units: sim.favourable_units(),
-        adverse_units: sim.adverse_units(),
-        ambiguous_bars,
-        events: Vec::new(),
-    })
+    Ok(r.run().expect("every position closes"))
 }
 
 /// Which of a bar's points a position still sees: those strictly after `ts`, without the first
 /// one when `skip_first`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct After {
     pub ts: i64,
     pub skip_first: bool,
 }
 
+impl After {
+    /// Every point of the bar.
+    pub const ALL: After = After {
+        ts: i64::MIN,
+        skip_first: false,
+    };
+}
+
 #[inline(always)]
-fn run_bar<O: EventSink>(
+pub(crate) fn run_bar<O: EventSink>(
     sim: &mut SimPosition,
     bar: &Bar,
     delta_ms: i64,

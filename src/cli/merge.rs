@@ -1,11 +1,37 @@
-//! `trailstop merge` (issue 5): not built yet.
+//! `trailstop merge DIR... --out DIR`: combines the shards of one sweep into the output the
+//! unsharded run writes (the same bytes in sweep.parquet and sweep.csv), then the report.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    /// Folders holding sweep-shard-K-of-N.{json,parquet} files (any number of shards each).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Write the tables only, no pictures or index.html.
+    #[arg(long)]
+    no_report: bool,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("trailstop merge: not built yet (planned in issue 5); nothing was run")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let out = crate::sweep::merge(&args.dirs, &args.out, !args.no_report)
+        .with_context(|| format!("merge into {}", args.out.display()))?;
+    if !args.quiet {
+        println!(
+            "{}: merged {} combinations; wrote {} files into {}",
+            out.meta.scenario,
+            out.meta.finished,
+            out.files.len(),
+            out.dir.display()
+        );
+    }
+    Ok(())
 }

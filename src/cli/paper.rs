@@ -1,11 +1,122 @@
-//! `trailstop paper` (issue 4): not built yet.
+//! `trailstop paper SCENARIO.toml --db PATH [--out DIR] [--speed N] [--set key=value ...]`
+//!
+//! The scenario's market streamed step by step through engine → store → simulated exchange
+//! (`store::paper`). Killed at any moment and started again with the same command, it resumes
+//! from the database; the outputs are then the backtest's, byte for byte.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::backtest::{self, output};
+use crate::scenario::Scenario;
+use crate::store::paper::{self, Notice, PaperOptions};
+use crate::store::{OpenOptions, Store, Synchronous};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    /// The scenario file (TOML, DESIGN §5).
+    scenario: PathBuf,
+    /// The SQLite database holding the run's state and journal (created when missing; an
+    /// existing one is resumed).
+    #[arg(long, value_name = "PATH")]
+    db: PathBuf,
+    /// Output folder [default: reports/<scenario name>-paper/].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Replay at N times real time, sleeping between steps [default: as fast as possible].
+    #[arg(long, value_name = "N")]
+    speed: Option<f64>,
+    /// Override any scenario key, e.g. --set trailing.distance_percent=0.8 (repeatable). A
+    /// changed [trailing] config on a resumed run is shown and applied (the stop never loosens).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// fsync every committed step (synchronous=FULL) instead of relying on the WAL (NORMAL).
+    #[arg(long)]
+    sync_full: bool,
+    /// Print a line as each market step is committed (`committed <index> <position steps>`).
+    #[arg(long)]
+    log_steps: bool,
+    /// Print nothing but errors (and --log-steps lines).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("trailstop paper: not built yet (planned in issue 4); nothing was run")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(s) = args.speed
+        && !(s.is_finite() && s > 0.0)
+    {
+        anyhow::bail!("--speed {s}: must be a positive number (e.g. 60 for one minute per second)");
+    }
+    // Everything that can fail on the inputs fails before the database is touched.
+    let scenario = Scenario::load(&args.scenario, &args.set)?;
+    let loaded = backtest::load(&scenario)?;
+    let mut opts = OpenOptions::create();
+    if args.sync_full {
+        opts.synchronous = Synchronous::Full;
+    }
+    let mut store = Store::open(&args.db, opts)?;
+    let (quiet, log_steps) = (args.quiet, args.log_steps);
+    let say = |n: Notice| {
+        if let Notice::Committed { index, steps } = n {
+            if log_steps {
+                println!("committed {index} {steps}");
+            }
+            return;
+        }
+        if quiet {
+            return;
+        }
+        match n {
+            Notice::Started { len, positions } => println!(
+                "paper {}: new run in {}: {positions} positions over {len} market steps",
+                scenario.name,
+                args.db.display()
+            ),
+            Notice::Resumed {
+                next,
+                len,
+                open,
+                closed,
+            } => println!(
+                "paper {}: resuming {} at market step {next} of {len} ({open} open, {closed} closed)",
+                scenario.name,
+                args.db.display()
+            ),
+            Notice::ConfigChanged { changes, open } => {
+                println!("  the [trailing] config changed since the run was saved:");
+                for c in &changes {
+                    println!("    trailing.{c}");
+                }
+                println!(
+                    "  applied to {open} open position(s): stops already set never loosen; the \
+                     new settings apply to their future moves and to every position opened from now on"
+                );
+            }
+            Notice::Committed { .. } => {}
+        }
+    };
+    let report = paper::run(
+        &scenario,
+        &loaded,
+        &mut store,
+        PaperOptions { speed: args.speed },
+        say,
+    )?;
+    let dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-paper", scenario.name)));
+    output::write_all(&dir, &report).with_context(|| format!("writing {}", dir.display()))?;
+    if !args.quiet {
+        let s = &report.summary;
+        println!(
+            "  done: {} trades, total {:+.4} %, stop updates {} (held {}); wrote {}/{{trades.csv,summary.json,events.jsonl}}",
+            s.totals.trades,
+            s.totals.total_return_pct,
+            s.stop_updates,
+            s.updates_held,
+            dir.display()
+        );
+    }
+    Ok(())
 }

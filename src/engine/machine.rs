@@ -723,6 +723,65 @@ impl TrailingStop {
         self.fast
     }
 
+    /// Takes a run of price points `(ts, units)` at once when none of them, in any order, can
+    /// change the state, the desired or the sent stop: only the extreme, the momentum window
+    /// and the clock move, exactly as point-by-point processing would move them. Returns
+    /// false and changes nothing otherwise (the caller then feeds the points one by one).
+    /// This is the backtester's fast path for the many bars in which nothing happens.
+    #[inline]
+    pub fn absorb_quiet(&mut self, points: &[(i64, i64)]) -> bool {
+        let (Some(&(first_ts, _)), Some(&(last_ts, last_p))) = (points.first(), points.last())
+        else {
+            return true;
+        };
+        if self.state == State::Triggered || first_ts < self.last_ts {
+            return false;
+        }
+        if self.desired.map(|(s, _)| s) != self.sent.map(|x| x.price) {
+            return false; // an improvement is pending: the policy runs at every point
+        }
+        let best = points
+            .iter()
+            .map(|&(_, p)| self.sign * p)
+            .max()
+            .unwrap_or(i64::MIN);
+        let quiet = match self.state {
+            State::Inactive => {
+                best < self.activation_at
+                    && self
+                        .time_rule
+                        .is_none_or(|t| last_ts - self.opened_at < t.after_ms || best < t.threshold)
+                    && self.breakeven.is_none_or(|b| {
+                        best < b.threshold
+                            || (self.breakeven_armed
+                                && self.desired.is_some_and(|(s, _)| s >= b.stop))
+                    })
+            }
+            State::Active => {
+                best <= self.extreme
+                    && (self.momentum.is_none()
+                        || self.desired.is_some_and(|(s, _)| {
+                            s >= self.fast_trail.floor_to_tick(self.extreme, self.tick)
+                        }))
+            }
+            State::Triggered => false,
+        };
+        if !quiet {
+            return false;
+        }
+        self.extreme = self.extreme.max(best);
+        if let Some(m) = self.momentum {
+            let mut low = 0;
+            for &(ts, p) in points {
+                low = self.window.push(ts, self.sign * p, m.window_ms);
+            }
+            let p = self.sign * last_p;
+            self.fast = m.threshold.scaled_le(low.abs(), p - low);
+        }
+        self.last_ts = last_ts;
+        true
+    }
+
     /// True when no price point in `[low, high]` (units), in any order and at any time, can
     /// change the desired or the sent stop: trailing is active, nothing is pending, no price
     /// makes a new extreme, and the desired stop is already at least the tightest candidate

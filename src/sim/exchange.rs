@@ -274,6 +274,41 @@ impl SimPosition {
     pub fn resting_stop(&self) -> Option<i64> {
         self.resting.map(|(s, _)| s)
     }
+    /// Takes a bar's points at once when none of them can fill the resting stop or change the
+    /// engine's stops ([`TrailingStop::absorb_quiet`]); false (nothing changed) otherwise.
+    #[inline]
+    pub fn absorb_quiet(&mut self, points: &[Point]) -> bool {
+        if self.closed.is_some() || self.pending.is_some() {
+            return false;
+        }
+        let (mut best, mut worst) = (i64::MIN, i64::MAX);
+        for pt in points {
+            let m = self.sign * pt.price;
+            best = best.max(m);
+            worst = worst.min(m);
+        }
+        if self.resting.is_some_and(|(r, _)| worst <= self.sign * r) {
+            return false;
+        }
+        let mut pairs = [(0i64, 0i64); 8];
+        let n = points.len().min(8);
+        if n < points.len() {
+            return false;
+        }
+        for (slot, pt) in pairs.iter_mut().zip(points) {
+            *slot = (pt.ts, pt.price);
+        }
+        if !self.engine.absorb_quiet(&pairs[..n]) {
+            return false;
+        }
+        if let Some(last) = points.last() {
+            self.best = self.best.max(best);
+            self.worst = self.worst.min(worst);
+            self.last_price = last.price;
+        }
+        true
+    }
+
     /// True when prices within `[low, high]` can neither fill the resting stop nor change the
     /// engine's stops, whatever their order (see [`TrailingStop::is_quiet_within`]).
     #[inline]
@@ -382,5 +417,111 @@ mod tests {
             }
             assert!(a.closed().is_some());
         }
+    }
+
+    /// The quiet-bar fast path changes nothing observable: on a long random walk with every
+    /// mode on, feeding whole quiet bars through `absorb_quiet` gives the same events and the
+    /// same final state as feeding every point.
+    #[test]
+    fn absorbing_quiet_bars_equals_point_by_point() {
+        let mut config = TrailingConfig::with_distance(dec!(0.5));
+        config.activation_percent = dec!(0.3);
+        config.initial_stop_percent = Some(dec!(2));
+        config.breakeven = Some(crate::engine::Breakeven {
+            trigger_percent: dec!(0.2),
+            offset_percent: dec!(0.05),
+        });
+        config.time_activation = Some(crate::engine::TimeActivation {
+            after_seconds: 1800,
+            min_profit_percent: dec!(0.1),
+        });
+        config.momentum = Some(crate::engine::Momentum {
+            window_seconds: 300,
+            threshold_percent: dec!(0.4),
+            distance_factor: dec!(0.5),
+        });
+        let inst = Instrument::with_price_decimals(dec!(0.1), 1);
+        let mut seed = 7u64;
+        let mut rnd = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as i64 % 301 - 150
+        };
+        let mut price = 300_000i64;
+        let bars: Vec<crate::sim::path::Bar> = (0..20_000)
+            .map(|i| {
+                let open = price;
+                let (a, b) = (open + rnd(), open + rnd());
+                price = open + rnd();
+                crate::sim::path::Bar {
+                    ts: i * 60_000,
+                    open,
+                    high: open.max(a).max(b).max(price),
+                    low: open.min(a).min(b).min(price),
+                    close: price,
+                }
+            })
+            .collect();
+        let (mut quiet, mut positions) = (0, 0);
+        let mut plain = TrailingConfig::with_distance(dec!(0.5));
+        plain.activation_percent = dec!(0.1);
+        plain.rate_limit.min_interval_seconds = 30;
+        for (venue, config) in [
+            (Venue::Bybit, &config),
+            (Venue::Binance, &config),
+            (Venue::Bybit, &plain),
+            (Venue::Binance, &plain),
+        ] {
+            let model = VenueModel {
+                venue,
+                update_latency_ms: 300,
+            };
+            let mut start = 0;
+            while start < bars.len() {
+                positions += 1;
+                let side = if positions % 2 == 0 {
+                    Side::Short
+                } else {
+                    Side::Long
+                };
+                let b0 = &bars[start];
+                let pos = Position::new(1, "X", side, inst.decimal(b0.open), b0.ts);
+                let mut ea = Vec::new();
+                let mut eb = Vec::new();
+                let mut a = SimPosition::open(&pos, &inst, config, model, &mut ea).unwrap();
+                let mut b = SimPosition::open(&pos, &inst, config, model, &mut eb).unwrap();
+                let mut end = bars.len();
+                for (i, bar) in bars.iter().enumerate().skip(start) {
+                    let pts = crate::sim::path::bar_points(bar, 60_000, side == Side::Long);
+                    let from = usize::from(i == start);
+                    let mut closed = false;
+                    for p in &pts[from..] {
+                        if a.on_point(*p, &mut ea).unwrap().is_some() {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    if from == 0 && b.absorb_quiet(&pts) {
+                        quiet += 1;
+                    } else {
+                        for p in &pts[from..] {
+                            if b.on_point(*p, &mut eb).unwrap().is_some() {
+                                break;
+                            }
+                        }
+                    }
+                    assert_eq!(a.snapshot(), b.snapshot(), "bar {i}");
+                    if closed {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                assert_eq!(ea, eb);
+                start = end;
+            }
+        }
+        assert!(positions > 20, "{positions}");
+        assert!(quiet > 1000, "the fast path was hardly taken: {quiet}");
     }
 }

@@ -1,0 +1,244 @@
+//! One position's replay, one bar or one tick at a time.
+//!
+//! This is the single per-position loop body: `run_positions` drives it over a whole series at
+//! once, the paper runner (`store::paper`) one market step at a time with a database commit in
+//! between. Everything a replay carries from one step to the next — the simulated position, the
+//! bar cursor, the ambiguity count — is in [`Replay`] and round-trips through
+//! [`ReplaySnapshot`], so a replay saved after any step and restored continues exactly as if it
+//! had never stopped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{
+    EngineError, EventSink, Instrument, NoEvents, Position, TrailingConfig, TrailingStop,
+};
+use crate::scenario::DetailBars;
+use crate::sim::exchange::{SimPosition, SimSnapshot, VenueModel};
+use crate::sim::path::{Bar, Point, Policy, bar_points};
+
+pub use super::run::After;
+use super::run::{PositionRun, RunOptions, run_bar};
+
+/// Where the replay stands: the index of the next bar (or tick) of the market series, and which
+/// of that bar's points it still sees (only the entry bar is partial).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub next: usize,
+    pub after: After,
+}
+
+impl Cursor {
+    fn advance(&mut self) {
+        self.next += 1;
+        self.after = After::ALL;
+    }
+}
+
+/// How each bar is walked: the intrabar policy, whether the ambiguity count is kept, and which
+/// bars finer detail data replays (`None` when there is no detail data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BarRules {
+    pub policy: Policy,
+    pub ambiguity: bool,
+    pub detail: Option<DetailBars>,
+}
+
+impl BarRules {
+    /// The rules of a run: detail is only used when the market has some.
+    pub fn of(opts: RunOptions, has_detail: bool) -> BarRules {
+        BarRules {
+            policy: opts.policy,
+            ambiguity: opts.ambiguity,
+            detail: opts.detail.filter(|_| has_detail),
+        }
+    }
+}
+
+/// One position being replayed.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub sim: SimPosition,
+    pub rules: BarRules,
+    pub cursor: Cursor,
+    pub ambiguous_bars: u32,
+    /// Reused buffer for a bar's detail points (not state).
+    scratch: Vec<Point>,
+}
+
+/// A serialisable copy of a [`Replay`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaySnapshot {
+    pub sim: SimSnapshot,
+    pub rules: BarRules,
+    pub cursor: Cursor,
+    pub ambiguous_bars: u32,
+}
+
+impl Replay {
+    /// Opens the position (its entry is its first price point) with the replay at `cursor`.
+    pub fn open<O: EventSink>(
+        position: &Position,
+        instrument: &Instrument,
+        config: &TrailingConfig,
+        model: VenueModel,
+        rules: BarRules,
+        cursor: Cursor,
+        out: &mut O,
+    ) -> Result<Replay, EngineError> {
+        let sim = SimPosition::open(position, instrument, config, model, out)?;
+        Ok(Replay {
+            sim,
+            rules,
+            cursor,
+            ambiguous_bars: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.sim.closed().is_some()
+    }
+
+    /// Replays the bar at the cursor under the run's policy, counts it when the optimistic and
+    /// the pessimistic order end differently, and replays it from detail data instead where the
+    /// rules say so. `detail(bar, after, buf)` fills `buf` with the bar's finer points; it is
+    /// called only when those are used (at most once per bar). A position that closes inside the
+    /// bar stays closed; the cursor moves on either way.
+    #[inline]
+    pub fn step_bar<O: EventSink, D: FnMut(&Bar, After, &mut Vec<Point>)>(
+        &mut self,
+        candle: &Bar,
+        delta_ms: i64,
+        mut detail: D,
+        out: &mut O,
+    ) -> Result<(), EngineError> {
+        let sim = &mut self.sim;
+        if sim.closed().is_some() {
+            return Err(EngineError::Closed);
+        }
+        let after = self.cursor.after;
+        self.cursor.advance();
+        let rules = self.rules;
+        let low_first = rules.policy.low_first(sim.engine.side(), candle);
+        let mut resolve = matches!(rules.detail, Some(DetailBars::All));
+        // Fast path: a whole bar in which nothing can happen, whatever its order, is taken at
+        // once (same state as point by point; not ambiguous). Not with `detail_bars = all`,
+        // whose points come from the finer data.
+        if !resolve
+            && after == After::ALL
+            && sim.absorb_quiet(&bar_points(candle, delta_ms, low_first))
+        {
+            return Ok(());
+        }
+        if (rules.ambiguity || rules.detail.is_some())
+            && candle.high != candle.low
+            && !sim.is_quiet_within(candle.low, candle.high)
+        {
+            let mark = out.mark();
+            let mut alt = sim.clone();
+            // With detail the pre-bar state is kept to replay the bar from it.
+            let before = rules.detail.map(|_| sim.clone());
+            run_bar(&mut alt, candle, delta_ms, !low_first, after, &mut NoEvents)?;
+            run_bar(sim, candle, delta_ms, low_first, after, out)?;
+            if alt.outcome() != sim.outcome() {
+                self.ambiguous_bars += 1;
+                resolve = rules.detail.is_some();
+            }
+            if let (true, Some(before)) = (resolve, before) {
+                out.rollback(mark);
+                *sim = before;
+            }
+        } else if !resolve {
+            run_bar(sim, candle, delta_ms, low_first, after, out)?;
+        }
+        if resolve && rules.detail.is_some() {
+            // Replay the bar from the finer data instead of guessing.
+            let mut points = std::mem::take(&mut self.scratch);
+            points.clear();
+            detail(candle, after, &mut points);
+            let result = (|| -> Result<(), EngineError> {
+                if points.is_empty() {
+                    run_bar(sim, candle, delta_ms, low_first, after, out)?;
+                }
+                for &pt in &points {
+                    if sim.on_point(pt, out)?.is_some() {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            self.scratch = points;
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Replays the trade tick at the cursor (a tick is a price point of its own).
+    #[inline]
+    pub fn step_tick<O: EventSink>(&mut self, pt: Point, out: &mut O) -> Result<(), EngineError> {
+        if self.is_closed() {
+            return Err(EngineError::Closed);
+        }
+        self.cursor.advance();
+        self.sim.on_point(pt, out).map(|_| ())
+    }
+
+    /// Closes a position still open when the data ends.
+    pub fn end_of_data<O: EventSink>(&mut self, price: i64, ts: i64, out: &mut O) {
+        self.sim.end_of_data(price, ts, out);
+    }
+
+    /// The position's numbers for `trades.csv`, once it has closed.
+    pub fn run(&self) -> Option<PositionRun> {
+        let close = self.sim.closed()?;
+        let engine = &self.sim.engine;
+        let position = engine.position();
+        Some(PositionRun {
+            id: position.id,
+            side: position.side,
+            opened_at: position.opened_at,
+            entry: engine.instrument().units(position.entry_price)?,
+            close,
+            counters: engine.counters(),
+            unprotected_ms: self.sim.unprotected_ms(),
+            favourable_units: self.sim.favourable_units(),
+            adverse_units: self.sim.adverse_units(),
+            ambiguous_bars: self.ambiguous_bars,
+            events: Vec::new(),
+        })
+    }
+
+    pub fn snapshot(&self) -> ReplaySnapshot {
+        ReplaySnapshot {
+            sim: self.sim.snapshot(),
+            rules: self.rules,
+            cursor: self.cursor,
+            ambiguous_bars: self.ambiguous_bars,
+        }
+    }
+
+    /// Rebuilds a replay from [`Replay::snapshot`].
+    pub fn restore(snap: &ReplaySnapshot) -> Result<Replay, EngineError> {
+        Self::restore_with(snap, &snap.sim.engine.config)
+    }
+
+    /// Rebuilds a replay under a changed trailing config (the rule of
+    /// [`TrailingStop::restore_with`]: the stop never loosens, the new settings apply to future
+    /// moves).
+    pub fn restore_with(
+        snap: &ReplaySnapshot,
+        config: &TrailingConfig,
+    ) -> Result<Replay, EngineError> {
+        let mut sim = SimPosition::restore(&snap.sim)?;
+        if *config != snap.sim.engine.config {
+            sim.engine = TrailingStop::restore_with(&snap.sim.engine, config)?;
+        }
+        Ok(Replay {
+            sim,
+            rules: snap.rules,
+            cursor: snap.cursor,
+            ambiguous_bars: snap.ambiguous_bars,
+            scratch: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! Drawing once for both backends (PNG and SVG), with the embedded font.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::sweep::SweepError;
+
+/// Roboto Regular (Apache-2.0, from Debian's `fonts-roboto-unhinted`; see assets/fonts/): every
+/// label is drawn with it, so pictures do not depend on the machine's fonts.
+pub const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/Roboto-Regular.ttf");
+pub const FONT: &str = "Roboto";
+
+static REGISTER: Once = Once::new();
+
+pub fn register_font() {
+    REGISTER.call_once(|| {
+        // The bytes are the shipped font: a failure is a build defect, caught by every test
+        // that draws.
+        if plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_err() {
+            eprintln!("warning: the embedded font could not be registered");
+        }
+    });
+}
+
+/// A picture that can draw itself on any plotters backend.
+pub trait Figure {
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+pub fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// The figure as SVG text.
+pub fn svg<F: Figure>(fig: &F) -> Result<String, SweepError> {
+    register_font();
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, fig.size()).into_drawing_area();
+        fig.draw(&root).map_err(SweepError::Report)?;
+        root.present().map_err(|e| SweepError::Report(err(e)))?;
+    }
+    Ok(text)
+}
+
+/// The figure as PNG bytes (drawn to a temporary file in `dir`, read back and removed, so the
+/// caller writes every output atomically together).
+pub fn png<F: Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Vec<u8>, SweepError> {
+    register_font();
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{stem}.tmp{}.png", std::process::id()));
+    let drawn = (|| {
+        let root = BitMapBackend::new(&tmp, fig.size()).into_drawing_area();
+        fig.draw(&root)?;
+        root.present().map_err(err)
+    })();
+    let bytes = drawn
+        .map_err(SweepError::Report)
+        .and_then(|()| std::fs::read(&tmp).map_err(SweepError::Io));
+    let _ = std::fs::remove_file(&tmp);
+    bytes
+}
+
+pub fn font(size: f64) -> FontDesc<'static> {
+    (FONT, size).into_font()
+}
+
+/// `YYYY-MM-DD HH:MM` of epoch ms (UTC).
+pub fn minute(ms: i64) -> String {
+    let s = crate::timefmt::iso_ms(ms);
+    s.get(..16).unwrap_or(&s).replace('T', " ")
+}
+
+/// An axis label for epoch ms: `MM-DD HH:MM`, with seconds when the axis spans under two hours.
+pub fn axis_time(ms: i64, span_ms: i64) -> String {
+    let iso = crate::timefmt::iso_ms(ms);
+    let end = if span_ms < 7_200_000 { 19 } else { 16 };
+    iso.get(5..end).unwrap_or(&iso).replace('T', " ")
+}

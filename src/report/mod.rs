@@ -1,0 +1,125 @@
+//! Reports from saved sweep results (no backtest is run here): heatmaps, the equity curves,
+//! trade charts (PNG and SVG, drawn with plotters and the embedded font), and one
+//! self-contained `index.html`.
+
+pub mod data;
+pub mod equity;
+pub mod figure;
+pub mod heatmap;
+pub mod html;
+pub mod trade;
+
+use std::path::{Path, PathBuf};
+
+use crate::backtest::output::write_files;
+use crate::sweep::exec::Folds;
+use crate::sweep::{Meta, SweepError, table};
+
+use data::ReportData;
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SweepError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SweepError::Input {
+        path: path.to_path_buf(),
+        message: format!("cannot read: {e} (run `trailstop sweep` into this folder first)"),
+    })?;
+    serde_json::from_str(&text).map_err(|e| SweepError::Input {
+        path: path.to_path_buf(),
+        message: format!("not a sweep output: {e}"),
+    })
+}
+
+/// A picture to write: its stem, the PNG bytes and the SVG text.
+pub struct Drawn {
+    pub stem: String,
+    pub png: Vec<u8>,
+    pub svg: String,
+}
+
+fn draw<F: figure::Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Drawn, SweepError> {
+    Ok(Drawn {
+        stem: stem.to_string(),
+        png: figure::png(fig, dir, stem)?,
+        svg: figure::svg(fig)?,
+    })
+}
+
+/// Renders `dir`'s report from `sweep.json`, `sweep.parquet` and `report.json`; returns the
+/// files written (all at once, atomically).
+pub fn render(dir: &Path) -> Result<Vec<PathBuf>, SweepError> {
+    let meta: Meta = read_json(&dir.join("sweep.json"))?;
+    let data: ReportData = read_json(&dir.join("report.json"))?;
+    let pq = dir.join("sweep.parquet");
+    let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
+    let rows = table::rows_from(&table::read_parquet(&pq)?, folds, &pq)?;
+    let results = meta.results.as_ref().ok_or_else(|| SweepError::Input {
+        path: dir.join("sweep.json"),
+        message: "has no results (a shard? merge the shards first)".into(),
+    })?;
+    let best = results.best.as_ref().and_then(|p| p.combo);
+    let robust = results.robust.as_ref().and_then(|p| p.combo);
+    let title = format!("{}: {}", meta.scenario, meta.objective.as_str());
+    let panels = heatmap::panels(&meta.grid, &rows, meta.objective, best, robust, &title);
+
+    let mut heatmaps = Vec::new();
+    // `heatmap` is the panel with the best cell (or the first); others are named by their
+    // fixed values.
+    let main = panels
+        .iter()
+        .position(|p| p.heatmap.best.is_some())
+        .unwrap_or(0);
+    for (i, p) in panels.iter().enumerate() {
+        let stem = if i == main {
+            "heatmap".to_string()
+        } else {
+            let f: Vec<String> = p
+                .fixed
+                .iter()
+                .map(|(k, v)| format!("{}-{}", safe(k), safe(v)))
+                .collect();
+            format!("heatmap-{}", f.join("-"))
+        };
+        heatmaps.push(draw(&p.heatmap, dir, &stem)?);
+    }
+    let eq = equity::Equity {
+        title: format!(
+            "{}: realised return of the picked parameters",
+            meta.scenario
+        ),
+        curves: data.curves.clone(),
+    };
+    let equity = draw(&eq, dir, "equity")?;
+    let trades_dir = dir.join("trades");
+    let mut trades = Vec::new();
+    for c in &data.charts {
+        trades.push(draw(c, &trades_dir, &c.file)?);
+    }
+
+    let page = html::page(&meta, &data, &rows, &heatmaps, &equity, &trades);
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for d in heatmaps.iter().chain([&equity]) {
+        files.push((dir.join(format!("{}.png", d.stem)), d.png.clone()));
+        files.push((
+            dir.join(format!("{}.svg", d.stem)),
+            d.svg.clone().into_bytes(),
+        ));
+    }
+    for d in &trades {
+        files.push((trades_dir.join(format!("{}.png", d.stem)), d.png.clone()));
+    }
+    files.push((dir.join("index.html"), page.into_bytes()));
+    write_files(&files)?;
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// A value as a file-name part.
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

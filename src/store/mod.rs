@@ -1,0 +1,670 @@
+//! Persistence on SQLite (DESIGN §6, issue 4): the trailing-stop state of every position
+//! survives restarts and crashes.
+//!
+//! - `trailing_stop_state`: one row per position with everything needed to rebuild its engine,
+//!   its simulated exchange side and its replay exactly (see `record.rs` for the columns).
+//! - `trailing_stop_events`: the append-only journal, one row per step input and per engine
+//!   event, numbered per position; replaying it rebuilds the state row ([`journal::rebuild`]).
+//! - `trailstop_meta`: what the paper runner needs to resume (its scenario, config and clock).
+//!
+//! Each [`Store::commit`] writes the steps' journal rows and the resulting state rows in one
+//! transaction, so after a crash the database holds every committed step and nothing of a
+//! half-done one. WAL mode; `synchronous=NORMAL` by default (a committed step survives a killed
+//! process; after a power loss the last few may be gone, never half of one), `FULL` on request.
+//!
+//! Opening checks before it writes anything: a missing, locked, read-only, corrupt, foreign or
+//! newer-schema database is an error that names the file, and the file is left as it was.
+
+pub mod journal;
+pub mod paper;
+mod record;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
+use thiserror::Error;
+
+use crate::engine::Event;
+
+pub use journal::{Input, JournalRow, PositionRecord, RowKind, rebuild};
+pub use record::{config_hash, config_json, fnv1a};
+pub use schema::SCHEMA_VERSION;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{path}: no database there; nothing was created")]
+    Missing { path: PathBuf },
+    #[error("{path}: the database is locked by another process ({detail}); nothing was changed")]
+    Locked { path: PathBuf, detail: String },
+    #[error("{path}: the database is read-only ({detail}); nothing was changed")]
+    ReadOnly { path: PathBuf, detail: String },
+    #[error("{path}: not a trailstop database, or corrupt ({detail}); nothing was changed")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{path}: schema version {found} is newer than this trailstop knows ({known}); \
+         use a newer trailstop; nothing was changed"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("{path}: cannot open ({detail}); nothing was changed")]
+    CannotOpen { path: PathBuf, detail: String },
+    #[error("{path}: trailing_stop_state, position {position}: {problem}")]
+    BadRow {
+        path: PathBuf,
+        position: i64,
+        problem: String,
+    },
+    #[error(
+        "{path}: position {position} was changed by another writer (expected version {expected}); \
+         this step was not written"
+    )]
+    Conflict {
+        path: PathBuf,
+        position: u64,
+        expected: u64,
+    },
+    #[error(
+        "{path}: position {position}: the journal does not rebuild the stored state: {problem}"
+    )]
+    Diverged {
+        path: PathBuf,
+        position: u64,
+        problem: String,
+    },
+    #[error("{path}: {what}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+}
+
+impl StoreError {
+    /// Sorts an SQLite error into the kinds a user can act on.
+    fn from_sqlite(path: &Path, what: &'static str, e: rusqlite::Error) -> StoreError {
+        let path = path.to_path_buf();
+        let detail = format!("{what}: {e}");
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Locked { path, detail }
+            }
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path, detail },
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+                StoreError::Corrupt { path, detail }
+            }
+            Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+                StoreError::CannotOpen { path, detail }
+            }
+            _ => StoreError::Sqlite {
+                path,
+                what,
+                source: e,
+            },
+        }
+    }
+}
+
+/// SQLite's `synchronous` setting for the WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Commits are not fsynced, checkpoints are: durable against a crashed process, not
+    /// against a power loss (the last commits may be lost, never half of one).
+    Normal,
+    /// Every commit is fsynced.
+    Full,
+}
+
+/// How to open a database.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// Create the database when the file does not exist.
+    pub create: bool,
+    /// Read only: no schema migration, no writes.
+    pub read_only: bool,
+    pub synchronous: Synchronous,
+    /// How long to wait for another process's lock before giving up.
+    pub busy_timeout: Duration,
+}
+
+impl OpenOptions {
+    /// Read and write; create the file when missing.
+    pub fn create() -> OpenOptions {
+        OpenOptions {
+            create: true,
+            read_only: false,
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Read an existing database.
+    pub fn read_only() -> OpenOptions {
+        OpenOptions {
+            create: false,
+            read_only: true,
+            ..OpenOptions::create()
+        }
+    }
+}
+
+/// One step to write: its input, the events it produced and the position's resulting record
+/// (whose `version` and `last_seq` already count this step).
+#[derive(Debug, Clone, Copy)]
+pub struct StepWrite<'a> {
+    pub input: &'a Input,
+    pub events: &'a [Event],
+    pub record: &'a PositionRecord,
+}
+
+/// An open trailstop database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    configs: record::ConfigCache,
+}
+
+/// Pages of WAL between automatic checkpoints.
+pub const WAL_AUTOCHECKPOINT: i64 = 10_000;
+
+const INSERT_EVENT: &str = "INSERT INTO trailing_stop_events (position_id, seq, step, kind, payload) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+const UPSERT_META: &str = "INSERT INTO trailstop_meta (key, value) VALUES (?1, ?2) \
+     ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
+static INSERT_STATE: LazyLock<String> = LazyLock::new(|| {
+    let n = (1..=record::N_COLUMNS)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO trailing_stop_state ({}) VALUES ({n})",
+        record::COLUMNS
+    )
+});
+
+/// Updates every column but the key, only if the stored version is the one before this step.
+static UPDATE_STATE: LazyLock<String> = LazyLock::new(|| {
+    let set = record::COLUMNS
+        .split(',')
+        .map(str::trim)
+        .enumerate()
+        .skip(1)
+        .map(|(i, c)| format!("{c} = ?{}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "UPDATE trailing_stop_state SET {set} WHERE position_id = ?1 AND version = ?{}",
+        record::N_COLUMNS + 1
+    )
+});
+
+impl Store {
+    /// Opens (or with `create`, creates) the database at `path`, checks it, and on a writable
+    /// open migrates it to [`SCHEMA_VERSION`]. Nothing is written before the checks pass.
+    pub fn open(path: &Path, opts: OpenOptions) -> Result<Store, StoreError> {
+        let err = |what, e| StoreError::from_sqlite(path, what, e);
+        let exists = path.exists();
+        if path.is_dir() {
+            return Err(StoreError::CannotOpen {
+                path: path.to_path_buf(),
+                detail: "it is a folder".into(),
+            });
+        }
+        if !exists {
+            if !opts.create {
+                return Err(StoreError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = dir
+                && !dir.is_dir()
+            {
+                return Err(StoreError::CannotOpen {
+                    path: path.to_path_buf(),
+                    detail: format!("folder {} does not exist", dir.display()),
+                });
+            }
+        }
+        if exists && !opts.read_only {
+            // Checked here as well as by SQLite: a superuser's writes would pass SQLite's own
+            // check, and a file marked read-only is meant to stay as it is.
+            let meta = std::fs::metadata(path).map_err(|e| StoreError::CannotOpen {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+            if meta.permissions().readonly() {
+                return Err(StoreError::ReadOnly {
+                    path: path.to_path_buf(),
+                    detail: "the file's permissions deny writing".into(),
+                });
+            }
+        }
+        // A read-only open of a writable file still opens it read-write, with `query_only` on:
+        // SQL can change nothing, and SQLite's own close then removes the WAL and shared-memory
+        // files instead of leaving them behind (a read-only connection cannot). A file whose
+        // permissions deny writing is opened read-only for real.
+        let writable = exists && std::fs::metadata(path).is_ok_and(|m| !m.permissions().readonly());
+        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        flags |= if opts.read_only && !writable {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else if exists {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| err("opening", e))?;
+        conn.busy_timeout(opts.busy_timeout)
+            .map_err(|e| err("setting the busy timeout", e))?;
+        if opts.read_only {
+            conn.pragma_update(None, "query_only", true)
+                .map_err(|e| err("setting query_only", e))?;
+        }
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            configs: record::ConfigCache::default(),
+        };
+        let version = store.check(exists)?;
+        if opts.read_only {
+            if version < SCHEMA_VERSION {
+                return Err(StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: format!(
+                        "schema version {version}: no trailstop tables (a paper run creates them)"
+                    ),
+                });
+            }
+            return Ok(store);
+        }
+        // The first writes: WAL (persistent in the file) and the migrations.
+        let mode: String = store
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| err("switching to WAL", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::CannotOpen {
+                path: path.to_path_buf(),
+                detail: format!("the journal mode stays {mode}, WAL is needed"),
+            });
+        }
+        let sync = match opts.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        store
+            .conn
+            .pragma_update(None, "synchronous", sync)
+            .map_err(|e| err("setting synchronous", e))?;
+        // Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: a step rewrites the same few
+        // pages, so a rarer checkpoint copies far fewer distinct pages per step and pays its two
+        // fsyncs less often (the per-step write is the hot path). Recovery after a crash reads
+        // the WAL once, in well under a second at that size.
+        store
+            .conn
+            .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)
+            .map_err(|e| err("setting wal_autocheckpoint", e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The read-only checks of an open: readable, ours, not from a newer trailstop, intact.
+    /// Returns the schema version.
+    fn check(&self, existed: bool) -> Result<i64, StoreError> {
+        let err = |what, e| StoreError::from_sqlite(&self.path, what, e);
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| err("reading the schema version", e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        let tables: Vec<String> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                .map_err(|e| err("listing tables", e))?;
+            st.query_map([], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| err("listing tables", e))?
+        };
+        let ours = |t: &String| schema::TABLES.contains(&t.as_str());
+        if version == 0 && existed && !tables.is_empty() {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("schema version 0 with other tables: {}", tables.join(", ")),
+            });
+        }
+        if version >= 1
+            && schema::TABLES
+                .iter()
+                .any(|t| !tables.iter().any(|x| x == t))
+        {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!(
+                    "schema version {version} but tables {} (expected {})",
+                    tables.iter().filter(|t| ours(t)).count(),
+                    schema::TABLES.join(", ")
+                ),
+            });
+        }
+        let problems = self.quick_check()?;
+        if problems != ["ok"] {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: format!("quick_check: {}", problems.join("; ")),
+            });
+        }
+        Ok(version)
+    }
+
+    fn quick_check(&self) -> Result<Vec<String>, StoreError> {
+        self.pragma_rows("quick_check")
+    }
+
+    /// `PRAGMA integrity_check`: `["ok"]` when the file is sound.
+    pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.pragma_rows("integrity_check")
+    }
+
+    fn pragma_rows(&self, pragma: &'static str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        self.conn
+            .pragma_query(None, pragma, |r| {
+                out.push(r.get::<_, String>(0)?);
+                Ok(())
+            })
+            .map_err(|e| StoreError::from_sqlite(&self.path, pragma, e))?;
+        Ok(out)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |what, e| StoreError::from_sqlite(&path, what, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err("starting the migration", e))?;
+        // Read again inside the write lock: another process may have migrated meanwhile.
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| err("reading the schema version", e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        for sql in &schema::MIGRATIONS[version as usize..] {
+            tx.execute_batch(sql).map_err(|e| err("migrating", e))?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| err("setting the schema version", e))?;
+        tx.commit().map_err(|e| err("committing the migration", e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The SQLite connection, for diagnostics and tests (pragmas, ad-hoc queries).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| StoreError::from_sqlite(&self.path, "reading the schema version", e))
+    }
+
+    /// Writes the steps (journal rows and state rows) and the `meta` pairs in one transaction.
+    /// A position's state is written only if the stored version is the one before its step
+    /// (none for an opening step); otherwise nothing is written and the error says so.
+    pub fn commit(
+        &mut self,
+        steps: &[StepWrite<'_>],
+        meta: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |what, e| StoreError::from_sqlite(&path, what, e);
+        let conflict = |r: &PositionRecord| StoreError::Conflict {
+            path: path.clone(),
+            position: r.id(),
+            expected: r.version - 1,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| err("starting a step", e))?;
+        {
+            let mut ev = tx
+                .prepare_cached(INSERT_EVENT)
+                .map_err(|e| err("preparing", e))?;
+            let mut insert = tx
+                .prepare_cached(&INSERT_STATE)
+                .map_err(|e| err("preparing", e))?;
+            let mut update = tx
+                .prepare_cached(&UPDATE_STATE)
+                .map_err(|e| err("preparing", e))?;
+            for s in steps {
+                let r = s.record;
+                let id = r.id() as i64;
+                let rows = 1 + s.events.len() as u64;
+                assert!(
+                    r.version >= 1 && r.last_seq >= rows,
+                    "a step record counts its own step and rows"
+                );
+                let first = r.last_seq + 1 - rows;
+                let payloads = std::iter::once((RowKind::Input, to_json(s.input)))
+                    .chain(s.events.iter().map(|e| (RowKind::Event, to_json(e))));
+                for (k, (kind, payload)) in payloads.enumerate() {
+                    let seq = (first + k as u64) as i64;
+                    ev.execute(params![id, seq, r.version as i64, kind.as_str(), payload])
+                        .map_err(|e| match e.sqlite_error_code() {
+                            Some(ErrorCode::ConstraintViolation) => conflict(r),
+                            _ => err("appending to trailing_stop_events", e),
+                        })?;
+                }
+                let values = record::params(r, &mut self.configs);
+                let changed = if r.version == 1 {
+                    insert
+                        .execute(rusqlite::params_from_iter(values.iter()))
+                        .map_err(|e| match e.sqlite_error_code() {
+                            Some(ErrorCode::ConstraintViolation) => conflict(r),
+                            _ => err("inserting into trailing_stop_state", e),
+                        })?
+                } else {
+                    let expected = rusqlite::types::Value::Integer(r.version as i64 - 1);
+                    update
+                        .execute(rusqlite::params_from_iter(
+                            values.iter().chain(std::iter::once(&expected)),
+                        ))
+                        .map_err(|e| err("updating trailing_stop_state", e))?
+                };
+                if changed != 1 {
+                    return Err(conflict(r));
+                }
+            }
+            let mut m = tx
+                .prepare_cached(UPSERT_META)
+                .map_err(|e| err("preparing", e))?;
+            for (k, v) in meta {
+                m.execute(params![k, v])
+                    .map_err(|e| err("writing trailstop_meta", e))?;
+            }
+        }
+        tx.commit().map_err(|e| err("committing a step", e))
+    }
+
+    /// Every position's record, by id.
+    pub fn records(&self) -> Result<Vec<PositionRecord>, StoreError> {
+        self.select_records("", [])
+    }
+
+    /// One position's record.
+    pub fn record(&self, id: u64) -> Result<Option<PositionRecord>, StoreError> {
+        Ok(self
+            .select_records(" WHERE position_id = ?1", [id as i64])?
+            .pop())
+    }
+
+    fn select_records<P: rusqlite::Params>(
+        &self,
+        filter: &str,
+        p: P,
+    ) -> Result<Vec<PositionRecord>, StoreError> {
+        let err = |e| StoreError::from_sqlite(&self.path, "reading trailing_stop_state", e);
+        let sql = format!(
+            "SELECT {} FROM trailing_stop_state{filter} ORDER BY position_id",
+            record::COLUMNS
+        );
+        let mut st = self.conn.prepare(&sql).map_err(err)?;
+        let mut rows = st.query(p).map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(err)? {
+            let id: i64 = row.get(0).map_err(err)?;
+            out.push(record::from_row(row).map_err(|problem| StoreError::BadRow {
+                path: self.path.clone(),
+                position: id,
+                problem,
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// A position's journal, in sequence order.
+    pub fn journal(&self, id: u64) -> Result<Vec<JournalRow>, StoreError> {
+        let err = |e| StoreError::from_sqlite(&self.path, "reading trailing_stop_events", e);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, step, kind, payload FROM trailing_stop_events \
+                 WHERE position_id = ?1 ORDER BY seq",
+            )
+            .map_err(err)?;
+        let rows = st
+            .query_map([id as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, step, kind, payload) = row.map_err(err)?;
+            let kind = match kind.as_str() {
+                "input" => RowKind::Input,
+                _ => RowKind::Event,
+            };
+            out.push(JournalRow {
+                position_id: id,
+                seq: seq.max(0) as u64,
+                step: step.max(0) as u64,
+                kind,
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The ids of the positions with a journal.
+    pub fn journal_ids(&self) -> Result<Vec<u64>, StoreError> {
+        let err = |e| StoreError::from_sqlite(&self.path, "reading trailing_stop_events", e);
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT position_id FROM trailing_stop_events ORDER BY position_id")
+            .map_err(err)?;
+        st.query_map([], |r| r.get::<_, i64>(0))
+            .and_then(|rows| rows.map(|r| r.map(|v| v as u64)).collect())
+            .map_err(err)
+    }
+
+    /// Runs `f` inside one read transaction, so that everything it reads is one committed
+    /// state of the database even while a writer (a running `paper`) commits steps meanwhile.
+    pub fn read_snapshot<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let err = |what, e| StoreError::from_sqlite(&self.path, what, e);
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(|e| err("starting a read", e))?;
+        let result = f(self);
+        // Ending a read-only transaction cannot lose anything: its result stands either way.
+        let end = self.conn.execute_batch("COMMIT");
+        let value = result?;
+        end.map_err(|e| err("ending a read", e))?;
+        Ok(value)
+    }
+
+    /// Rebuilds every position from its journal alone ([`rebuild`]) and checks that the result
+    /// equals its stored row, all in one read snapshot; returns how many positions were checked.
+    pub fn verify(&self) -> Result<usize, StoreError> {
+        self.read_snapshot(Store::verify_now)
+    }
+
+    fn verify_now(&self) -> Result<usize, StoreError> {
+        let diverged = |position, problem| StoreError::Diverged {
+            path: self.path.clone(),
+            position,
+            problem,
+        };
+        let ids = self.journal_ids()?;
+        let stored = self.records()?;
+        if let Some(r) = stored.iter().find(|r| !ids.contains(&r.id())) {
+            return Err(diverged(r.id(), "a state row without a journal".into()));
+        }
+        for &id in &ids {
+            let rebuilt = rebuild(&self.journal(id)?)
+                .map_err(|(step, m)| diverged(id, format!("step {step}: {m}")))?;
+            let Some(row) = stored.iter().find(|r| r.id() == id) else {
+                return Err(diverged(id, "a journal without a state row".into()));
+            };
+            if rebuilt != *row {
+                return Err(diverged(
+                    id,
+                    format!(
+                        "rebuilt at version {} (journal row {}), stored at version {} (row {})",
+                        rebuilt.version, rebuilt.last_seq, row.version, row.last_seq
+                    ),
+                ));
+            }
+        }
+        Ok(ids.len())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(
+                "SELECT value FROM trailstop_meta WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| StoreError::from_sqlite(&self.path, "reading trailstop_meta", e))
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("inputs and events serialise")
+}

@@ -1,0 +1,333 @@
+//! A [`PositionRecord`] as a `trailing_stop_state` row and back.
+//!
+//! Engine fields have columns of their own (decimals as exact text, readable with any SQLite
+//! client); the simulated exchange's side (integer units at `price_decimals`) and the replay's
+//! rules and partial-bar cursor are JSON, since only trailstop reads them.
+
+use std::str::FromStr;
+
+use rusqlite::Row;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::backtest::replay::{After, BarRules, Cursor, ReplaySnapshot};
+use crate::engine::{
+    Counters, EngineSnapshot, ExitReason, Instrument, Position, Side, State, StopOrigin,
+    TrailingConfig,
+};
+use crate::sim::exchange::{Close, Pending, SimSnapshot, VenueModel};
+
+use super::journal::PositionRecord;
+
+/// The column list, in the order [`params`] binds them.
+pub const COLUMNS: &str = "position_id, symbol, side, entry_price, quantity, opened_at, \
+    tick_size, price_decimals, config_json, config_hash, state, extreme, desired_stop, \
+    desired_origin, sent_stop, sent_at, confirmed_stop, exchange_order_id, activated_at, \
+    breakeven_armed, momentum_fast, momentum_window, last_price_at, exit_reason, stop_updates, \
+    updates_held, emergency_updates, ambiguous_bars, next_index, exchange_json, replay_json, \
+    last_seq, version, updated_at";
+
+pub const N_COLUMNS: usize = 34;
+
+/// The simulated exchange's side of a position (`exchange_json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ExchangeSide {
+    model: VenueModel,
+    resting: Option<(i64, StopOrigin)>,
+    pending: Option<Pending>,
+    unprotected_since: Option<i64>,
+    unprotected_ms: i64,
+    last_price: i64,
+    best: i64,
+    worst: i64,
+    closed: Option<Close>,
+}
+
+/// The replay's rules and where in its entry bar it stands (`replay_json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ReplaySide {
+    rules: BarRules,
+    after: After,
+}
+
+/// FNV-1a (64 bit) of the canonical config JSON: a stable fingerprint to notice a changed
+/// config (not a security measure).
+pub fn fnv1a(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+pub fn config_json(config: &TrailingConfig) -> String {
+    serde_json::to_string(config).expect("a config serialises")
+}
+
+pub fn config_hash(config: &TrailingConfig) -> String {
+    fnv1a(config_json(config).as_bytes())
+}
+
+fn state_name(s: State) -> &'static str {
+    match s {
+        State::Inactive => "inactive",
+        State::Active => "active",
+        State::Triggered => "triggered",
+    }
+}
+
+fn origin_name(o: StopOrigin) -> &'static str {
+    match o {
+        StopOrigin::Initial => "initial",
+        StopOrigin::Breakeven => "breakeven",
+        StopOrigin::Trailing => "trailing",
+    }
+}
+
+fn dec(d: Decimal) -> String {
+    d.to_string()
+}
+
+/// A config's JSON and hash, computed once per distinct config (every step writes them, and
+/// a run's positions share one config).
+#[derive(Default)]
+pub struct ConfigCache(Option<(TrailingConfig, String, String)>);
+
+impl ConfigCache {
+    fn get(&mut self, config: &TrailingConfig) -> (String, String) {
+        match &self.0 {
+            Some((c, json, hash)) if c == config => (json.clone(), hash.clone()),
+            _ => {
+                let json = config_json(config);
+                let hash = fnv1a(json.as_bytes());
+                self.0 = Some((config.clone(), json.clone(), hash.clone()));
+                (json, hash)
+            }
+        }
+    }
+}
+
+/// The row's values, in [`COLUMNS`] order.
+pub fn params(r: &PositionRecord, cache: &mut ConfigCache) -> [rusqlite::types::Value; N_COLUMNS] {
+    use rusqlite::types::Value as V;
+    let e = &r.replay.sim.engine;
+    let s = &r.replay.sim;
+    let text = V::Text;
+    let opt_text = |o: Option<String>| o.map_or(V::Null, V::Text);
+    let int = |i: i64| V::Integer(i);
+    let opt_int = |o: Option<i64>| o.map_or(V::Null, V::Integer);
+    let exchange = ExchangeSide {
+        model: s.model,
+        resting: s.resting,
+        pending: s.pending,
+        unprotected_since: s.unprotected_since,
+        unprotected_ms: s.unprotected_ms,
+        last_price: s.last_price,
+        best: s.best,
+        worst: s.worst,
+        closed: s.closed,
+    };
+    let replay = ReplaySide {
+        rules: r.replay.rules,
+        after: r.replay.cursor.after,
+    };
+    let window: Vec<(i64, String)> = e.window.iter().map(|&(t, p)| (t, dec(p))).collect();
+    let (config, hash) = cache.get(&e.config);
+    [
+        int(e.position.id as i64),
+        text(e.position.symbol.clone()),
+        text(e.position.side.as_str().to_string()),
+        text(dec(e.position.entry_price)),
+        text(dec(e.position.quantity)),
+        int(e.position.opened_at),
+        text(dec(e.instrument.tick_size)),
+        int(i64::from(e.instrument.price_decimals)),
+        text(config),
+        text(hash),
+        text(state_name(e.state).to_string()),
+        text(dec(e.extreme)),
+        opt_text(e.desired.map(|(d, _)| dec(d))),
+        opt_text(e.desired.map(|(_, o)| origin_name(o).to_string())),
+        opt_text(e.sent.map(|(d, _)| dec(d))),
+        opt_int(e.sent.map(|(_, at)| at)),
+        opt_text(e.confirmed.map(dec)),
+        opt_text(r.exchange_order_id.clone()),
+        opt_int(e.activated_at),
+        int(i64::from(e.breakeven_armed)),
+        int(i64::from(e.momentum_fast)),
+        text(serde_json::to_string(&window).expect("serialises")),
+        int(e.last_ts),
+        opt_text(e.exit.map(|x| x.as_str().to_string())),
+        int(i64::from(e.counters.stop_updates)),
+        int(i64::from(e.counters.updates_held)),
+        int(i64::from(e.counters.emergency_updates)),
+        int(i64::from(r.replay.ambiguous_bars)),
+        int(r.replay.cursor.next as i64),
+        text(serde_json::to_string(&exchange).expect("serialises")),
+        text(serde_json::to_string(&replay).expect("serialises")),
+        int(r.last_seq as i64),
+        int(r.version as i64),
+        int(r.updated_at),
+    ]
+}
+
+/// Reads a row selected with [`COLUMNS`]; the error names the column and the problem.
+pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
+    let mut col = Cols { row };
+    let id: i64 = col.get(0, "position_id")?;
+    let symbol: String = col.get(1, "symbol")?;
+    let side: Side = col.parse_name(2, "side")?;
+    let entry_price = col.decimal(3, "entry_price")?;
+    let quantity = col.decimal(4, "quantity")?;
+    let opened_at: i64 = col.get(5, "opened_at")?;
+    let tick_size = col.decimal(6, "tick_size")?;
+    let price_decimals: u32 = col.get(7, "price_decimals")?;
+    let config_text: String = col.get(8, "config_json")?;
+    let hash: String = col.get(9, "config_hash")?;
+    if fnv1a(config_text.as_bytes()) != hash {
+        return Err(format!(
+            "config_hash {hash} does not match config_json (hash {})",
+            fnv1a(config_text.as_bytes())
+        ));
+    }
+    let config: TrailingConfig =
+        serde_json::from_str(&config_text).map_err(|e| format!("config_json: {e}"))?;
+    let state: State = col.parse_name(10, "state")?;
+    let extreme = col.decimal(11, "extreme")?;
+    let desired = match (
+        col.opt_decimal(12, "desired_stop")?,
+        col.opt_name::<StopOrigin>(13, "desired_origin")?,
+    ) {
+        (Some(d), Some(o)) => Some((d, o)),
+        (None, None) => None,
+        _ => return Err("desired_stop and desired_origin must be set together".into()),
+    };
+    let sent = match (
+        col.opt_decimal(14, "sent_stop")?,
+        col.get::<Option<i64>>(15, "sent_at")?,
+    ) {
+        (Some(d), Some(at)) => Some((d, at)),
+        (None, None) => None,
+        _ => return Err("sent_stop and sent_at must be set together".into()),
+    };
+    let confirmed = col.opt_decimal(16, "confirmed_stop")?;
+    let exchange_order_id: Option<String> = col.get(17, "exchange_order_id")?;
+    let activated_at: Option<i64> = col.get(18, "activated_at")?;
+    let breakeven_armed: bool = col.get(19, "breakeven_armed")?;
+    let momentum_fast: bool = col.get(20, "momentum_fast")?;
+    let window: Vec<(i64, String)> = col.json(21, "momentum_window")?;
+    let window = window
+        .into_iter()
+        .map(|(t, p)| parse_dec(&p).map(|d| (t, d)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("momentum_window: {e}"))?;
+    let last_ts: i64 = col.get(22, "last_price_at")?;
+    let exit: Option<ExitReason> = col.opt_name(23, "exit_reason")?;
+    let counters = Counters {
+        stop_updates: col.get(24, "stop_updates")?,
+        updates_held: col.get(25, "updates_held")?,
+        emergency_updates: col.get(26, "emergency_updates")?,
+    };
+    let ambiguous_bars: u32 = col.get(27, "ambiguous_bars")?;
+    let next: i64 = col.get(28, "next_index")?;
+    let exchange: ExchangeSide = col.json(29, "exchange_json")?;
+    let replay: ReplaySide = col.json(30, "replay_json")?;
+    let last_seq: i64 = col.get(31, "last_seq")?;
+    let version: i64 = col.get(32, "version")?;
+    let updated_at: i64 = col.get(33, "updated_at")?;
+    let nonneg =
+        |v: i64, what: &str| u64::try_from(v).map_err(|_| format!("{what} {v} is negative"));
+    let engine = EngineSnapshot {
+        position: Position {
+            id: nonneg(id, "position_id")?,
+            symbol,
+            side,
+            entry_price,
+            quantity,
+            opened_at,
+        },
+        instrument: Instrument::with_price_decimals(tick_size, price_decimals),
+        config,
+        state,
+        extreme,
+        desired,
+        sent,
+        confirmed,
+        activated_at,
+        breakeven_armed,
+        momentum_fast,
+        last_ts,
+        exit,
+        counters,
+        window,
+    };
+    Ok(PositionRecord {
+        replay: ReplaySnapshot {
+            sim: SimSnapshot {
+                engine,
+                model: exchange.model,
+                price_decimals,
+                resting: exchange.resting,
+                pending: exchange.pending,
+                unprotected_since: exchange.unprotected_since,
+                unprotected_ms: exchange.unprotected_ms,
+                last_price: exchange.last_price,
+                best: exchange.best,
+                worst: exchange.worst,
+                closed: exchange.closed,
+            },
+            rules: replay.rules,
+            cursor: Cursor {
+                next: nonneg(next, "next_index")? as usize,
+                after: replay.after,
+            },
+            ambiguous_bars,
+        },
+        exchange_order_id,
+        last_seq: nonneg(last_seq, "last_seq")?,
+        version: nonneg(version, "version")?,
+        updated_at,
+    })
+}
+
+fn parse_dec(s: &str) -> Result<Decimal, String> {
+    Decimal::from_str(s).map_err(|_| format!("\"{s}\" is not a decimal"))
+}
+
+/// Typed column access whose errors name the column.
+struct Cols<'a, 'b> {
+    row: &'a Row<'b>,
+}
+
+impl Cols<'_, '_> {
+    fn get<T: rusqlite::types::FromSql>(&mut self, i: usize, name: &str) -> Result<T, String> {
+        self.row.get(i).map_err(|e| format!("column {name}: {e}"))
+    }
+    fn decimal(&mut self, i: usize, name: &str) -> Result<Decimal, String> {
+        let s: String = self.get(i, name)?;
+        parse_dec(&s).map_err(|e| format!("column {name}: {e}"))
+    }
+    fn opt_decimal(&mut self, i: usize, name: &str) -> Result<Option<Decimal>, String> {
+        let s: Option<String> = self.get(i, name)?;
+        s.map(|s| parse_dec(&s).map_err(|e| format!("column {name}: {e}")))
+            .transpose()
+    }
+    fn parse_name<T: DeserializeOwned>(&mut self, i: usize, name: &str) -> Result<T, String> {
+        let s: String = self.get(i, name)?;
+        serde_json::from_value(serde_json::Value::String(s.clone()))
+            .map_err(|_| format!("column {name}: \"{s}\" is not a valid value"))
+    }
+    fn opt_name<T: DeserializeOwned>(&mut self, i: usize, name: &str) -> Result<Option<T>, String> {
+        let s: Option<String> = self.get(i, name)?;
+        s.map(|s| {
+            serde_json::from_value(serde_json::Value::String(s.clone()))
+                .map_err(|_| format!("column {name}: \"{s}\" is not a valid value"))
+        })
+        .transpose()
+    }
+    fn json<T: DeserializeOwned>(&mut self, i: usize, name: &str) -> Result<T, String> {
+        let s: String = self.get(i, name)?;
+        serde_json::from_str(&s).map_err(|e| format!("column {name}: {e}"))
+    }
+}

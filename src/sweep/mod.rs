@@ -1,0 +1,506 @@
+//! `trailstop sweep`: a scenario's parameter grid, each combination a full backtest, in
+//! parallel with rayon (DESIGN §4); `merge` of sharded runs; the report's inputs.
+//!
+//! Output (`DIR` = `--out`, default `reports/<scenario>/`): `sweep.parquet` and `sweep.csv` (one
+//! row per combination, sorted by the parameters), `sweep.json` (the grid, how it was run, the
+//! best / most robust / walk-forward results), `report.json` (curves and trade charts) and the
+//! report itself (see `crate::report`). A shard writes `sweep-shard-K-of-N.{parquet,json}` only.
+
+pub mod exec;
+pub mod grid;
+pub mod metrics;
+pub mod picks;
+pub mod robust;
+pub mod spec;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::backtest::BacktestError;
+use crate::backtest::output::write_files;
+use crate::scenario::{Scenario, ScenarioError};
+
+use exec::{Folds, Job, Row};
+use grid::{Grid, Shard};
+use metrics::{Metrics, Objective};
+use robust::{Plateau, WalkForward};
+use spec::{CliSpec, Spec};
+
+#[derive(Debug, Error)]
+pub enum SweepError {
+    #[error("sweep: {0}")]
+    Spec(String),
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Backtest(#[from] BacktestError),
+    #[error("combination {params}: {message}")]
+    Combo { params: String, message: String },
+    #[error("{0}")]
+    Table(String),
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("report: {0}")]
+    Report(String),
+}
+
+/// Bumped when the files' layout changes.
+pub const FORMAT: u32 = 1;
+
+/// `sweep.json` (and a shard's `sweep-shard-K-of-N.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: u32,
+    pub scenario: String,
+    /// The scenario file and the folder its relative paths resolve against, as given.
+    pub scenario_file: PathBuf,
+    pub base_dir: PathBuf,
+    /// The scenario as swept: the file with `--set` applied, without `[sweep]`.
+    pub scenario_toml: String,
+    pub command: String,
+    pub grid: Grid,
+    pub objective: Objective,
+    pub samples: Option<u64>,
+    pub seed: u64,
+    pub band: bool,
+    pub walk_forward: Option<Folds>,
+    /// Combinations of the whole sweep (after sampling), and how many this output holds.
+    pub combinations: u64,
+    pub finished: u64,
+    pub interrupted: bool,
+    pub shard: Option<Shard>,
+    /// Filled in the final (unsharded or merged) output.
+    pub results: Option<Results>,
+}
+
+impl Meta {
+    /// What must agree between the shards of one sweep.
+    fn identity(&self) -> impl PartialEq + '_ {
+        (
+            &self.scenario_toml,
+            &self.grid,
+            self.objective,
+            self.samples,
+            self.seed,
+            self.band,
+            &self.walk_forward,
+            self.combinations,
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub best: Option<Picked>,
+    pub robust: Option<Picked>,
+    pub scenario: Picked,
+    pub walk_forward: Option<WalkForward>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Picked {
+    pub combo: Option<u64>,
+    pub params: String,
+    pub objective: Option<f64>,
+    pub plateau: Option<f64>,
+    pub metrics: Metrics,
+}
+
+/// How to run a sweep.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scenario: PathBuf,
+    pub set: Vec<String>,
+    pub out: Option<PathBuf>,
+    pub cli: CliSpec,
+    pub shard: Option<Shard>,
+    pub band: bool,
+    pub render: bool,
+    /// The command line, recorded in `sweep.json` and the report.
+    pub command: String,
+}
+
+/// What a sweep or merge did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub meta: Meta,
+}
+
+/// The scenario table as swept: the file, `--set` applied, `[sweep]` removed.
+fn base_table(path: &Path, set: &[String]) -> Result<toml::Table, SweepError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parse_err = |message: String| ScenarioError::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
+    for o in set {
+        let (key, value) = crate::scenario::parse_override(o)?;
+        crate::scenario::set_key(&mut table, &key, value)
+            .map_err(|m| parse_err(format!("--set {o}: {m}")))?;
+    }
+    table.remove("sweep");
+    Ok(table)
+}
+
+/// Prepares a sweep: the scenario, the grid, the data (loaded once).
+pub fn prepare(opts: &Options) -> Result<(Job, Spec, Vec<u64>, PathBuf), SweepError> {
+    let scenario = Scenario::load(&opts.scenario, &opts.set)?;
+    let spec = Spec::build(scenario.sweep.as_ref(), &opts.cli).map_err(SweepError::Spec)?;
+    let base = base_table(&opts.scenario, &opts.set)?;
+    let mut combos = spec.combos().map_err(SweepError::Spec)?;
+    if let Some(shard) = opts.shard {
+        combos = shard.take(&combos);
+    }
+    let dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
+    let job = Job::new(
+        base,
+        scenario,
+        spec.grid.clone(),
+        spec.objective,
+        spec.walk_forward,
+        opts.band,
+    )?;
+    // A bad key or value shows on the first combination: fail before the long run.
+    if let Some(&c) = combos.first() {
+        job.scenario_for(c)?;
+    }
+    Ok((job, spec, combos, dir))
+}
+
+/// Runs the sweep (or one shard of it) and writes its files. `stop` ends it early, keeping the
+/// finished rows; `done` is called after each combination.
+pub fn run(
+    opts: &Options,
+    prepared: (Job, Spec, Vec<u64>, PathBuf),
+    stop: &AtomicBool,
+    done: &(dyn Fn() + Sync),
+) -> Result<Outcome, SweepError> {
+    let (job, spec, combos, dir) = prepared;
+    let rows = job.run_many(&combos, stop, done)?;
+    let total = spec.combos().map_err(SweepError::Spec)?.len() as u64;
+    let meta = Meta {
+        format: FORMAT,
+        scenario: job.scenario.name.clone(),
+        scenario_file: opts.scenario.clone(),
+        base_dir: job.scenario.base_dir.clone(),
+        scenario_toml: toml::to_string(&job.base).expect("a TOML table serialises"),
+        command: opts.command.clone(),
+        grid: spec.grid.clone(),
+        objective: spec.objective,
+        samples: spec.samples,
+        seed: spec.seed,
+        band: opts.band,
+        walk_forward: job.folds.clone(),
+        combinations: total,
+        finished: rows.len() as u64,
+        interrupted: rows.len() < combos.len(),
+        shard: opts.shard,
+        results: None,
+    };
+    match opts.shard {
+        Some(shard) => write_shard(&dir, shard, &meta, &rows),
+        None => finish(&job, meta, rows, &dir, opts.render),
+    }
+}
+
+fn shard_stem(shard: Shard) -> String {
+    format!("sweep-shard-{}-of-{}", shard.index, shard.count)
+}
+
+fn write_shard(dir: &Path, shard: Shard, meta: &Meta, rows: &[Row]) -> Result<Outcome, SweepError> {
+    let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
+    let mut df = table::frame(&meta.grid, rows, folds, None)?;
+    let stem = shard_stem(shard);
+    let files = vec![
+        (
+            dir.join(format!("{stem}.parquet")),
+            table::parquet_bytes(&mut df)?,
+        ),
+        (dir.join(format!("{stem}.json")), json_bytes(meta)),
+    ];
+    write_files(&files)?;
+    Ok(Outcome {
+        dir: dir.to_path_buf(),
+        files: files.into_iter().map(|(p, _)| p).collect(),
+        meta: meta.clone(),
+    })
+}
+
+fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut s = serde_json::to_string_pretty(v).expect("serialises");
+    s.push('\n');
+    s.into_bytes()
+}
+
+/// The final output from all rows: whole-grid columns, the tables, `sweep.json`, the report's
+/// inputs and (with `render`) the report.
+pub fn finish(
+    job: &Job,
+    mut meta: Meta,
+    rows: Vec<Row>,
+    dir: &Path,
+    render: bool,
+) -> Result<Outcome, SweepError> {
+    let grid = &meta.grid;
+    let plateau: Vec<Plateau> = robust::plateau(grid, &rows);
+    let best = robust::best_by(meta.objective, rows.iter().map(|r| r.objective));
+    let most_robust = robust::best_by(meta.objective, plateau.iter().map(|p| p.score));
+    let picked = |i: usize| Picked {
+        combo: Some(rows[i].combo),
+        params: grid.describe(rows[i].combo),
+        objective: rows[i].objective,
+        plateau: plateau[i].score,
+        metrics: rows[i].metrics.clone(),
+    };
+    let own = job.run_scenario_itself()?;
+    let own_params = grid
+        .axes
+        .iter()
+        .map(|a| format!("{}={}", a.key, value_at(&job.base, &a.key)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let walk_forward = meta
+        .walk_forward
+        .as_ref()
+        .map(|f| robust::walk_forward(grid, &rows, &f.bounds, meta.objective));
+    meta.results = Some(Results {
+        best: best.map(picked),
+        robust: most_robust.map(picked),
+        scenario: Picked {
+            combo: None,
+            params: own_params.clone(),
+            objective: meta.objective.of(&own),
+            plateau: None,
+            metrics: own,
+        },
+        walk_forward,
+    });
+    let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
+    let mut df = table::frame(grid, &rows, folds, Some(&plateau))?;
+    let mut files = vec![
+        (dir.join("sweep.parquet"), table::parquet_bytes(&mut df)?),
+        (dir.join("sweep.csv"), table::csv_bytes(&mut df)?),
+        (dir.join("sweep.json"), json_bytes(&meta)),
+    ];
+    // The report's inputs: full runs of the picked parameters.
+    let mut list = Vec::new();
+    for (label, i) in [("best", best), ("robust", most_robust)] {
+        if let Some(i) = i {
+            list.push(picks::Pick {
+                label,
+                params: grid.describe(rows[i].combo),
+                scenario: job.scenario_for(rows[i].combo)?,
+            });
+        }
+    }
+    list.push(picks::Pick {
+        label: "scenario",
+        params: own_params,
+        scenario: job.scenario.clone(),
+    });
+    let data = picks::build(job, &list)?;
+    files.push((dir.join("report.json"), json_bytes(&data)));
+    write_files(&files)?;
+    let mut written: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
+    if render {
+        written.extend(crate::report::render(dir)?);
+    }
+    Ok(Outcome {
+        dir: dir.to_path_buf(),
+        files: written,
+        meta,
+    })
+}
+
+/// A key's value in the scenario table, as text (`-` when absent).
+fn value_at(table: &toml::Table, key: &str) -> String {
+    let mut t = table;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, k) in parts.iter().enumerate() {
+        match t.get(*k) {
+            Some(toml::Value::Table(next)) if i + 1 < parts.len() => t = next,
+            Some(v) if i + 1 == parts.len() => {
+                return match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+            }
+            _ => break,
+        }
+    }
+    "-".into()
+}
+
+/// Reads `sweep-shard-*-of-*.json` and their Parquet files from `dirs`, checks that they are
+/// the shards of one sweep, each once, all complete, and writes the final output to `out` —
+/// byte-identical tables to the unsharded run.
+pub fn merge(dirs: &[PathBuf], out: &Path, render: bool) -> Result<Outcome, SweepError> {
+    let mut parts: Vec<(Meta, PathBuf)> = Vec::new();
+    for d in dirs {
+        let entries = std::fs::read_dir(d).map_err(|e| SweepError::Input {
+            path: d.clone(),
+            message: format!("cannot list: {e}"),
+        })?;
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("sweep-shard-") && n.ends_with(".json"))
+            })
+            .collect();
+        names.sort();
+        for p in names {
+            let text = std::fs::read_to_string(&p).map_err(|e| SweepError::Input {
+                path: p.clone(),
+                message: format!("cannot read: {e}"),
+            })?;
+            let meta: Meta = serde_json::from_str(&text).map_err(|e| SweepError::Input {
+                path: p.clone(),
+                message: format!("not a shard description: {e}"),
+            })?;
+            parts.push((meta, p));
+        }
+    }
+    let Some((first, first_path)) = parts.first().cloned() else {
+        return Err(SweepError::Spec(format!(
+            "merge: no sweep-shard-*.json in {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let count = first
+        .shard
+        .map(|s| s.count)
+        .ok_or_else(|| SweepError::Input {
+            path: first_path.clone(),
+            message: "not a shard (no shard field)".into(),
+        })?;
+    let mut seen = vec![None::<PathBuf>; count as usize];
+    let mut rows: Vec<Row> = Vec::new();
+    let folds = first.walk_forward.as_ref().map_or(0, Folds::count);
+    for (meta, path) in &parts {
+        if meta.format != FORMAT || meta.identity() != first.identity() {
+            return Err(SweepError::Input {
+                path: path.clone(),
+                message: format!(
+                    "belongs to another sweep than {} (scenario, grid or settings differ)",
+                    first_path.display()
+                ),
+            });
+        }
+        let shard = meta
+            .shard
+            .filter(|s| s.count == count)
+            .ok_or_else(|| SweepError::Input {
+                path: path.clone(),
+                message: format!("not one of {count} shards"),
+            })?;
+        if let Some(other) = &seen[shard.index as usize] {
+            return Err(SweepError::Input {
+                path: path.clone(),
+                message: format!("shard {}/{count} also in {}", shard.index, other.display()),
+            });
+        }
+        if meta.interrupted {
+            return Err(SweepError::Input {
+                path: path.clone(),
+                message: format!(
+                    "shard {}/{count} was interrupted ({} combinations finished): run it again",
+                    shard.index, meta.finished
+                ),
+            });
+        }
+        seen[shard.index as usize] = Some(path.clone());
+        let pq = path.with_extension("parquet");
+        rows.extend(table::rows_from(&table::read_parquet(&pq)?, folds, &pq)?);
+    }
+    if let Some(k) = seen.iter().position(Option::is_none) {
+        return Err(SweepError::Spec(format!(
+            "merge: shard {k}/{count} is missing"
+        )));
+    }
+    rows.sort_by_key(|r| r.combo);
+    let spec = Spec {
+        grid: first.grid.clone(),
+        objective: first.objective,
+        samples: first.samples,
+        seed: first.seed,
+        walk_forward: first.walk_forward.as_ref().map(|f| f.count() as u32 - 1),
+    };
+    let expected = spec.combos().map_err(SweepError::Spec)?;
+    if rows.iter().map(|r| r.combo).ne(expected.iter().copied()) {
+        return Err(SweepError::Spec(
+            "merge: the shards' rows are not exactly the sweep's combinations".into(),
+        ));
+    }
+    let job = job_from_meta(&first, &first_path)?;
+    let meta = Meta {
+        command: format!(
+            "trailstop merge {} --out {}",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            out.display()
+        ),
+        finished: rows.len() as u64,
+        interrupted: false,
+        shard: None,
+        results: None,
+        ..first
+    };
+    finish(&job, meta, rows, out, render)
+}
+
+/// Rebuilds the sweep's job (scenario and data) from its description.
+fn job_from_meta(meta: &Meta, path: &Path) -> Result<Job, SweepError> {
+    let table: toml::Table =
+        toml::from_str(&meta.scenario_toml).map_err(|e| SweepError::Input {
+            path: path.to_path_buf(),
+            message: format!("scenario_toml: {e}"),
+        })?;
+    let mut scenario: Scenario =
+        toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| SweepError::Input {
+                path: path.to_path_buf(),
+                message: format!("scenario_toml: {e}"),
+            })?;
+    scenario.base_dir = meta.base_dir.clone();
+    scenario.source = meta.scenario_file.clone();
+    scenario.validate()?;
+    let wf = meta.walk_forward.as_ref().map(|f| f.count() as u32 - 1);
+    let job = Job::new(
+        table,
+        scenario,
+        meta.grid.clone(),
+        meta.objective,
+        wf,
+        meta.band,
+    )?;
+    if job.folds != meta.walk_forward {
+        return Err(SweepError::Input {
+            path: path.to_path_buf(),
+            message: "the data's time span differs from the one the shards ran on".into(),
+        });
+    }
+    Ok(job)
+}

@@ -1,0 +1,188 @@
+//! Property: a position saved to the database after any step, dropped, restored from the
+//! database and continued, emits exactly the events of an uninterrupted run and ends in the same
+//! state; and its journal alone rebuilds that state. Random markets (with and without finer
+//! detail ticks), configs (every mode), venues, policies and sides.
+
+mod store_support;
+
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use store_support::{Case, DELTA, commit, open, run_all, step};
+use trailstop::backtest::market::Series;
+use trailstop::backtest::replay::Replay;
+use trailstop::engine::{Breakeven, Momentum, Side, TimeActivation, TrailingConfig};
+use trailstop::scenario::{DetailBars, Venue};
+use trailstop::sim::exchange::VenueModel;
+use trailstop::sim::path::{Bar, Policy};
+use trailstop::store::{OpenOptions, Store, journal::rebuild};
+
+fn pct(hundredths: u32) -> Decimal {
+    Decimal::new(hundredths as i64, 2)
+}
+
+fn config() -> impl Strategy<Value = TrailingConfig> {
+    (
+        (0u32..150, 10u32..300, prop::option::of(50u32..400)),
+        (0u64..180, 0u32..30, 30u32..300),
+        prop::option::of((0u32..100, 0u32..20)),
+        prop::option::of((60u64..900, 0u32..50)),
+        prop::option::of((60u64..600, 10u32..100, 20u32..90)),
+    )
+        .prop_map(|(a, r, be, time, mom)| {
+            let mut c = TrailingConfig::with_distance(pct(a.1));
+            c.activation_percent = pct(a.0);
+            c.initial_stop_percent = a.2.map(pct);
+            c.rate_limit.min_interval_seconds = r.0;
+            c.rate_limit.min_improvement_percent = pct(r.1);
+            c.rate_limit.emergency_percent = pct(r.2);
+            c.breakeven = be.map(|(t, o)| Breakeven {
+                trigger_percent: pct(t),
+                offset_percent: pct(o),
+            });
+            c.time_activation = time.map(|(s, m)| TimeActivation {
+                after_seconds: s,
+                min_profit_percent: pct(m),
+            });
+            c.momentum = mom.map(|(w, t, f)| Momentum {
+                window_seconds: w,
+                threshold_percent: pct(t),
+                distance_factor: pct(f),
+            });
+            c
+        })
+}
+
+/// Trade ticks `(ts, price)` per bar.
+type Ticks = Vec<Vec<(i64, i64)>>;
+
+/// A random walk of 1-minute bars around 1000.0 (units of 0.1), and maybe trade ticks inside
+/// each bar as detail.
+fn market() -> impl Strategy<Value = (Vec<Bar>, Option<Ticks>)> {
+    (
+        prop::collection::vec((-40i64..40, 0i64..30, 0i64..30), 2..60),
+        prop::option::of(prop::collection::vec(
+            prop::collection::vec((0i64..DELTA, 0i64..100), 0..6),
+            60,
+        )),
+    )
+        .prop_map(|(steps, ticks)| {
+            let mut open = 10_000i64;
+            let bars: Vec<Bar> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, &(d, up, down))| {
+                    let close = (open + d).max(100);
+                    let b = Bar {
+                        ts: i as i64 * DELTA,
+                        open,
+                        high: open.max(close) + up,
+                        low: (open.min(close) - down).max(1),
+                        close,
+                    };
+                    open = close;
+                    b
+                })
+                .collect();
+            // Ticks at sorted offsets inside their bar, priced inside its range.
+            let ticks = ticks.map(|per_bar| {
+                bars.iter()
+                    .zip(per_bar)
+                    .map(|(b, mut t)| {
+                        t.sort();
+                        t.into_iter()
+                            .map(|(off, f)| (b.ts + off, b.low + (b.high - b.low) * f / 99))
+                            .collect()
+                    })
+                    .collect()
+            });
+            (bars, ticks)
+        })
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        any::<bool>(),
+        config(),
+        (any::<bool>(), 0i64..3000),
+        0usize..5,
+        market(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(long, config, (binance, latency), policy, (bars, ticks), all)| {
+                let detail = ticks.map(|per_bar: Ticks| {
+                    let (ts, price) = per_bar.into_iter().flatten().unzip();
+                    let bars = if all {
+                        DetailBars::All
+                    } else {
+                        DetailBars::Ambiguous
+                    };
+                    (Series::Ticks { ts, price }, bars)
+                });
+                Case {
+                    side: if long { Side::Long } else { Side::Short },
+                    config,
+                    model: VenueModel {
+                        venue: if binance {
+                            Venue::Binance
+                        } else {
+                            Venue::Bybit
+                        },
+                        update_latency_ms: latency,
+                    },
+                    policy: Policy::ALL[policy],
+                    bars,
+                    detail,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn saved_restored_and_continued_equals_uninterrupted(case in case(), cut in 0.0f64..1.0) {
+        let (whole, steps) = run_all(&case, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let k = 1 + ((steps.len() - 1) as f64 * cut) as usize; // steps before the restart
+
+        // Run, committing each step, up to the cut; then everything in memory is dropped.
+        {
+            let mut store = Store::open(&path, OpenOptions::create()).unwrap();
+            let (mut r, first) = open(&case, 1);
+            commit(&mut store, std::slice::from_ref(&first));
+            let mut prev = first.2;
+            for _ in 1..k {
+                let s = step(&case, &mut r, &prev);
+                commit(&mut store, std::slice::from_ref(&s));
+                prev = s.2;
+            }
+        }
+        // Restore from the database alone and continue to the end.
+        let mut store = Store::open(&path, OpenOptions { create: false, ..OpenOptions::create() }).unwrap();
+        let mut prev = store.record(1).unwrap().unwrap();
+        prop_assert_eq!(&prev, &steps[k - 1].2, "the stored state is the state after step {}", k);
+        let mut r = Replay::restore(&prev.replay).unwrap();
+        while !r.is_closed() {
+            let s = step(&case, &mut r, &prev);
+            commit(&mut store, std::slice::from_ref(&s));
+            prev = s.2;
+        }
+        let events: Vec<_> = store
+            .journal(1)
+            .unwrap()
+            .into_iter()
+            .filter(|row| row.kind == trailstop::store::RowKind::Event)
+            .map(|row| serde_json::from_str::<trailstop::engine::Event>(&row.payload).unwrap())
+            .collect();
+        let uninterrupted: Vec<_> = steps.iter().flat_map(|s| s.1.clone()).collect();
+        prop_assert_eq!(events, uninterrupted);
+        prop_assert_eq!(r.snapshot(), whole.snapshot());
+        prop_assert_eq!(format!("{:?}", r.run()), format!("{:?}", whole.run()));
+        let stored = store.record(1).unwrap().unwrap();
+        prop_assert_eq!(&stored, &steps.last().unwrap().2);
+        prop_assert_eq!(rebuild(&store.journal(1).unwrap()).unwrap(), stored);
+    }
+}
