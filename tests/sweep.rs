@@ -471,7 +471,8 @@ fn an_interrupted_sweep_keeps_its_finished_rows() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Well after the handler is installed (a few ms), well before the ~80 s the grid takes.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
     let killed = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

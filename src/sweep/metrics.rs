@@ -297,6 +297,17 @@ mod tests {
     }
 
     #[test]
+    fn drawdown_follows_exit_order_not_position_order() {
+        // Exit order +3, -1, -2: curve 3, 2, 0 → 3. In position order (-2, +3, -1) it would be 2.
+        let trades = [
+            t(1, 300, dec!(-2), dec!(0)),
+            t(2, 100, dec!(3), dec!(3)),
+            t(3, 200, dec!(-1), dec!(0)),
+        ];
+        assert_eq!(compute(&trades).max_drawdown_pct, Some(3.0));
+    }
+
+    #[test]
     fn undefined_metrics_are_empty_not_zero() {
         let m = compute(&[]);
         assert_eq!(m.trades, 0);
