@@ -120,7 +120,7 @@ def entries_every_4h(ts):
 def numba_kernel():
     import numba as nb
 
-    @nb.njit(cache=True)
+    @nb.njit
     def position(op, hi, lo, cl, ts, e, s, act, dist, init, fee, slip):
         """One position from candle e; returns (pnl %, bars held)."""
         n = len(op)
@@ -198,7 +198,7 @@ def numba_kernel():
         gross = (r - 1.0) * 100.0 if s == 1 else (1.0 - r) * 100.0
         return gross - fee * 100.0 * (1.0 + r), exit_bar - e + 1
 
-    @nb.njit(parallel=True, cache=True)
+    @nb.njit(parallel=True)
     def sweep(op, hi, lo, cl, ts, eidx, eside, acts, dists, init, fee, slip):
         na, nd = len(acts), len(dists)
         total = np.zeros(na * nd)
