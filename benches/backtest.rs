@@ -7,71 +7,24 @@
 //! see ../shared/data/README.md): 525,600 one-minute candles (a year), BTC-like prices on a 0.1
 //! tick, an entry every 4 h alternating long/short, all trailing modes and rate limits on.
 
+#[path = "common/gbm.rs"]
+mod gbm;
+use gbm::gbm_market;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rust_decimal::Decimal;
 use std::hint::black_box;
 use std::str::FromStr;
 
-use trailstop::backtest::market::{Market, Series};
 use trailstop::backtest::run::{RunOptions, RunSettings, run_positions};
-use trailstop::engine::{Breakeven, Instrument, Momentum, TimeActivation, TrailingConfig};
+use trailstop::engine::{Breakeven, Momentum, TimeActivation, TrailingConfig};
 use trailstop::scenario::{SideRule, Venue};
 use trailstop::sim::entries;
 use trailstop::sim::exchange::VenueModel;
-use trailstop::sim::path::{Bar, Policy};
+use trailstop::sim::path::Policy;
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
-}
-
-/// xorshift64* uniform in (0, 1).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.next(), self.next());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
-
-/// Seeded GBM candles in units of 0.1 (f64 only generates the data; the run is exact).
-pub fn gbm_market(n: usize, seed: u64) -> Market {
-    let mut rng = Rng(seed);
-    let mut price = 30_000.0f64;
-    let sigma = 0.0008; // per-minute volatility, BTC-like
-    let mut bars = Vec::with_capacity(n);
-    let t0 = 1_640_995_200_000i64;
-    for i in 0..n {
-        let open = price;
-        let mut hi = open;
-        let mut lo = open;
-        for _ in 0..4 {
-            price *= (sigma / 2.0 * rng.normal()).exp();
-            hi = hi.max(price);
-            lo = lo.min(price);
-        }
-        let u = |x: f64| (x * 10.0).round() as i64;
-        bars.push(Bar {
-            ts: t0 + i as i64 * 60_000,
-            open: u(open),
-            high: u(hi),
-            low: u(lo),
-            close: u(price),
-        });
-    }
-    Market {
-        instrument: Instrument::with_price_decimals(d("0.1"), 1),
-        series: Series::Candles {
-            bars,
-            delta_ms: 60_000,
-        },
-        detail: None,
-    }
 }
 
 pub fn all_modes() -> TrailingConfig {

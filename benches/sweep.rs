@@ -13,68 +13,20 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+#[path = "common/gbm.rs"]
+mod gbm;
+use gbm::gbm_market;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rust_decimal::Decimal;
-use std::str::FromStr;
 
 use trailstop::backtest::Loaded;
-use trailstop::backtest::market::{Market, Series};
 use trailstop::backtest::run::{RunOptions, run_positions};
-use trailstop::engine::Instrument;
 use trailstop::scenario::{Scenario, SideRule};
 use trailstop::sim::entries;
-use trailstop::sim::path::{Bar, Policy};
+use trailstop::sim::path::Policy;
 use trailstop::sweep::exec::{Job, settings};
 use trailstop::sweep::grid::{Grid, parse_cli};
 use trailstop::sweep::metrics::Objective;
-
-/// xorshift64* uniform in (0, 1) — the generator of benches/backtest.rs.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.next(), self.next());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
-
-fn gbm_market(n: usize, seed: u64) -> Market {
-    let mut rng = Rng(seed);
-    let mut price = 30_000.0f64;
-    let sigma = 0.0008;
-    let t0 = 1_640_995_200_000i64;
-    let mut bars = Vec::with_capacity(n);
-    for i in 0..n {
-        let open = price;
-        let (mut hi, mut lo) = (open, open);
-        for _ in 0..4 {
-            price *= (sigma / 2.0 * rng.normal()).exp();
-            hi = hi.max(price);
-            lo = lo.min(price);
-        }
-        let u = |x: f64| (x * 10.0).round() as i64;
-        bars.push(Bar {
-            ts: t0 + i as i64 * 60_000,
-            open: u(open),
-            high: u(hi),
-            low: u(lo),
-            close: u(price),
-        });
-    }
-    Market {
-        instrument: Instrument::with_price_decimals(Decimal::from_str("0.1").unwrap(), 1),
-        series: Series::Candles {
-            bars,
-            delta_ms: 60_000,
-        },
-        detail: None,
-    }
-}
 
 const SCENARIO: &str = r#"
 name = "bench"
