@@ -45,12 +45,12 @@ pub fn gbm_market(n: usize, seed: u64) -> Market {
             close: u(price),
         });
     }
-    Market {
-        instrument: Instrument::with_price_decimals(Decimal::new(1, 1), 1),
-        series: Series::Candles {
+    Market::new(
+        Instrument::with_price_decimals(Decimal::new(1, 1), 1),
+        Series::Candles {
             bars,
             delta_ms: 60_000,
         },
-        detail: None,
-    }
+        None,
+    )
 }

@@ -4,7 +4,11 @@ use rust_decimal::Decimal;
 
 use crate::engine::Instrument;
 use crate::engine::fixed::MAX_PRICE_DECIMALS;
+use std::sync::OnceLock;
+
 use crate::sim::path::{Bar, Point, bar_points};
+
+use super::skip::BarIndex;
 
 /// What is replayed: candles (4 points each) or trade ticks (1 point each).
 #[derive(Debug, Clone)]
@@ -19,9 +23,28 @@ pub struct Market {
     pub series: Series,
     /// Finer data (candles or ticks) that resolves ambiguous bars of `series`.
     pub detail: Option<Series>,
+    /// Block extremes of the candles, built on first use (shared by every run on this market).
+    index: OnceLock<BarIndex>,
 }
 
 impl Market {
+    pub fn new(instrument: Instrument, series: Series, detail: Option<Series>) -> Market {
+        Market {
+            instrument,
+            series,
+            detail,
+            index: OnceLock::new(),
+        }
+    }
+
+    /// The block index of the candle series (empty for ticks).
+    pub fn bar_index(&self) -> &BarIndex {
+        self.index.get_or_init(|| match &self.series {
+            Series::Candles { bars, .. } => BarIndex::new(bars),
+            Series::Ticks { .. } => BarIndex::new(&[]),
+        })
+    }
+
     /// The times at which entries may open: candle opens or ticks.
     pub fn entry_times(&self) -> Vec<i64> {
         match &self.series {

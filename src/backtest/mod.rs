@@ -6,6 +6,7 @@ pub mod output;
 pub mod record;
 pub mod replay;
 pub mod run;
+pub mod skip;
 
 use std::path::PathBuf;
 
@@ -170,11 +171,7 @@ pub fn load_market<'a>(
         None => None,
     };
     Ok((
-        Market {
-            instrument: Instrument::with_price_decimals(tick, dp),
-            series,
-            detail,
-        },
+        Market::new(Instrument::with_price_decimals(tick, dp), series, detail),
         rows,
         gaps,
     ))

@@ -18,6 +18,7 @@ use crate::sim::path::{Bar, Point, Policy, bar_points};
 
 pub use super::run::After;
 use super::run::{PositionRun, RunOptions, run_bar};
+use super::skip::BarIndex;
 
 /// Where the replay stands: the index of the next bar (or tick) of the market series, and which
 /// of that bar's points it still sees (only the entry bar is partial).
@@ -109,7 +110,76 @@ impl Replay {
         &mut self,
         candle: &Bar,
         delta_ms: i64,
+        detail: D,
+        out: &mut O,
+    ) -> Result<(), EngineError> {
+        self.step_bar_as(candle, delta_ms, detail, true, out)
+    }
+
+    /// Passes the run of whole bars from the cursor in which nothing can happen to this
+    /// position, at once (see [`super::skip`]); the state afterwards is exactly that of
+    /// stepping them one by one. Returns whether it looked: then the bar now at the cursor,
+    /// if any, is known not to be quiet.
+    #[inline]
+    pub fn skip_quiet(&mut self, bars: &[Bar], index: &BarIndex, delta_ms: i64) -> bool {
+        if self.cursor.after != After::ALL || matches!(self.rules.detail, Some(DetailBars::All)) {
+            return false;
+        }
+        let from = self.cursor.next;
+        let (Some(env), Some(first)) = (self.sim.quiet_envelope(), bars.get(from)) else {
+            return true;
+        };
+        if first.ts < env.after_ts {
+            return false;
+        }
+        let end = if env.until_ts == i64::MAX {
+            bars.len()
+        } else {
+            // Bars whose last point (`ts + Δ - 1`) is before `until_ts`.
+            super::market::first_bar_at_or_after(
+                bars,
+                delta_ms,
+                env.until_ts.saturating_sub(delta_ms - 1),
+            )
+        };
+        let run = index.quiet_run(bars, from, end, env.high_max, env.low_min);
+        if run.end == from {
+            return true;
+        }
+        let last_bar = &bars[run.end - 1];
+        let last = Point {
+            ts: last_bar.ts + delta_ms - 1,
+            price: last_bar.close,
+            gap: false,
+        };
+        // Momentum needs the run's points inside the window before its last one, in the
+        // policy's order (earlier ones would drop out of the window anyway).
+        let tail_from = match self.sim.engine.momentum_window_ms() {
+            Some(w) => {
+                let since = last.ts - w;
+                from + bars[from..run.end].partition_point(|b| b.ts + delta_ms - 1 < since)
+            }
+            None => run.end,
+        };
+        let (policy, side) = (self.rules.policy, self.sim.engine.side());
+        let tail = bars[tail_from..run.end]
+            .iter()
+            .flat_map(|b| bar_points(b, delta_ms, policy.low_first(side, b)))
+            .map(|p| (p.ts, p.price));
+        self.sim.absorb_run(run.high, run.low, last, tail);
+        self.cursor.next = run.end;
+        true
+    }
+
+    /// [`Replay::step_bar`]; `try_quiet` false skips the quiet-bar check (already done by
+    /// [`Replay::skip_quiet`]).
+    #[inline]
+    pub(super) fn step_bar_as<O: EventSink, D: FnMut(&Bar, After, &mut Vec<Point>)>(
+        &mut self,
+        candle: &Bar,
+        delta_ms: i64,
         mut detail: D,
+        try_quiet: bool,
         out: &mut O,
     ) -> Result<(), EngineError> {
         let sim = &mut self.sim;
@@ -124,7 +194,8 @@ impl Replay {
         // Fast path: a whole bar in which nothing can happen, whatever its order, is taken at
         // once (same state as point by point; not ambiguous). Not with `detail_bars = all`,
         // whose points come from the finer data.
-        if !resolve
+        if try_quiet
+            && !resolve
             && after == After::ALL
             && sim.absorb_quiet(&bar_points(candle, delta_ms, low_first))
         {

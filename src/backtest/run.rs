@@ -250,8 +250,13 @@ fn simulate<O: EventSink>(
         match &market.series {
             Series::Candles { bars, delta_ms } => {
                 let delta_ms = *delta_ms;
-                for candle in &bars[r.cursor.next..] {
-                    r.step_bar(
+                let index = market.bar_index();
+                loop {
+                    let checked = r.skip_quiet(bars, index, delta_ms);
+                    let Some(candle) = bars.get(r.cursor.next) else {
+                        break;
+                    };
+                    r.step_bar_as(
                         candle,
                         delta_ms,
                         |bar, after, buf| {
@@ -265,6 +270,7 @@ fn simulate<O: EventSink>(
                                 );
                             }
                         },
+                        !checked,
                         out,
                     )?;
                     if r.is_closed() {

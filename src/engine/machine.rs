@@ -120,6 +120,15 @@ pub struct EngineSnapshot {
     pub window: Vec<(i64, Decimal)>,
 }
 
+/// Mirrored price and time bounds within which price points are quiet (see
+/// [`TrailingStop::quiet_bounds`]): every point priced at most `best_max` and timed before
+/// `until_ts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietBounds {
+    pub best_max: i64,
+    pub until_ts: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sent {
     price: i64,
@@ -718,68 +727,93 @@ impl TrailingStop {
         Ok(e)
     }
 
+    /// The time of the last price point seen.
+    pub fn last_ts(&self) -> i64 {
+        self.last_ts
+    }
+
+    /// The momentum window's length, when momentum is on.
+    pub fn momentum_window_ms(&self) -> Option<i64> {
+        self.momentum.map(|m| m.window_ms)
+    }
+
     /// Whether momentum acceleration held at the last price point.
     pub fn momentum_active(&self) -> bool {
         self.fast
     }
 
-    /// Takes a run of price points `(ts, units)` at once when none of them, in any order, can
-    /// change the state, the desired or the sent stop: only the extreme, the momentum window
-    /// and the clock move, exactly as point-by-point processing would move them. Returns
-    /// false and changes nothing otherwise (the caller then feeds the points one by one).
-    /// This is the backtester's fast path for the many bars in which nothing happens.
+    /// The envelope within which price points change nothing but the extreme, the momentum
+    /// window and the clock, whatever their order: `None` when any point could matter (an
+    /// improvement is pending, so the policy runs at every point, or the position is closed).
+    /// Bounds are mirrored (higher is better for both sides).
     #[inline]
-    pub fn absorb_quiet(&mut self, points: &[(i64, i64)]) -> bool {
-        let (Some(&(first_ts, _)), Some(&(last_ts, last_p))) = (points.first(), points.last())
-        else {
-            return true;
-        };
-        if self.state == State::Triggered || first_ts < self.last_ts {
-            return false;
+    pub fn quiet_bounds(&self) -> Option<QuietBounds> {
+        if self.state == State::Triggered
+            || self.desired.map(|(s, _)| s) != self.sent.map(|x| x.price)
+        {
+            return None;
         }
-        if self.desired.map(|(s, _)| s) != self.sent.map(|x| x.price) {
-            return false; // an improvement is pending: the policy runs at every point
-        }
-        let best = points
-            .iter()
-            .map(|&(_, p)| self.sign * p)
-            .max()
-            .unwrap_or(i64::MIN);
-        let quiet = match self.state {
+        match self.state {
             State::Inactive => {
-                best < self.activation_at
-                    && self
-                        .time_rule
-                        .is_none_or(|t| last_ts - self.opened_at < t.after_ms || best < t.threshold)
-                    && self.breakeven.is_none_or(|b| {
-                        best < b.threshold
-                            || (self.breakeven_armed
-                                && self.desired.is_some_and(|(s, _)| s >= b.stop))
-                    })
+                let mut best_max = self.activation_at - 1;
+                if let Some(b) = self.breakeven
+                    && !(self.breakeven_armed && self.desired.is_some_and(|(s, _)| s >= b.stop))
+                {
+                    best_max = best_max.min(b.threshold - 1);
+                }
+                let mut until_ts = i64::MAX;
+                if let Some(t) = self.time_rule {
+                    // Before the time rule's moment only the price rules apply; from then on
+                    // its threshold too.
+                    let at = self.opened_at.saturating_add(t.after_ms);
+                    if self.last_ts >= at {
+                        best_max = best_max.min(t.threshold - 1);
+                    } else {
+                        until_ts = at;
+                    }
+                }
+                Some(QuietBounds { best_max, until_ts })
             }
             State::Active => {
-                best <= self.extreme
-                    && (self.momentum.is_none()
-                        || self.desired.is_some_and(|(s, _)| {
-                            s >= self.fast_trail.floor_to_tick(self.extreme, self.tick)
-                        }))
+                let fast_ok = self.momentum.is_none()
+                    || self.desired.is_some_and(|(s, _)| {
+                        s >= self.fast_trail.floor_to_tick(self.extreme, self.tick)
+                    });
+                fast_ok.then_some(QuietBounds {
+                    best_max: self.extreme,
+                    until_ts: i64::MAX,
+                })
             }
-            State::Triggered => false,
-        };
-        if !quiet {
-            return false;
+            State::Triggered => None,
         }
+    }
+
+    /// Takes a run of points the caller has checked against [`TrailingStop::quiet_bounds`]
+    /// (every point at or after the clock and before `until_ts`, mirrored prices at most
+    /// `best_max`): `best` is their best price (units, mirrored), `last_ts` the time of the
+    /// last one. `tail` is the run's last points `(ts, units)` in order, at least those inside
+    /// the momentum window before `last_ts` (the window after the last push holds only points
+    /// inside it, and older points never displace newer ones, so the rest can be left out).
+    /// Without momentum `tail` is not read.
+    #[inline]
+    pub fn absorb_within(
+        &mut self,
+        best: i64,
+        last_ts: i64,
+        tail: impl Iterator<Item = (i64, i64)>,
+    ) {
         self.extreme = self.extreme.max(best);
         if let Some(m) = self.momentum {
-            let mut low = 0;
-            for &(ts, p) in points {
-                low = self.window.push(ts, self.sign * p, m.window_ms);
+            let (mut low, mut last) = (None, 0);
+            for (ts, p) in tail {
+                last = self.sign * p;
+                low = Some(self.window.push(ts, last, m.window_ms));
             }
-            let p = self.sign * last_p;
-            self.fast = m.threshold.scaled_le(low.abs(), p - low);
+            if let Some(low) = low {
+                self.fast = m.threshold.scaled_le(low.abs(), last - low);
+            }
         }
         self.last_ts = last_ts;
-        true
     }
 
     /// True when no price point in `[low, high]` (units), in any order and at any time, can

@@ -33,7 +33,8 @@ pub use config::{
 };
 pub use event::{ActivationReason, Event, ExitReason, HoldReason, SendReason, StopOrigin};
 pub use machine::{
-    Counters, EngineError, EngineSnapshot, EventSink, Intent, NoEvents, State, TrailingStop,
+    Counters, EngineError, EngineSnapshot, EventSink, Intent, NoEvents, QuietBounds, State,
+    TrailingStop,
 };
 
 use rust_decimal::Decimal;

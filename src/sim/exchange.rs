@@ -35,6 +35,28 @@ pub struct Close {
     pub reason: ExitReason,
 }
 
+/// Where a run of points is quiet for a position (see [`SimPosition::quiet_envelope`]):
+/// every price within `[low_min, high_max]` (real units) and every time in
+/// `[after_ts, until_ts)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietEnvelope {
+    pub high_max: i64,
+    pub low_min: i64,
+    pub until_ts: i64,
+    pub after_ts: i64,
+}
+
+impl QuietEnvelope {
+    /// Whether points with these extremes and first/last times lie inside.
+    #[inline]
+    pub fn admits(&self, high: i64, low: i64, first_ts: i64, last_ts: i64) -> bool {
+        high <= self.high_max
+            && low >= self.low_min
+            && first_ts >= self.after_ts
+            && last_ts < self.until_ts
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     stop: i64,
@@ -274,38 +296,74 @@ impl SimPosition {
     pub fn resting_stop(&self) -> Option<i64> {
         self.resting.map(|(s, _)| s)
     }
+    /// Real-unit bounds within which a run of points can neither fill the resting stop nor
+    /// change the engine's state, desired or sent stop, whatever their order
+    /// ([`TrailingStop::quiet_bounds`]): `None` when a create is in flight or the engine says
+    /// every point matters.
+    #[inline]
+    pub fn quiet_envelope(&self) -> Option<QuietEnvelope> {
+        if self.closed.is_some() || self.pending.is_some() {
+            return None;
+        }
+        let b = self.engine.quiet_bounds()?;
+        // Mirrored: the worst price must stay above the resting stop.
+        let worst_min = self
+            .resting
+            .map_or(i64::MIN + 1, |(r, _)| self.sign * r + 1);
+        let (high_max, low_min) = if self.sign > 0 {
+            (b.best_max, worst_min)
+        } else {
+            (-worst_min, -b.best_max)
+        };
+        Some(QuietEnvelope {
+            high_max,
+            low_min,
+            until_ts: b.until_ts,
+            after_ts: self.engine.last_ts(),
+        })
+    }
+
+    /// Takes a run of points inside [`SimPosition::quiet_envelope`] at once: `high`/`low` are
+    /// their extremes, `last` the last point, `tail` as in
+    /// [`TrailingStop::absorb_within`].
+    #[inline]
+    pub fn absorb_run(
+        &mut self,
+        high: i64,
+        low: i64,
+        last: Point,
+        tail: impl Iterator<Item = (i64, i64)>,
+    ) {
+        let (best, worst) = if self.sign > 0 {
+            (high, low)
+        } else {
+            (-low, -high)
+        };
+        self.best = self.best.max(best);
+        self.worst = self.worst.min(worst);
+        self.last_price = last.price;
+        self.engine.absorb_within(best, last.ts, tail);
+    }
+
     /// Takes a bar's points at once when none of them can fill the resting stop or change the
-    /// engine's stops ([`TrailingStop::absorb_quiet`]); false (nothing changed) otherwise.
+    /// engine's stops; false (nothing changed) otherwise.
     #[inline]
     pub fn absorb_quiet(&mut self, points: &[Point]) -> bool {
-        if self.closed.is_some() || self.pending.is_some() {
+        let (Some(first), Some(&last)) = (points.first(), points.last()) else {
+            return true;
+        };
+        let Some(env) = self.quiet_envelope() else {
             return false;
-        }
-        let (mut best, mut worst) = (i64::MIN, i64::MAX);
+        };
+        let (mut high, mut low) = (i64::MIN, i64::MAX);
         for pt in points {
-            let m = self.sign * pt.price;
-            best = best.max(m);
-            worst = worst.min(m);
+            high = high.max(pt.price);
+            low = low.min(pt.price);
         }
-        if self.resting.is_some_and(|(r, _)| worst <= self.sign * r) {
+        if !env.admits(high, low, first.ts, last.ts) {
             return false;
         }
-        let mut pairs = [(0i64, 0i64); 8];
-        let n = points.len().min(8);
-        if n < points.len() {
-            return false;
-        }
-        for (slot, pt) in pairs.iter_mut().zip(points) {
-            *slot = (pt.ts, pt.price);
-        }
-        if !self.engine.absorb_quiet(&pairs[..n]) {
-            return false;
-        }
-        if let Some(last) = points.last() {
-            self.best = self.best.max(best);
-            self.worst = self.worst.min(worst);
-            self.last_price = last.price;
-        }
+        self.absorb_run(high, low, last, points.iter().map(|p| (p.ts, p.price)));
         true
     }
 

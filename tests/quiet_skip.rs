@@ -1,0 +1,194 @@
+//! The backtest passes runs of quiet bars at once (`Replay::skip_quiet` over the block index
+//! of `backtest::skip`). That must change nothing observable: on random candle series (with
+//! missing candles), random configs (every mode on or off), both venues, every policy, with
+//! and without the ambiguity count, `run_positions` gives exactly the events and numbers of a
+//! replay that steps every bar.
+
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use trailstop::backtest::market::{Market, Series};
+use trailstop::backtest::replay::{BarRules, Replay};
+use trailstop::backtest::run::{
+    PositionRun, RunOptions, RunSettings, plan_positions, run_positions,
+};
+use trailstop::engine::{
+    Breakeven, Instrument, Momentum, RateLimit, Side, TimeActivation, TrailingConfig,
+};
+use trailstop::scenario::Venue;
+use trailstop::sim::entries::EntrySpec;
+use trailstop::sim::exchange::VenueModel;
+use trailstop::sim::path::{Bar, Policy};
+
+const DELTA: i64 = 60_000;
+
+/// A random walk on a 0.1 tick around 100.0 with wicks and, now and then, missing candles.
+fn bars(seed: u64, n: usize, vol: i64) -> Vec<Bar> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut p, mut ts) = (1_000i64 * 10, 0i64);
+    (0..n)
+        .map(|_| {
+            let r = next();
+            ts += DELTA
+                * if r % 50 == 0 {
+                    1 + (r >> 8) as i64 % 30
+                } else {
+                    1
+                };
+            let open = p;
+            p = (p + (r >> 16) as i64 % (2 * vol + 1) - vol).max(100);
+            let (w1, w2) = (
+                (r >> 32) as i64 % (vol / 2 + 1),
+                (r >> 48) as i64 % (vol / 2 + 1),
+            );
+            Bar {
+                ts,
+                open,
+                high: open.max(p) + w1,
+                low: (open.min(p) - w2).max(1),
+                close: p,
+            }
+        })
+        .collect()
+}
+
+fn pct(hundredths: i64) -> Decimal {
+    Decimal::new(hundredths, 2)
+}
+
+fn config() -> impl Strategy<Value = TrailingConfig> {
+    (
+        (0i64..200, 5i64..200, proptest::option::of(20i64..400)),
+        (0u64..180, 0i64..50, 10i64..300),
+        proptest::option::of((0i64..100, -20i64..20)),
+        proptest::option::of((60u64..7200, 0i64..100)),
+        proptest::option::of((60u64..900, 10i64..150, 20i64..100)),
+    )
+        .prop_map(|((act, dist, init), (iv, imp, em), be, time, mom)| {
+            let mut c = TrailingConfig::with_distance(pct(dist));
+            c.activation_percent = pct(act);
+            c.initial_stop_percent = init.map(pct);
+            c.rate_limit = RateLimit {
+                min_interval_seconds: iv,
+                min_improvement_percent: pct(imp),
+                emergency_percent: pct(em),
+            };
+            c.breakeven = be.map(|(t, o)| Breakeven {
+                trigger_percent: pct(t),
+                offset_percent: pct(o),
+            });
+            c.time_activation = time.map(|(s, m)| TimeActivation {
+                after_seconds: s,
+                min_profit_percent: pct(m),
+            });
+            c.momentum = mom.map(|(w, t, f)| Momentum {
+                window_seconds: w,
+                threshold_percent: pct(t),
+                distance_factor: pct(f),
+            });
+            c
+        })
+}
+
+/// Every bar stepped one by one, as the paper runner does.
+fn stepped(
+    market: &Market,
+    entries: &[EntrySpec],
+    settings: &RunSettings,
+    opts: RunOptions,
+) -> Vec<PositionRun> {
+    let Series::Candles { bars, delta_ms } = &market.series else {
+        unreachable!()
+    };
+    let last = bars.last().unwrap();
+    let rules = BarRules::of(opts, false);
+    plan_positions(market, entries, &settings.symbol)
+        .unwrap()
+        .iter()
+        .map(|planned| {
+            let mut events = Vec::new();
+            let mut r = Replay::open(
+                &planned.position,
+                &market.instrument,
+                &settings.trailing,
+                settings.model,
+                rules,
+                planned.cursor,
+                &mut events,
+            )
+            .unwrap();
+            while !r.is_closed() && r.cursor.next < bars.len() {
+                let bar = bars[r.cursor.next];
+                r.step_bar(&bar, *delta_ms, |_, _, _| {}, &mut events)
+                    .unwrap();
+            }
+            if !r.is_closed() {
+                r.end_of_data(last.close, last.ts + delta_ms - 1, &mut events);
+            }
+            let mut run = r.run().unwrap();
+            run.events = events;
+            run
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn skipping_quiet_bars_changes_nothing(
+        seed in any::<u64>(),
+        vol in 1i64..40,
+        config in config(),
+        binance in any::<bool>(),
+        latency in 0i64..3_000,
+        policy in 0usize..5,
+        ambiguity in any::<bool>(),
+        every in 30usize..400,
+        priced in any::<bool>(),
+    ) {
+        let bars = bars(seed, 3_000, vol);
+        let entries: Vec<EntrySpec> = bars
+            .iter()
+            .step_by(every)
+            .enumerate()
+            .map(|(k, b)| EntrySpec {
+                // A priced entry opens inside its bar: the replay starts on a partial bar.
+                time: b.ts + if priced { DELTA / 2 } else { 0 },
+                side: if k % 2 == 0 { Side::Long } else { Side::Short },
+                price: priced.then(|| Decimal::new(b.close, 1)),
+                quantity: None,
+            })
+            .collect();
+        let market = Market::new(
+            Instrument::with_price_decimals(Decimal::new(1, 1), 1),
+            Series::Candles { bars, delta_ms: DELTA },
+            None,
+        );
+        let settings = RunSettings {
+            symbol: "X".into(),
+            trailing: config,
+            model: VenueModel {
+                venue: if binance { Venue::Binance } else { Venue::Bybit },
+                update_latency_ms: latency,
+            },
+            taker_fee: Decimal::ZERO,
+            slippage_bps: Decimal::ZERO,
+        };
+        let opts = RunOptions {
+            policy: Policy::ALL[policy],
+            events: true,
+            ambiguity,
+            detail: None,
+        };
+        let fast = run_positions(&market, &entries, &settings, opts, |_| {}).unwrap();
+        let slow = stepped(&market, &entries, &settings, opts);
+        prop_assert!(!fast.is_empty());
+        prop_assert_eq!(format!("{fast:#?}"), format!("{slow:#?}"));
+    }
+}
