@@ -1,8 +1,8 @@
 //! The backtest passes runs of quiet bars at once (`Replay::skip_quiet` over the block index
 //! of `backtest::skip`). That must change nothing observable: on random candle series (with
 //! missing candles), random configs (every mode on or off), both venues, every policy, with
-//! and without the ambiguity count, `run_positions` gives exactly the events and numbers of a
-//! replay that steps every bar.
+//! and without the ambiguity count, with and without events, `run_positions` gives exactly the
+//! events and numbers (the held-update count included) of a replay that steps every bar.
 
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -21,8 +21,9 @@ use trailstop::sim::path::{Bar, Policy};
 
 const DELTA: i64 = 60_000;
 
-/// A random walk on a 0.1 tick around 100.0 with wicks and, now and then, missing candles.
-fn bars(seed: u64, n: usize, vol: i64) -> Vec<Bar> {
+/// A random walk on a 0.1 tick from `base` units with wicks and, now and then, missing
+/// candles. A low base makes the percentage thresholds land on exact prices often.
+fn bars(seed: u64, n: usize, vol: i64, base: i64) -> Vec<Bar> {
     let mut x = seed | 1;
     let mut next = move || {
         x ^= x << 13;
@@ -30,7 +31,7 @@ fn bars(seed: u64, n: usize, vol: i64) -> Vec<Bar> {
         x ^= x << 17;
         x
     };
-    let (mut p, mut ts) = (1_000i64 * 10, 0i64);
+    let (mut p, mut ts) = (base, 0i64);
     (0..n)
         .map(|_| {
             let r = next();
@@ -41,7 +42,7 @@ fn bars(seed: u64, n: usize, vol: i64) -> Vec<Bar> {
                     1
                 };
             let open = p;
-            p = (p + (r >> 16) as i64 % (2 * vol + 1) - vol).max(100);
+            p = (p + (r >> 16) as i64 % (2 * vol + 1) - vol).max(base / 4);
             let (w1, w2) = (
                 (r >> 32) as i64 % (vol / 2 + 1),
                 (r >> 48) as i64 % (vol / 2 + 1),
@@ -143,7 +144,7 @@ proptest! {
     #[test]
     fn skipping_quiet_bars_changes_nothing(
         seed in any::<u64>(),
-        vol in 1i64..40,
+        (vol, base) in prop_oneof![(1i64..40).prop_map(|v| (v, 10_000)), (1i64..4).prop_map(|v| (v, 200))],
         config in config(),
         binance in any::<bool>(),
         latency in 0i64..3_000,
@@ -151,8 +152,9 @@ proptest! {
         ambiguity in any::<bool>(),
         every in 30usize..400,
         priced in any::<bool>(),
+        events in any::<bool>(),
     ) {
-        let bars = bars(seed, 3_000, vol);
+        let bars = bars(seed, 3_000, vol, base);
         let entries: Vec<EntrySpec> = bars
             .iter()
             .step_by(every)
@@ -182,12 +184,16 @@ proptest! {
         };
         let opts = RunOptions {
             policy: Policy::ALL[policy],
-            events: true,
+            events,
             ambiguity,
             detail: None,
         };
         let fast = run_positions(&market, &entries, &settings, opts, |_| {}).unwrap();
-        let slow = stepped(&market, &entries, &settings, opts);
+        let mut slow = stepped(&market, &entries, &settings, opts);
+        if !events {
+            // Without events, runs of held updates are skipped too and only counted.
+            slow.iter_mut().for_each(|r| r.events.clear());
+        }
         prop_assert!(!fast.is_empty());
         prop_assert_eq!(format!("{fast:#?}"), format!("{slow:#?}"));
     }

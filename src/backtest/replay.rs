@@ -121,7 +121,13 @@ impl Replay {
     /// stepping them one by one. Returns whether it looked: then the bar now at the cursor,
     /// if any, is known not to be quiet.
     #[inline]
-    pub fn skip_quiet(&mut self, bars: &[Bar], index: &BarIndex, delta_ms: i64) -> bool {
+    pub fn skip_quiet<O: EventSink>(
+        &mut self,
+        bars: &[Bar],
+        index: &BarIndex,
+        delta_ms: i64,
+        _out: &O,
+    ) -> bool {
         if self.cursor.after != After::ALL || matches!(self.rules.detail, Some(DetailBars::All)) {
             return false;
         }
@@ -129,7 +135,7 @@ impl Replay {
         let (Some(env), Some(first)) = (self.sim.quiet_envelope(), bars.get(from)) else {
             return true;
         };
-        if first.ts < env.after_ts {
+        if first.ts < env.after_ts || (env.held && O::ENABLED) {
             return false;
         }
         let end = if env.until_ts == i64::MAX {
@@ -166,7 +172,8 @@ impl Replay {
             .iter()
             .flat_map(|b| bar_points(b, delta_ms, policy.low_first(side, b)))
             .map(|p| (p.ts, p.price));
-        self.sim.absorb_run(run.high, run.low, last, tail);
+        self.sim
+            .absorb_run(run.high, run.low, last, tail, 4 * (run.end - from) as u32);
         self.cursor.next = run.end;
         true
     }
@@ -197,7 +204,7 @@ impl Replay {
         if try_quiet
             && !resolve
             && after == After::ALL
-            && sim.absorb_quiet(&bar_points(candle, delta_ms, low_first))
+            && sim.absorb_quiet(&bar_points(candle, delta_ms, low_first), O::ENABLED)
         {
             return Ok(());
         }

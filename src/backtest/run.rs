@@ -252,7 +252,7 @@ fn simulate<O: EventSink>(
                 let delta_ms = *delta_ms;
                 let index = market.bar_index();
                 loop {
-                    let checked = r.skip_quiet(bars, index, delta_ms);
+                    let checked = r.skip_quiet(bars, index, delta_ms, out);
                     let Some(candle) = bars.get(r.cursor.next) else {
                         break;
                     };

@@ -121,12 +121,16 @@ pub struct EngineSnapshot {
 }
 
 /// Mirrored price and time bounds within which price points are quiet (see
-/// [`TrailingStop::quiet_bounds`]): every point priced at most `best_max` and timed before
-/// `until_ts`.
+/// [`TrailingStop::quiet_bounds`]): every point priced in `[worst_min, best_max]` and timed
+/// before `until_ts`. Quiet points change no state, no stop and emit no event, except that with
+/// `held` each one is an `UpdateHeld` (so a run with events on is not quiet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuietBounds {
     pub best_max: i64,
+    pub worst_min: i64,
     pub until_ts: i64,
+    /// An improvement is pending and held back (counted) at each point.
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,10 +517,10 @@ impl TrailingStop {
                     return None;
                 }
                 let interval_ok = ts - x.at >= self.min_interval_ms;
-                let (gain, base) = (s - x.price, x.price.abs());
-                if interval_ok && self.min_improvement.scaled_le(base, gain) {
+                let (improvement, emergency) = self.send_gates(s, x);
+                if interval_ok && improvement {
                     SendReason::Normal
-                } else if self.emergency.scaled_le(base, gain) {
+                } else if emergency {
                     SendReason::Emergency
                 } else {
                     self.counters.updates_held += 1;
@@ -560,6 +564,17 @@ impl TrailingStop {
             price: self.sign * s,
             origin,
         })
+    }
+
+    /// Whether sending `s` over the last sent stop passes the minimum improvement and the
+    /// emergency threshold (the interval is checked apart: it alone depends on the time).
+    #[inline]
+    fn send_gates(&self, s: i64, x: Sent) -> (bool, bool) {
+        let (gain, base) = (s - x.price, x.price.abs());
+        (
+            self.min_improvement.scaled_le(base, gain),
+            self.emergency.scaled_le(base, gain),
+        )
     }
 
     fn exit_now<O: EventSink>(&mut self, stop: i64, p: i64, ts: i64, out: &mut O) -> Intent {
@@ -743,17 +758,37 @@ impl TrailingStop {
     }
 
     /// The envelope within which price points change nothing but the extreme, the momentum
-    /// window and the clock, whatever their order: `None` when any point could matter (an
-    /// improvement is pending, so the policy runs at every point, or the position is closed).
-    /// Bounds are mirrored (higher is better for both sides).
+    /// window, the clock and the held-update count, whatever their order: `None` when any
+    /// point could matter (a first stop or an emergency update is due, or the position is
+    /// closed). Bounds are mirrored (higher is better for both sides). `floor` is the lowest
+    /// mirrored price the caller's points can have (its resting stop keeps them above it), or
+    /// `i64::MIN` for none; the bounds may raise it.
     #[inline]
-    pub fn quiet_bounds(&self) -> Option<QuietBounds> {
-        if self.state == State::Triggered
-            || self.desired.map(|(s, _)| s) != self.sent.map(|x| x.price)
-        {
+    pub fn quiet_bounds(&self, floor: i64) -> Option<QuietBounds> {
+        if self.state == State::Triggered {
             return None;
         }
-        match self.state {
+        // An improvement held back by the rate limit is held again at every point (and
+        // counted) until the interval opens, if the improvement alone would pass; it is never
+        // sent sooner, since the emergency rule does not change while the stops stand still.
+        let (mut until_ts, held) = match (self.desired, self.sent) {
+            (Some((s, _)), Some(x)) if s > x.price => {
+                let (improvement, emergency) = self.send_gates(s, x);
+                if emergency {
+                    return None;
+                }
+                let opens = if improvement {
+                    x.at.saturating_add(self.min_interval_ms)
+                } else {
+                    i64::MAX
+                };
+                (opens, true)
+            }
+            (None, None) => (i64::MAX, false),
+            (Some((s, _)), Some(x)) if s == x.price => (i64::MAX, false),
+            _ => return None,
+        };
+        let mut bounds = match self.state {
             State::Inactive => {
                 let mut best_max = self.activation_at - 1;
                 if let Some(b) = self.breakeven
@@ -761,7 +796,6 @@ impl TrailingStop {
                 {
                     best_max = best_max.min(b.threshold - 1);
                 }
-                let mut until_ts = i64::MAX;
                 if let Some(t) = self.time_rule {
                     // Before the time rule's moment only the price rules apply; from then on
                     // its threshold too.
@@ -769,23 +803,48 @@ impl TrailingStop {
                     if self.last_ts >= at {
                         best_max = best_max.min(t.threshold - 1);
                     } else {
-                        until_ts = at;
+                        until_ts = until_ts.min(at);
                     }
                 }
-                Some(QuietBounds { best_max, until_ts })
+                Some(QuietBounds {
+                    best_max,
+                    worst_min: floor,
+                    until_ts,
+                    held,
+                })
             }
             State::Active => {
-                let fast_ok = self.momentum.is_none()
-                    || self.desired.is_some_and(|(s, _)| {
-                        s >= self.fast_trail.floor_to_tick(self.extreme, self.tick)
-                    });
-                fast_ok.then_some(QuietBounds {
-                    best_max: self.extreme,
-                    until_ts: i64::MAX,
+                let (mut best_max, mut worst_min) = (self.extreme, floor);
+                if let Some(m) = self.momentum
+                    && self.desired.is_none_or(|(s, _)| {
+                        s < self.fast_trail.floor_to_tick(self.extreme, self.tick)
+                    })
+                {
+                    // Momentum would tighten the stop, so it must stay off: at every point
+                    // `p < low + threshold·|low|`, `low` the window's minimum. That minimum is
+                    // never below `l = min(now, the lowest the points can go)`, and the
+                    // right side does not decrease in `low` (threshold ≤ 100 %), so prices
+                    // below `l + threshold·|l|` keep it off.
+                    let now = self.window.min()?;
+                    if floor == i64::MIN {
+                        worst_min = now;
+                    }
+                    let l = now.min(worst_min);
+                    best_max = best_max.min(l + m.threshold.ceil_mul(l.abs()) - 1);
+                }
+                Some(QuietBounds {
+                    best_max,
+                    worst_min,
+                    until_ts,
+                    held,
                 })
             }
             State::Triggered => None,
+        };
+        if let Some(b) = &mut bounds {
+            b.until_ts = b.until_ts.min(until_ts);
         }
+        bounds
     }
 
     /// Takes a run of points the caller has checked against [`TrailingStop::quiet_bounds`]
@@ -794,14 +853,19 @@ impl TrailingStop {
     /// last one. `tail` is the run's last points `(ts, units)` in order, at least those inside
     /// the momentum window before `last_ts` (the window after the last push holds only points
     /// inside it, and older points never displace newer ones, so the rest can be left out).
-    /// Without momentum `tail` is not read.
+    /// Without momentum `tail` is not read. `points` is how many points the run has.
     #[inline]
     pub fn absorb_within(
         &mut self,
         best: i64,
         last_ts: i64,
         tail: impl Iterator<Item = (i64, i64)>,
+        points: u32,
     ) {
+        if self.desired.map(|(s, _)| s) != self.sent.map(|x| x.price) {
+            // Held at each of them (the bounds said so).
+            self.counters.updates_held += points;
+        }
         self.extreme = self.extreme.max(best);
         if let Some(m) = self.momentum {
             let (mut low, mut last) = (None, 0);

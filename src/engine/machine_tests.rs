@@ -1443,3 +1443,96 @@ fn seed_formula_table() {
         assert!(!profit_activates(row.profit + dec!(0.00000001)), "{label}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Quiet bounds (the backtester's fast path)
+// ---------------------------------------------------------------------------------------------
+
+/// With momentum able to tighten the stop, the bounds stop exactly at the first price that
+/// would switch it on against the lowest window minimum the points allow.
+#[test]
+fn quiet_bounds_keep_momentum_off_to_the_tick() {
+    // Window 60 s, threshold 1 %, factor 0.5, distance 2 %, every update sent.
+    // Long: 100.9 at 30 s (0.9 %, off): desired 100.9 * 0.98 = 98.882 -> 98.88, while momentum
+    // would give 100.9 * 0.99 = 99.891 -> 99.89. Resting stop 98.88: points stay at or above
+    // 98.89, so the window minimum can fall to 98.89; 98.89 * 1.01 = 99.8789: quiet up to one
+    // unit (1e-8) below; 99.88 switches momentum on, 99.87 does not.
+    // Short: 99.1 at 30 s: desired 99.1 * 1.02 = 101.082 -> up 101.09, momentum 99.1 * 1.01 =
+    // 100.091 -> 100.10. Points stay at or below 101.08; 101.08 * 0.99 = 100.0692: quiet down
+    // to one unit above; 100.06 switches momentum on, 100.07 does not.
+    for (side, move_to, floor, edge, on, off) in [
+        (
+            LONG,
+            dec!(100.9),
+            dec!(98.89),
+            dec!(99.8789),
+            dec!(99.88),
+            dec!(99.87),
+        ),
+        (
+            SHORT,
+            dec!(99.1),
+            dec!(101.08),
+            dec!(100.0692),
+            dec!(100.06),
+            dec!(100.07),
+        ),
+    ] {
+        let c = momentum_config(dec!(1));
+        let (mut s, _, _) = open(side, dec!(100), dec!(0.01), &c);
+        feed(&mut s, move_to, 30_000);
+        assert!(!s.momentum_active());
+        let sign = side.sign();
+        let inst = *s.instrument();
+        let units = |d: Decimal| inst.units(d).unwrap();
+        let b = s.quiet_bounds(sign * units(floor)).unwrap();
+        assert_eq!(b.best_max, sign * units(edge) - 1, "{side:?}");
+        assert_eq!(b.worst_min, sign * units(floor), "{side:?}");
+        assert_eq!((b.until_ts, b.held), (i64::MAX, false));
+        for (price, fast) in [(on, true), (off, false)] {
+            let mut t = s.clone();
+            let before = t.desired_stop();
+            feed(&mut t, floor, 40_000);
+            feed(&mut t, price, 50_000);
+            assert_eq!(t.momentum_active(), fast, "{side:?} {price}");
+            assert_eq!(t.desired_stop() != before, fast, "{side:?} {price}");
+        }
+        // Without a floor the points must stay above the window's minimum (the entry, 100):
+        // 100 * 1.01 = 101 is beyond the extreme, so the extreme bounds them.
+        let b = s.quiet_bounds(i64::MIN).unwrap();
+        assert_eq!(b.worst_min, sign * units(dec!(100)), "{side:?}");
+        assert_eq!(b.best_max, sign * units(move_to), "{side:?}");
+    }
+}
+
+/// A held improvement: the points are quiet (and each one counted) until the interval opens
+/// when the improvement alone would pass, for good when it would not.
+#[test]
+fn quiet_bounds_with_a_held_update() {
+    // Distance 1 %, interval 60 s, minimum improvement 0.5 %, emergency 5 %. Long from 100:
+    // stop 99 sent at 0. 100.2 at 10 s: 99.198 -> 99.19, +0.19 % over 99: held for good.
+    // 100.9 at 20 s: 99.891 -> 99.89, +0.9 %: held until 60 s.
+    let mut c = config(dec!(0), dec!(1));
+    c.rate_limit = rate_limit(60, dec!(0.5), dec!(5));
+    let (mut s, _, _) = open(LONG, dec!(100), dec!(0.01), &c);
+    let inst = *s.instrument();
+    let units = |d: Decimal| inst.units(d).unwrap();
+    let floor = units(dec!(99.01));
+    assert_eq!(s.sent_stop(), Some((dec!(99), 0)));
+    feed(&mut s, dec!(100.2), 10_000);
+    assert_eq!(s.desired_stop(), Some(dec!(99.19)));
+    let b = s.quiet_bounds(floor).unwrap();
+    let expect = (i64::MAX, true, units(dec!(100.2)));
+    assert_eq!((b.until_ts, b.held, b.best_max), expect);
+    feed(&mut s, dec!(100.9), 20_000);
+    let b = s.quiet_bounds(floor).unwrap();
+    let expect = (60_000, true, units(dec!(100.9)));
+    assert_eq!((b.until_ts, b.held, b.best_max), expect);
+    // Each absorbed point counts as held, as it would point by point.
+    let held = s.counters().updates_held;
+    s.absorb_within(units(dec!(100.5)), 59_999, std::iter::empty(), 4);
+    assert_eq!(s.counters().updates_held, held + 4);
+    // At 60 s the update goes out.
+    let (intent, _) = feed(&mut s, dec!(100.5), 60_000);
+    assert_eq!(intent, place(&s, dec!(99.89), StopOrigin::Trailing));
+}

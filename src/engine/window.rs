@@ -29,6 +29,11 @@ impl MinWindow {
         self.points[self.head].1
     }
 
+    /// The minimum of the points kept (those of the window at the last push).
+    pub fn min(&self) -> Option<i64> {
+        self.points.get(self.head).map(|p| p.1)
+    }
+
     pub fn points(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.points[self.head..].iter().copied()
     }

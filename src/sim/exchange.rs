@@ -44,13 +44,17 @@ pub struct QuietEnvelope {
     pub low_min: i64,
     pub until_ts: i64,
     pub after_ts: i64,
+    /// Each point holds back a pending update (an `UpdateHeld` event when events are kept).
+    pub held: bool,
 }
 
 impl QuietEnvelope {
-    /// Whether points with these extremes and first/last times lie inside.
+    /// Whether points with these extremes and first/last times lie inside; with `events` a
+    /// point that holds an update back is not quiet (it has an event to emit).
     #[inline]
-    pub fn admits(&self, high: i64, low: i64, first_ts: i64, last_ts: i64) -> bool {
-        high <= self.high_max
+    pub fn admits(&self, high: i64, low: i64, first_ts: i64, last_ts: i64, events: bool) -> bool {
+        !(events && self.held)
+            && high <= self.high_max
             && low >= self.low_min
             && first_ts >= self.after_ts
             && last_ts < self.until_ts
@@ -305,11 +309,11 @@ impl SimPosition {
         if self.closed.is_some() || self.pending.is_some() {
             return None;
         }
-        let b = self.engine.quiet_bounds()?;
         // Mirrored: the worst price must stay above the resting stop.
-        let worst_min = self
-            .resting
-            .map_or(i64::MIN + 1, |(r, _)| self.sign * r + 1);
+        let floor = self.resting.map_or(i64::MIN, |(r, _)| self.sign * r + 1);
+        let b = self.engine.quiet_bounds(floor)?;
+        // `-i64::MIN` overflows; no price is that low anyway.
+        let worst_min = b.worst_min.max(i64::MIN + 1);
         let (high_max, low_min) = if self.sign > 0 {
             (b.best_max, worst_min)
         } else {
@@ -320,11 +324,12 @@ impl SimPosition {
             low_min,
             until_ts: b.until_ts,
             after_ts: self.engine.last_ts(),
+            held: b.held,
         })
     }
 
     /// Takes a run of points inside [`SimPosition::quiet_envelope`] at once: `high`/`low` are
-    /// their extremes, `last` the last point, `tail` as in
+    /// their extremes, `last` the last point, `tail` and `points` as in
     /// [`TrailingStop::absorb_within`].
     #[inline]
     pub fn absorb_run(
@@ -333,6 +338,7 @@ impl SimPosition {
         low: i64,
         last: Point,
         tail: impl Iterator<Item = (i64, i64)>,
+        points: u32,
     ) {
         let (best, worst) = if self.sign > 0 {
             (high, low)
@@ -342,13 +348,14 @@ impl SimPosition {
         self.best = self.best.max(best);
         self.worst = self.worst.min(worst);
         self.last_price = last.price;
-        self.engine.absorb_within(best, last.ts, tail);
+        self.engine.absorb_within(best, last.ts, tail, points);
     }
 
     /// Takes a bar's points at once when none of them can fill the resting stop or change the
-    /// engine's stops; false (nothing changed) otherwise.
+    /// engine's stops; false (nothing changed) otherwise. `events`: whether the caller keeps
+    /// events (then points that would emit one are not taken at once).
     #[inline]
-    pub fn absorb_quiet(&mut self, points: &[Point]) -> bool {
+    pub fn absorb_quiet(&mut self, points: &[Point], events: bool) -> bool {
         let (Some(first), Some(&last)) = (points.first(), points.last()) else {
             return true;
         };
@@ -360,10 +367,16 @@ impl SimPosition {
             high = high.max(pt.price);
             low = low.min(pt.price);
         }
-        if !env.admits(high, low, first.ts, last.ts) {
+        if !env.admits(high, low, first.ts, last.ts, events) {
             return false;
         }
-        self.absorb_run(high, low, last, points.iter().map(|p| (p.ts, p.price)));
+        self.absorb_run(
+            high,
+            low,
+            last,
+            points.iter().map(|p| (p.ts, p.price)),
+            points.len() as u32,
+        );
         true
     }
 
@@ -525,11 +538,14 @@ mod tests {
         let mut plain = TrailingConfig::with_distance(dec!(0.5));
         plain.activation_percent = dec!(0.1);
         plain.rate_limit.min_interval_seconds = 30;
-        for (venue, config) in [
-            (Venue::Bybit, &config),
-            (Venue::Binance, &config),
-            (Venue::Bybit, &plain),
-            (Venue::Binance, &plain),
+        // Without events, points that only hold an update back are taken at once too.
+        for (venue, config, events) in [
+            (Venue::Bybit, &config, true),
+            (Venue::Binance, &config, true),
+            (Venue::Bybit, &plain, true),
+            (Venue::Binance, &plain, true),
+            (Venue::Bybit, &config, false),
+            (Venue::Binance, &plain, false),
         ] {
             let model = VenueModel {
                 venue,
@@ -560,7 +576,7 @@ mod tests {
                             break;
                         }
                     }
-                    if from == 0 && b.absorb_quiet(&pts) {
+                    if from == 0 && b.absorb_quiet(&pts, events) {
                         quiet += 1;
                     } else {
                         for p in &pts[from..] {
@@ -575,7 +591,9 @@ mod tests {
                         break;
                     }
                 }
-                assert_eq!(ea, eb);
+                if events {
+                    assert_eq!(ea, eb);
+                }
                 start = end;
             }
         }
