@@ -163,7 +163,8 @@ impl Replay {
         let tail_from = match self.sim.engine.momentum_window_ms() {
             Some(w) => {
                 let since = last.ts - w;
-                from + bars[from..run.end].partition_point(|b| b.ts + delta_ms - 1 < since)
+                super::market::first_bar_at_or_after(bars, delta_ms, since - delta_ms + 1)
+                    .clamp(from, run.end)
             }
             None => run.end,
         };

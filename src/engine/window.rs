@@ -1,10 +1,12 @@
 //! The lowest (mirrored) price point inside a sliding time window, for momentum.
 
-/// A monotonic queue over a plain `Vec` (front = `head`): amortised O(1) per point, inlined,
-/// and no allocation once its capacity is reached.
+use smallvec::SmallVec;
+
+/// A monotonic queue (front = `head`): amortised O(1) per point. Inline up to 16 points, so
+/// cloning an engine (the simulator's what-if copies) does not allocate for candle data.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MinWindow {
-    points: Vec<(i64, i64)>,
+    points: SmallVec<[(i64, i64); 16]>,
     head: usize,
 }
 
@@ -22,7 +24,7 @@ impl MinWindow {
         while self.points[self.head].0 < from {
             self.head += 1;
         }
-        if self.head >= 32 && self.head * 2 >= self.points.len() {
+        if self.head >= 8 && self.head * 2 >= self.points.len() {
             self.points.drain(..self.head);
             self.head = 0;
         }
