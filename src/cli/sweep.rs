@@ -41,7 +41,7 @@ pub struct Args {
     /// Run only shard K of N (0-based: 0 <= K < N); combine the shards with `trailstop merge`.
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
-    /// Skip the optimistic/pessimistic band and the ambiguity count (about 2-3x faster).
+    /// Skip the optimistic/pessimistic band and the ambiguity count (about 3x faster).
     #[arg(long)]
     no_band: bool,
     /// Write the tables only, no pictures or index.html.
