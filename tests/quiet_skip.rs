@@ -4,6 +4,8 @@
 //! and without the ambiguity count, with and without events, `run_positions` gives exactly the
 //! events and numbers (the held-update count included) of a replay that steps every bar.
 
+mod random_config;
+
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use trailstop::backtest::market::{Market, Series};
@@ -11,9 +13,7 @@ use trailstop::backtest::replay::{BarRules, Replay};
 use trailstop::backtest::run::{
     PositionRun, RunOptions, RunSettings, plan_positions, run_positions,
 };
-use trailstop::engine::{
-    Breakeven, Instrument, Momentum, RateLimit, Side, TimeActivation, TrailingConfig,
-};
+use trailstop::engine::{Instrument, Side};
 use trailstop::scenario::Venue;
 use trailstop::sim::entries::EntrySpec;
 use trailstop::sim::exchange::VenueModel;
@@ -56,44 +56,6 @@ fn bars(seed: u64, n: usize, vol: i64, base: i64) -> Vec<Bar> {
             }
         })
         .collect()
-}
-
-fn pct(hundredths: i64) -> Decimal {
-    Decimal::new(hundredths, 2)
-}
-
-fn config() -> impl Strategy<Value = TrailingConfig> {
-    (
-        (0i64..200, 5i64..200, proptest::option::of(20i64..400)),
-        (0u64..180, 0i64..50, 10i64..300),
-        proptest::option::of((0i64..100, -20i64..20)),
-        proptest::option::of((60u64..7200, 0i64..100)),
-        proptest::option::of((60u64..900, 10i64..150, 20i64..100)),
-    )
-        .prop_map(|((act, dist, init), (iv, imp, em), be, time, mom)| {
-            let mut c = TrailingConfig::with_distance(pct(dist));
-            c.activation_percent = pct(act);
-            c.initial_stop_percent = init.map(pct);
-            c.rate_limit = RateLimit {
-                min_interval_seconds: iv,
-                min_improvement_percent: pct(imp),
-                emergency_percent: pct(em),
-            };
-            c.breakeven = be.map(|(t, o)| Breakeven {
-                trigger_percent: pct(t),
-                offset_percent: pct(o),
-            });
-            c.time_activation = time.map(|(s, m)| TimeActivation {
-                after_seconds: s,
-                min_profit_percent: pct(m),
-            });
-            c.momentum = mom.map(|(w, t, f)| Momentum {
-                window_seconds: w,
-                threshold_percent: pct(t),
-                distance_factor: pct(f),
-            });
-            c
-        })
 }
 
 /// Every bar stepped one by one, as the paper runner does.
@@ -145,7 +107,7 @@ proptest! {
     fn skipping_quiet_bars_changes_nothing(
         seed in any::<u64>(),
         (vol, base) in prop_oneof![(1i64..40).prop_map(|v| (v, 10_000)), (1i64..4).prop_map(|v| (v, 200))],
-        config in config(),
+        config in random_config::config(),
         binance in any::<bool>(),
         latency in 0i64..3_000,
         policy in 0usize..5,

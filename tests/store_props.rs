@@ -3,54 +3,18 @@
 //! state; and its journal alone rebuilds that state. Random markets (with and without finer
 //! detail ticks), configs (every mode), venues, policies and sides.
 
+mod random_config;
 mod store_support;
 
 use proptest::prelude::*;
-use rust_decimal::Decimal;
 use store_support::{Case, DELTA, commit, open, run_all, step};
 use trailstop::backtest::market::Series;
 use trailstop::backtest::replay::Replay;
-use trailstop::engine::{Breakeven, Momentum, Side, TimeActivation, TrailingConfig};
+use trailstop::engine::Side;
 use trailstop::scenario::{DetailBars, Venue};
 use trailstop::sim::exchange::VenueModel;
 use trailstop::sim::path::{Bar, Policy};
 use trailstop::store::{OpenOptions, Store, journal::rebuild};
-
-fn pct(hundredths: u32) -> Decimal {
-    Decimal::new(hundredths as i64, 2)
-}
-
-fn config() -> impl Strategy<Value = TrailingConfig> {
-    (
-        (0u32..150, 10u32..300, prop::option::of(50u32..400)),
-        (0u64..180, 0u32..30, 30u32..300),
-        prop::option::of((0u32..100, 0u32..20)),
-        prop::option::of((60u64..900, 0u32..50)),
-        prop::option::of((60u64..600, 10u32..100, 20u32..90)),
-    )
-        .prop_map(|(a, r, be, time, mom)| {
-            let mut c = TrailingConfig::with_distance(pct(a.1));
-            c.activation_percent = pct(a.0);
-            c.initial_stop_percent = a.2.map(pct);
-            c.rate_limit.min_interval_seconds = r.0;
-            c.rate_limit.min_improvement_percent = pct(r.1);
-            c.rate_limit.emergency_percent = pct(r.2);
-            c.breakeven = be.map(|(t, o)| Breakeven {
-                trigger_percent: pct(t),
-                offset_percent: pct(o),
-            });
-            c.time_activation = time.map(|(s, m)| TimeActivation {
-                after_seconds: s,
-                min_profit_percent: pct(m),
-            });
-            c.momentum = mom.map(|(w, t, f)| Momentum {
-                window_seconds: w,
-                threshold_percent: pct(t),
-                distance_factor: pct(f),
-            });
-            c
-        })
-}
 
 /// Trade ticks `(ts, price)` per bar.
 type Ticks = Vec<Vec<(i64, i64)>>;
@@ -102,7 +66,7 @@ fn market() -> impl Strategy<Value = (Vec<Bar>, Option<Ticks>)> {
 fn case() -> impl Strategy<Value = Case> {
     (
         any::<bool>(),
-        config(),
+        random_config::config(),
         (any::<bool>(), 0i64..3000),
         0usize..5,
         market(),
