@@ -4,7 +4,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::data::Curve;
-use super::figure::{Figure, axis_time, err, font};
+use super::figure::{Figure, draw_time_mesh, err, font};
 
 pub struct Equity {
     pub title: String,
@@ -80,16 +80,8 @@ impl Figure for Equity {
             .y_label_area_size(70)
             .build_cartesian_2d(t0..t1, y)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_labels(6)
-            .x_label_formatter(&|t| axis_time(*t, t1 - t0))
-            .y_desc("cumulative return (%)")
-            .label_style(font(12.0))
-            .axis_desc_style(font(14.0))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
+        let grid = RGBColor(235, 235, 235);
+        draw_time_mesh(&mut chart, (t0, t1), None, "cumulative return (%)", grid)?;
         for (c, s, _) in &series {
             let col = colour(&c.label);
             let total = c.points.last().map_or(0.0, |p| p.1);
@@ -116,16 +108,8 @@ impl Figure for Equity {
             .y_label_area_size(70)
             .build_cartesian_2d(t0..t1, y)
             .map_err(err)?;
-        dd.configure_mesh()
-            .x_labels(6)
-            .x_label_formatter(&|t| axis_time(*t, t1 - t0))
-            .x_desc("exit time (UTC)")
-            .y_desc("drawdown (pp)")
-            .label_style(font(12.0))
-            .axis_desc_style(font(14.0))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
+        let x_desc = Some("exit time (UTC)");
+        draw_time_mesh(&mut dd, (t0, t1), x_desc, "drawdown (pp)", grid)?;
         for (c, _, d) in &series {
             dd.draw_series(LineSeries::new(d.iter().copied(), colour(&c.label)))
                 .map_err(err)?;

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::prelude::*;
 
 use crate::sweep::SweepError;
@@ -63,6 +64,28 @@ pub fn png<F: Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Vec<u8>, SweepE
         .and_then(|()| std::fs::read(&tmp).map_err(SweepError::Io));
     let _ = std::fs::remove_file(&tmp);
     bytes
+}
+
+/// The axes of a chart over time (epoch ms on x, `t0..t1`): six time labels, the shared fonts
+/// and a light grid of `grid`.
+pub fn draw_time_mesh<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordi64, RangedCoordf64>>,
+    (t0, t1): (i64, i64),
+    x_desc: Option<&str>,
+    y_desc: &str,
+    grid: RGBColor,
+) -> Result<(), String> {
+    let labels = |t: &i64| axis_time(*t, t1 - t0);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_labels(6).x_label_formatter(&labels).y_desc(y_desc);
+    if let Some(d) = x_desc {
+        mesh.x_desc(d);
+    }
+    mesh.label_style(font(12.0))
+        .axis_desc_style(font(14.0))
+        .light_line_style(grid)
+        .draw()
+        .map_err(err)
 }
 
 pub fn font(size: f64) -> FontDesc<'static> {

@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::data::TradeChart;
-use super::figure::{Figure, axis_time, err, font};
+use super::figure::{Figure, draw_time_mesh, err, font};
 
 impl Figure for TradeChart {
     fn size(&self) -> (u32, u32) {
@@ -39,17 +39,8 @@ impl Figure for TradeChart {
             .y_label_area_size(80)
             .build_cartesian_2d(t0..t1, (lo - pad)..(hi + pad))
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_labels(6)
-            .x_label_formatter(&|t| axis_time(*t, t1 - t0))
-            .x_desc("time (UTC)")
-            .y_desc("price")
-            .label_style(font(12.0))
-            .axis_desc_style(font(14.0))
-            .light_line_style(RGBColor(238, 238, 238))
-            .draw()
-            .map_err(err)?;
+        let grid = RGBColor(238, 238, 238);
+        draw_time_mesh(&mut chart, (t0, t1), Some("time (UTC)"), "price", grid)?;
         let width = ((860.0 / self.candles.len().max(1) as f64) * 0.7).clamp(1.0, 12.0) as u32;
         let up = RGBColor(38, 166, 91);
         let down = RGBColor(214, 69, 65);

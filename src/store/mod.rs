@@ -162,6 +162,20 @@ pub struct StepWrite<'a> {
     pub record: &'a PositionRecord,
 }
 
+impl<'a> StepWrite<'a> {
+    /// The writes of steps kept as `(input, events, record)`.
+    pub fn all(steps: &'a [(Input, Vec<Event>, PositionRecord)]) -> Vec<StepWrite<'a>> {
+        steps
+            .iter()
+            .map(|(input, events, record)| StepWrite {
+                input,
+                events,
+                record,
+            })
+            .collect()
+    }
+}
+
 /// An open trailstop database.
 pub struct Store {
     conn: Connection,

@@ -220,14 +220,7 @@ pub fn run(
             }
         }
         open.retain(|_, (r, _)| !r.is_closed());
-        let writes: Vec<StepWrite<'_>> = steps
-            .iter()
-            .map(|(input, events, record)| StepWrite {
-                input,
-                events,
-                record,
-            })
-            .collect();
+        let writes = StepWrite::all(&steps);
         let next = (g + 1).to_string();
         // An index where nothing happens writes nothing; a restart replays it as a no-op.
         if !writes.is_empty() || g + 1 == len {
@@ -315,14 +308,7 @@ fn change_config(
             source,
         })?;
     }
-    let writes: Vec<StepWrite<'_>> = steps
-        .iter()
-        .map(|(input, events, record)| StepWrite {
-            input,
-            events,
-            record,
-        })
-        .collect();
+    let writes = StepWrite::all(&steps);
     store.commit(&writes, &[(META_CONFIG, config)])?;
     Ok(())
 }

@@ -149,13 +149,6 @@ pub fn run_all(case: &Case, id: u64) -> (Replay, Vec<Step>) {
 }
 
 pub fn commit(store: &mut Store, steps: &[Step]) {
-    let writes: Vec<StepWrite<'_>> = steps
-        .iter()
-        .map(|(input, events, record)| StepWrite {
-            input,
-            events,
-            record,
-        })
-        .collect();
+    let writes = StepWrite::all(steps);
     store.commit(&writes, &[]).unwrap();
 }
