@@ -4,31 +4,22 @@
 //!
 //! Fixtures: `tests/fixtures/cli/` (see its README.md).
 
+mod cli_support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use cli_support::{QUICKSTART, root, run_err, trailstop};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::Value;
 
 const TRADES_HEADER: &str = "position_id,side,entry_time,entry_price,exit_time,exit_price,exit_reason,pnl_pct,fees,mfe_pct,mae_pct,stop_updates,updates_held,emergency_updates,unprotected_ms,ambiguous_bars";
-const QUICKSTART: &str = "scenarios/quickstart.toml";
 const BTC_1M: &str = "data/BTCBUSD-1m-20221213.csv";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures/cli").join(name)
-}
-
-/// The binary, run from the package root (the README's paths are relative to it).
-fn trailstop() -> Command {
-    let mut cmd = Command::cargo_bin("trailstop").unwrap();
-    cmd.current_dir(root());
-    cmd
 }
 
 struct Output {
@@ -42,18 +33,6 @@ fn run_ok(cmd: &mut Command) -> Output {
         stdout: String::from_utf8(out.stdout).unwrap(),
         stderr: String::from_utf8(out.stderr).unwrap(),
     }
-}
-
-/// Runs a command that must fail (exit code 1: an error, not a panic or a usage error) and
-/// returns its stderr.
-fn run_err(cmd: &mut Command) -> String {
-    let out = cmd.assert().code(1).get_output().clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        !stderr.contains("panicked"),
-        "an error, not a panic:\n{stderr}"
-    );
-    stderr
 }
 
 fn backtest(scenario: &str, out: &Path, sets: &[&str]) -> Command {

@@ -4,23 +4,14 @@
 //! The metrics are checked against `trailstop backtest` runs of the same parameters: the test
 //! reads their `trades.csv` and `summary.json` and computes every metric itself.
 
+mod cli_support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use assert_cmd::Command;
+use cli_support::{QUICKSTART, root, run_err, trailstop};
 use serde_json::Value;
-
-const QUICKSTART: &str = "scenarios/quickstart.toml";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn trailstop() -> Command {
-    let mut cmd = Command::cargo_bin("trailstop").unwrap();
-    cmd.current_dir(root());
-    cmd
-}
 
 fn sweep(out: &Path, extra: &[&str]) -> Command {
     let mut cmd = trailstop();
@@ -28,16 +19,6 @@ fn sweep(out: &Path, extra: &[&str]) -> Command {
         .arg(out)
         .args(extra);
     cmd
-}
-
-fn run_err(cmd: &mut Command) -> String {
-    let out = cmd.assert().code(1).get_output().clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        !stderr.contains("panicked"),
-        "an error, not a panic:\n{stderr}"
-    );
-    stderr
 }
 
 /// A CSV as header → column of strings.
