@@ -732,3 +732,129 @@ fn state_reads_one_consistent_snapshot_while_paper_runs() {
         "the run went on while read: {seen:?}"
     );
 }
+
+/// A second `paper` on a database a running one holds is refused at once and changes nothing;
+/// the first one runs on to the same result as the backtest.
+#[test]
+fn a_second_paper_on_a_running_database_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("db.sqlite"), dir.path().join("out"));
+    let mut first = paper(QUICKSTART, &db, &out, &[])
+        .args(["--speed", "20000", "-q", "--log-steps"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    lines.next().unwrap().unwrap();
+    let journal_before = journal_rows(&db);
+    let started = std::time::Instant::now();
+    // Another config, which the second run would otherwise apply to the first one's positions.
+    let e = err(&mut paper(
+        QUICKSTART,
+        &db,
+        &dir.path().join("out2"),
+        &["trailing.distance_percent=3"],
+    ));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "refused at once, not after a wait"
+    );
+    assert!(
+        e.contains("another trailstop process is running on this database") && e.contains(p(&db)),
+        "{e}"
+    );
+    assert!(e.contains("nothing was changed"), "{e}");
+    assert!(!dir.path().join("out2").exists());
+    assert!(
+        journal_rows(&db) >= journal_before,
+        "the first run's journal is intact"
+    );
+    // Reading while it runs is still allowed.
+    ok(&mut trailstop(&["state", "--db", p(&db)]));
+    for _ in lines.by_ref() {}
+    assert!(first.wait().unwrap().success(), "the first run finishes");
+    let bt = dir.path().join("bt");
+    backtest(QUICKSTART, &bt, &[]);
+    assert_same_outputs(&out, &bt, "the first run, undisturbed");
+}
+
+/// Resuming checks every open position's row against its journal first: an edited `extreme`
+/// is refused with the position and the field named, and nothing is changed.
+#[test]
+fn a_tampered_state_row_is_refused_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("db.sqlite"), dir.path().join("out"));
+    // Stop a run midway: some positions are open in the database.
+    let mut child = paper(QUICKSTART, &db, &out, &[])
+        .args(["--speed", "20000", "-q", "--log-steps"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    lines.next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let id: i64 = conn
+        .query_row(
+            "SELECT position_id FROM trailing_stop_state WHERE state != 'triggered' \
+             ORDER BY position_id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("an open position");
+    conn.execute(
+        "UPDATE trailing_stop_state SET extreme = '99999' WHERE position_id = ?1",
+        [id],
+    )
+    .unwrap();
+    drop(conn);
+    let before = snapshot(dir.path());
+    let e = err(&mut paper(QUICKSTART, &db, &out, &[]));
+    assert!(
+        e.contains(&format!("position {id}:")) && e.contains("`extreme` is 99999"),
+        "{e}"
+    );
+    assert!(e.contains("nothing was changed"), "{e}");
+    let mut after = snapshot(dir.path());
+    // SQLite may leave an empty WAL index behind after a read; the data files are unchanged.
+    after.remove("db.sqlite-shm");
+    let mut before = before;
+    before.remove("db.sqlite-shm");
+    assert_eq!(after, before);
+}
+
+/// `state` reads a finished database in a read-only folder, and a read-only file, without
+/// creating or changing any file.
+#[test]
+fn state_reads_a_read_only_folder_and_file_without_writing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("ro");
+    let db = finished_db(&folder);
+    let expected = ok(&mut trailstop(&["state", "--db", p(&db)]));
+    assert!(expected.contains("12 positions"), "{expected}");
+    let before = snapshot(&folder);
+    assert!(
+        before.keys().all(|k| k == "db.sqlite"),
+        "a finished run leaves the database alone: {before:?}"
+    );
+    // A read-only file in a writable folder.
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    assert_eq!(ok(&mut trailstop(&["state", "--db", p(&db)])), expected);
+    ok(&mut trailstop(&["state", "--db", p(&db), "--verify"]));
+    assert_eq!(snapshot(&folder), before, "no -wal or -shm left behind");
+    // The folder read-only too (and as root, which ignores permissions, the file is still
+    // opened without a write).
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let listed = trailstop(&["state", "--db", p(&db), "--json"])
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(snapshot(&folder), before);
+}

@@ -16,6 +16,41 @@ fn temp_path(path: &Path) -> PathBuf {
     dir.join(format!(".{name}.tmp{}", std::process::id()))
 }
 
+/// Whether process `pid` is running (Linux `/proc`; elsewhere every process counts as running,
+/// so nothing of another's is ever removed).
+fn process_alive(pid: u32) -> bool {
+    !Path::new("/proc/self").exists() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes the temporary files (`.<name>.tmp<PID>`, optionally with an extension after the PID)
+/// that an interrupted write of `name` in `dir` left behind: those of processes no longer
+/// running. Returns how many were removed.
+pub fn remove_stale_temps(dir: &Path, name: &str) -> usize {
+    let prefix = format!(".{name}.tmp");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let digits = rest.split('.').next().unwrap_or("");
+        let Ok(pid) = digits.parse::<u32>() else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !process_alive(pid)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let tmp = temp_path(path);
     let result = (|| {
@@ -53,6 +88,9 @@ pub fn write_files(files: &[(PathBuf, Vec<u8>)]) -> std::io::Result<()> {
     let mut temps = Vec::new();
     for (path, bytes) in files {
         let dir = path.parent().unwrap_or(Path::new("."));
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            remove_stale_temps(dir, name);
+        }
         let written = std::fs::create_dir_all(dir).and_then(|()| write_temp(path, bytes));
         match written {
             Ok(tmp) => temps.push((tmp, path)),
@@ -124,4 +162,42 @@ pub fn write_all(dir: &Path, report: &Report) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     write_files(&files)?;
     Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_writes_temporary_files_are_removed_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        // A PID above Linux's pid_max (4194304) is never a running process.
+        let dead = dir.path().join(".events.jsonl.tmp4294967");
+        let dead_png = dir.path().join(".heatmap.tmp4294967.png");
+        let ours = dir
+            .path()
+            .join(format!(".events.jsonl.tmp{}", std::process::id()));
+        let other_name = dir.path().join(".notes.txt.tmp4294967");
+        for f in [&dead, &dead_png, &ours, &other_name] {
+            std::fs::write(f, b"partial").unwrap();
+        }
+        write_atomic(&dir.path().join("events.jsonl"), b"{}\n").unwrap();
+        assert!(!dead.exists(), "a dead process's temporary file is removed");
+        assert!(!ours.exists(), "our own temporary file became events.jsonl");
+        assert!(
+            dead_png.exists() && other_name.exists(),
+            "other names are left alone"
+        );
+        assert_eq!(remove_stale_temps(dir.path(), "heatmap"), 1);
+        assert!(!dead_png.exists());
+        // A running process's (this test's parent, PID 1's) temporary file stays.
+        let live = dir.path().join(".events.jsonl.tmp1");
+        std::fs::write(&live, b"partial").unwrap();
+        assert_eq!(remove_stale_temps(dir.path(), "events.jsonl"), 0);
+        assert!(live.exists());
+        assert_eq!(
+            std::fs::read(dir.path().join("events.jsonl")).unwrap(),
+            b"{}\n"
+        );
+    }
 }

@@ -86,7 +86,7 @@ impl Replay {
         cursor: Cursor,
         out: &mut O,
     ) -> Result<Replay, EngineError> {
-        let sim = SimPosition::open(position, instrument, config, model, out)?;
+        let sim = SimPosition::open_sim(position, instrument, config, model, out)?;
         Ok(Replay {
             sim,
             rules,

@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Everything that can fail on the inputs fails before the database is touched.
     let scenario = Scenario::load(&args.scenario, &args.set)?;
     let loaded = backtest::load(&scenario)?;
-    let mut opts = OpenOptions::create();
+    let mut opts = OpenOptions::runner();
     if args.sync_full {
         opts.synchronous = Synchronous::Full;
     }

@@ -53,6 +53,7 @@ pub fn svg<F: Figure>(fig: &F) -> Result<String, SweepError> {
 pub fn png<F: Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Vec<u8>, SweepError> {
     register_font();
     std::fs::create_dir_all(dir)?;
+    crate::backtest::output::remove_stale_temps(dir, stem);
     let tmp = dir.join(format!(".{stem}.tmp{}.png", std::process::id()));
     let drawn = (|| {
         let root = BitMapBackend::new(&tmp, fig.size()).into_drawing_area();

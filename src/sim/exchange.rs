@@ -1,39 +1,25 @@
-//! One position against a simulated exchange (DESIGN §2.1 step 1 and §3).
+//! One position against the simulated exchange (DESIGN §2.1 step 1 and §3): the runner
+//! ([`PositionRunner`]) with the simulated venue ([`SimVenue`]), point by point.
 //!
-//! The exchange holds one resting stop-market order. `bybit` amends it atomically. `binance`
-//! cancels, then creates `update_latency_ms` later: in between no stop rests (the unprotected
-//! window), and the create is judged against the latest price known at that time.
+//! Each point first reaches the venue (a create in flight settles, the resting stop may
+//! fill), then the engine; the engine's intents go back to the venue through the position's
+//! stop order lifecycle. Here, too, are the backtest's quiet-run bounds and the serialisable
+//! snapshot of a simulated position.
 
 use crate::engine::{
-    EngineError, EventSink, ExitReason, Instrument, Intent, Position, StopOrigin, TrailingConfig,
-    TrailingStop,
+    EngineError, EngineSnapshot, EventSink, ExitReason, Instrument, Position, StopOrigin,
+    TrailingConfig, TrailingStop, fixed,
 };
-use crate::engine::{EngineSnapshot, fixed};
-use crate::scenario::Venue;
+use crate::runner::PositionRunner;
+use crate::venue::{OrderRef, Phase, Rest, StopOrder, StopOrderSnapshot};
 use serde::{Deserialize, Serialize};
 
 use super::path::Point;
+pub use super::venue::{SimVenue, VenueModel};
+pub use crate::runner::Close;
 
-/// How the simulated venue treats stop updates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VenueModel {
-    pub venue: Venue,
-    pub update_latency_ms: i64,
-}
-
-impl VenueModel {
-    fn atomic(&self) -> bool {
-        self.venue == Venue::Bybit || self.update_latency_ms == 0
-    }
-}
-
-/// How a position closed. `fill` is in instrument units, before slippage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Close {
-    pub ts: i64,
-    pub fill: i64,
-    pub reason: ExitReason,
-}
+/// A position, its trailing stop and its resting order on the simulated exchange.
+pub type SimPosition = PositionRunner<SimVenue>;
 
 /// Where a run of points is quiet for a position (see [`SimPosition::quiet_envelope`]):
 /// every price within `[low_min, high_max]` (real units) and every time in
@@ -61,6 +47,7 @@ impl QuietEnvelope {
     }
 }
 
+/// A create in flight, as stored (the stop, where it came from, when it rests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     stop: i64,
@@ -68,57 +55,43 @@ pub struct Pending {
     at: i64,
 }
 
-/// A position, its trailing stop and its resting order.
-#[derive(Debug, Clone)]
-pub struct SimPosition {
-    pub engine: TrailingStop,
-    model: VenueModel,
-    sign: i64,
-    entry: i64,
-    resting: Option<(i64, StopOrigin)>,
-    pending: Option<Pending>,
-    unprotected_since: Option<i64>,
-    unprotected_ms: i64,
-    last_price: i64,
-    /// Mirrored best and worst prices seen (entry, engine points, the fill).
-    best: i64,
-    worst: i64,
-    closed: Option<Close>,
+/// What the ambiguity count compares after a bar run both ways (DESIGN §4): where the
+/// position exited, else its desired and sent stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarOutcome {
+    /// It exited at this fill (before slippage): the trade's result, whatever the reason.
+    Exited(i64),
+    Open {
+        desired: Option<i64>,
+        sent: Option<i64>,
+    },
 }
 
-impl SimPosition {
-    /// Opens the position: the entry is its first price point (no exchange check, no slippage).
-    pub fn open<O: EventSink>(
+impl PositionRunner<SimVenue> {
+    /// Opens the position on the simulated venue: the entry is its first price point (no
+    /// exchange check, no slippage).
+    pub fn open_sim<O: EventSink>(
         position: &Position,
         instrument: &Instrument,
         config: &TrailingConfig,
         model: VenueModel,
         out: &mut O,
     ) -> Result<SimPosition, EngineError> {
-        let (engine, intent) = TrailingStop::open(position, instrument, config, out)?;
-        let entry = instrument
-            .units(position.entry_price)
-            .expect("checked by TrailingStop::open");
-        let sign = position.side.sign();
-        let mut sim = SimPosition {
-            engine,
-            model,
-            sign,
-            entry,
-            resting: None,
-            pending: None,
-            unprotected_since: None,
-            unprotected_ms: 0,
-            last_price: entry,
-            best: sign * entry,
-            worst: sign * entry,
-            closed: None,
-        };
-        sim.apply(intent, entry, position.opened_at, out);
-        Ok(sim)
+        let entry =
+            instrument
+                .units(position.entry_price)
+                .ok_or(EngineError::NotRepresentable {
+                    what: "entry_price",
+                    value: position.entry_price,
+                    decimals: instrument.price_decimals,
+                })?;
+        let venue = SimVenue::new(model, position.side.sign(), entry);
+        PositionRunner::open(position, instrument, config, venue, out)
     }
 
-    /// Feeds one price point; returns the close if the position closed at it.
+    /// Feeds one price point (§2.1): the venue first (a create settles, the resting stop may
+    /// fill: then nothing else happens at this point), then the engine. Returns the close if
+    /// the position closed at it.
     #[inline(always)]
     pub fn on_point<O: EventSink>(
         &mut self,
@@ -128,127 +101,49 @@ impl SimPosition {
         if self.closed.is_some() {
             return Err(EngineError::Closed);
         }
-        if let Some(pending) = self.pending
-            && pt.ts >= pending.at
+        if let Some(ev) = self.venue.settle(pt)
+            && let Some(c) = self.on_venue_event(&ev, out)
         {
-            // The latest price known at `at`: this point if it is exactly then, else the last one.
-            let judged = if pt.ts == pending.at {
-                pt.price
-            } else {
-                self.last_price
-            };
-            self.pending = None;
-            self.end_window(pending.at);
-            if self.sign * judged <= self.sign * pending.stop {
-                self.engine
-                    .on_stop_rejected(pending.stop, judged, pending.at, out);
-                return Ok(Some(self.close(
-                    ExitReason::ExitNow,
-                    judged,
-                    pending.at,
-                    out,
-                )));
-            }
-            self.resting = Some((pending.stop, pending.origin));
-            self.engine.on_stop_confirmed(pending.stop, pending.at, out);
+            return Ok(Some(c));
         }
-        // Step 1: the exchange check against the resting stop.
-        if let Some((stop, origin)) = self.resting
-            && self.sign * pt.price <= self.sign * stop
-        {
-            let fill = if pt.gap { pt.price } else { stop };
-            return Ok(Some(self.close(
-                ExitReason::of_stop(origin),
-                fill,
-                pt.ts,
-                out,
-            )));
+        if let Some(ev) = self.venue.check(pt) {
+            return Ok(self.on_venue_event(&ev, out));
         }
-        // Steps 2–3: the engine.
-        self.see(pt.price);
-        self.last_price = pt.price;
-        let intent = self.engine.on_price_units(pt.price, pt.ts, out)?;
-        Ok(self.apply(intent, pt.price, pt.ts, out))
+        self.venue.see(pt.price);
+        self.on_price(pt.price, pt.ts, out)
     }
 
     /// Closes at the end of the data at `price` and `ts` (no slippage).
     pub fn end_of_data<O: EventSink>(&mut self, price: i64, ts: i64, out: &mut O) -> Close {
-        if let Some(c) = self.closed {
-            return c;
-        }
+        self.venue.pending = None;
+        self.venue.resting = None;
         self.close(ExitReason::EndOfData, price, ts, out)
-    }
-
-    #[inline]
-    fn apply<O: EventSink>(
-        &mut self,
-        intent: Option<Intent>,
-        p: i64,
-        ts: i64,
-        out: &mut O,
-    ) -> Option<Close> {
-        match intent? {
-            Intent::PlaceStop { price, origin } => {
-                if self.model.atomic() {
-                    self.resting = Some((price, origin));
-                    self.engine.on_stop_confirmed(price, ts, out);
-                } else {
-                    // Cancel now, create later: no stop rests until then.
-                    self.resting = None;
-                    self.unprotected_since.get_or_insert(ts);
-                    self.pending = Some(Pending {
-                        stop: price,
-                        origin,
-                        at: ts + self.model.update_latency_ms,
-                    });
-                }
-                None
-            }
-            Intent::ExitNow => Some(self.close(ExitReason::ExitNow, p, ts, out)),
-        }
-    }
-
-    fn close<O: EventSink>(
-        &mut self,
-        reason: ExitReason,
-        fill: i64,
-        ts: i64,
-        out: &mut O,
-    ) -> Close {
-        self.see(fill);
-        self.end_window(ts);
-        self.pending = None;
-        self.resting = None;
-        self.engine.on_closed(reason, fill, ts, out);
-        let c = Close { ts, fill, reason };
-        self.closed = Some(c);
-        c
-    }
-
-    fn end_window(&mut self, ts: i64) {
-        if let Some(since) = self.unprotected_since.take() {
-            self.unprotected_ms += (ts - since).max(0);
-        }
-    }
-
-    #[inline]
-    fn see(&mut self, price: i64) {
-        let m = self.sign * price;
-        self.best = self.best.max(m);
-        self.worst = self.worst.min(m);
     }
 
     /// Everything needed to rebuild this position exactly (engine and exchange side).
     pub fn snapshot(&self) -> SimSnapshot {
+        let (resting, pending) = match self.order.phase() {
+            Phase::Resting { order } => (Some((order.stop, order.origin)), None),
+            Phase::Placing { order, next: None } => (
+                None,
+                Some(Pending {
+                    stop: order.stop,
+                    origin: order.origin,
+                    at: self.venue.pending.map_or(i64::MIN, |p| p.at),
+                }),
+            ),
+            Phase::NoStop | Phase::Closed => (None, None),
+            other => unreachable!("the simulated venue answers at once: {other:?}"),
+        };
         SimSnapshot {
             engine: self.engine.snapshot(),
-            model: self.model,
+            model: self.venue.model,
             price_decimals: self.engine.instrument().price_decimals,
-            resting: self.resting,
-            pending: self.pending,
-            unprotected_since: self.unprotected_since,
-            unprotected_ms: self.unprotected_ms,
-            last_price: self.last_price,
+            resting,
+            pending,
+            unprotected_since: self.order.unprotected_since(),
+            unprotected_ms: self.order.unprotected_ms(),
+            last_price: self.venue.last_price,
             best: self.best,
             worst: self.worst,
             closed: self.closed,
@@ -259,58 +154,85 @@ impl SimPosition {
     pub fn restore(snap: &SimSnapshot) -> Result<SimPosition, EngineError> {
         let engine = TrailingStop::restore(&snap.engine)?;
         let inst = engine.instrument();
-        let entry = fixed::to_units(snap.engine.position.entry_price, inst.price_decimals).ok_or(
+        let position = &snap.engine.position;
+        let entry = fixed::to_units(position.entry_price, inst.price_decimals).ok_or(
             EngineError::NotRepresentable {
                 what: "entry_price",
-                value: snap.engine.position.entry_price,
+                value: position.entry_price,
                 decimals: inst.price_decimals,
             },
         )?;
-        Ok(SimPosition {
-            sign: snap.engine.position.side.sign(),
-            engine,
-            model: snap.model,
-            entry,
-            resting: snap.resting,
-            pending: snap.pending,
+        let sign = position.side.sign();
+        // The latest order is always the latest send's (one order per send).
+        let order = OrderRef {
+            position: position.id,
+            seq: snap.engine.counters.stop_updates,
+        };
+        let rest = |stop, origin| Rest {
+            order,
+            stop,
+            origin,
+        };
+        let phase = match (snap.closed, snap.resting, snap.pending) {
+            (Some(_), _, _) => Phase::Closed,
+            (None, _, Some(p)) => Phase::Placing {
+                order: rest(p.stop, p.origin),
+                next: None,
+            },
+            (None, Some((stop, origin)), None) => Phase::Resting {
+                order: rest(stop, origin),
+            },
+            (None, None, None) => Phase::NoStop,
+        };
+        let venue = SimVenue::with_state(
+            snap.model,
+            sign,
+            snap.resting.map(|(stop, _)| (order, stop)),
+            snap.pending.map(|p| super::venue::InFlight {
+                order,
+                stop: p.stop,
+                at: p.at,
+            }),
+            snap.last_price,
+        );
+        let lifecycle = StopOrder::restore(&StopOrderSnapshot {
+            position: position.id,
+            atomic: crate::venue::Venue::atomic_amend(&venue),
+            phase,
             unprotected_since: snap.unprotected_since,
             unprotected_ms: snap.unprotected_ms,
-            last_price: snap.last_price,
+        });
+        Ok(PositionRunner {
+            engine,
+            order: lifecycle,
+            venue,
+            sign,
+            entry,
             best: snap.best,
             worst: snap.worst,
             closed: snap.closed,
         })
     }
 
-    pub fn closed(&self) -> Option<Close> {
-        self.closed
-    }
-    pub fn unprotected_ms(&self) -> i64 {
-        self.unprotected_ms
-    }
-    /// Largest favourable excursion in instrument units (≥ 0).
-    pub fn favourable_units(&self) -> i64 {
-        self.best - self.sign * self.entry
-    }
-    /// Largest adverse excursion in instrument units (≥ 0).
-    pub fn adverse_units(&self) -> i64 {
-        self.sign * self.entry - self.worst
-    }
     /// The stop resting on the exchange now, in units.
     pub fn resting_stop(&self) -> Option<i64> {
-        self.resting.map(|(s, _)| s)
+        self.venue.resting_stop()
     }
+
     /// Real-unit bounds within which a run of points can neither fill the resting stop nor
     /// change the engine's state, desired or sent stop, whatever their order
     /// ([`TrailingStop::quiet_bounds`]): `None` when a create is in flight or the engine says
     /// every point matters.
     #[inline]
     pub fn quiet_envelope(&self) -> Option<QuietEnvelope> {
-        if self.closed.is_some() || self.pending.is_some() {
+        if self.closed.is_some() || self.venue.has_pending() {
             return None;
         }
         // Mirrored: the worst price must stay above the resting stop.
-        let floor = self.resting.map_or(i64::MIN, |(r, _)| self.sign * r + 1);
+        let floor = self
+            .venue
+            .resting_stop()
+            .map_or(i64::MIN, |r| self.sign * r + 1);
         let b = self.engine.quiet_bounds(floor)?;
         // `-i64::MIN` overflows; no price is that low anyway.
         let worst_min = b.worst_min.max(i64::MIN + 1);
@@ -347,7 +269,7 @@ impl SimPosition {
         };
         self.best = self.best.max(best);
         self.worst = self.worst.min(worst);
-        self.last_price = last.price;
+        self.venue.see(last.price);
         self.engine.absorb_within(best, last.ts, tail, points);
     }
 
@@ -385,20 +307,25 @@ impl SimPosition {
     #[inline]
     pub fn is_quiet_within(&self, low: i64, high: i64) -> bool {
         let worst = if self.sign > 0 { low } else { -high };
-        self.pending.is_none()
+        !self.venue.has_pending()
             && self.closed.is_none()
-            && self.resting.is_some_and(|(r, _)| worst > self.sign * r)
+            && self
+                .venue
+                .resting_stop()
+                .is_some_and(|r| worst > self.sign * r)
             && self.engine.is_quiet_within(low, high)
     }
 
-    /// What distinguishes two runs of the same bar for the ambiguity count: where it exited,
-    /// the desired stop and the sent stop.
-    pub fn outcome(&self) -> (Option<(i64, ExitReason)>, Option<i64>, Option<i64>) {
-        (
-            self.closed.map(|c| (c.fill, c.reason)),
-            self.engine.desired_stop_units(),
-            self.engine.sent_stop_units(),
-        )
+    /// What distinguishes two runs of the same bar for the ambiguity count (DESIGN §4): the
+    /// exit's fill price, or the desired and the sent stop while open.
+    pub fn outcome(&self) -> BarOutcome {
+        match self.closed {
+            Some(c) => BarOutcome::Exited(c.fill),
+            None => BarOutcome::Open {
+                desired: self.engine.desired_stop_units(),
+                sent: self.engine.sent_stop_units(),
+            },
+        }
     }
 }
 
@@ -423,6 +350,7 @@ pub struct SimSnapshot {
 mod tests {
     use super::*;
     use crate::engine::Side;
+    use crate::scenario::Venue;
     use rust_decimal_macros::dec;
 
     /// A run interrupted by snapshot + restore gives the same events and result as one
@@ -458,7 +386,7 @@ mod tests {
                 gap: i.is_multiple_of(3),
             };
             let mut ev_a = Vec::new();
-            let mut a = SimPosition::open(&pos, &inst, &config, model, &mut ev_a).unwrap();
+            let mut a = SimPosition::open_sim(&pos, &inst, &config, model, &mut ev_a).unwrap();
             for i in 0..prices.len() {
                 if a.on_point(point(i), &mut ev_a).unwrap().is_some() {
                     break;
@@ -466,7 +394,7 @@ mod tests {
             }
             for cut in 1..prices.len() {
                 let mut ev_b = Vec::new();
-                let mut b = SimPosition::open(&pos, &inst, &config, model, &mut ev_b).unwrap();
+                let mut b = SimPosition::open_sim(&pos, &inst, &config, model, &mut ev_b).unwrap();
                 let mut done = false;
                 for i in 0..cut {
                     if b.on_point(point(i), &mut ev_b).unwrap().is_some() {
@@ -563,8 +491,8 @@ mod tests {
                 let pos = Position::new(1, "X", side, inst.decimal(b0.open), b0.ts);
                 let mut ea = Vec::new();
                 let mut eb = Vec::new();
-                let mut a = SimPosition::open(&pos, &inst, config, model, &mut ea).unwrap();
-                let mut b = SimPosition::open(&pos, &inst, config, model, &mut eb).unwrap();
+                let mut a = SimPosition::open_sim(&pos, &inst, config, model, &mut ea).unwrap();
+                let mut b = SimPosition::open_sim(&pos, &inst, config, model, &mut eb).unwrap();
                 let mut end = bars.len();
                 for (i, bar) in bars.iter().enumerate().skip(start) {
                     let pts = crate::sim::path::bar_points(bar, 60_000, side == Side::Long);

@@ -3,3 +3,4 @@
 pub mod entries;
 pub mod exchange;
 pub mod path;
+pub mod venue;

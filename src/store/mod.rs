@@ -52,6 +52,11 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "{path}: another trailstop process is running on this database (it holds the \
+         database's lock); stop it first, or use another --db; nothing was changed"
+    )]
+    InUse { path: PathBuf },
     #[error("{path}: cannot open ({detail}); nothing was changed")]
     CannotOpen { path: PathBuf, detail: String },
     #[error("{path}: trailing_stop_state, position {position}: {problem}")]
@@ -76,6 +81,18 @@ pub enum StoreError {
         path: PathBuf,
         position: u64,
         problem: String,
+    },
+    #[error(
+        "{path}: position {position}: the stored row does not match its journal: `{field}` is \
+         {stored} in trailing_stop_state but {journal} rebuilt from trailing_stop_events (was \
+         the row edited?); nothing was changed"
+    )]
+    RowMismatch {
+        path: PathBuf,
+        position: u64,
+        field: &'static str,
+        stored: String,
+        journal: String,
     },
     #[error("{path}: {what}: {source}")]
     Sqlite {
@@ -130,6 +147,9 @@ pub struct OpenOptions {
     pub synchronous: Synchronous,
     /// How long to wait for another process's lock before giving up.
     pub busy_timeout: Duration,
+    /// Hold the database for this process alone while it is open (a runner: `paper`, `live`):
+    /// a second such open is refused at once, before anything is read or written.
+    pub exclusive: bool,
 }
 
 impl OpenOptions {
@@ -140,6 +160,15 @@ impl OpenOptions {
             read_only: false,
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(2),
+            exclusive: false,
+        }
+    }
+
+    /// Read and write, create when missing, and hold the database alone (a runner).
+    pub fn runner() -> OpenOptions {
+        OpenOptions {
+            exclusive: true,
+            ..OpenOptions::create()
         }
     }
 
@@ -181,6 +210,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     configs: record::ConfigCache,
+    /// The runner's lock on the database file (released when the store is dropped).
+    _lock: Option<std::fs::File>,
 }
 
 /// Pages of WAL between automatic checkpoints.
@@ -260,20 +291,33 @@ impl Store {
                 });
             }
         }
-        // A read-only open of a writable file still opens it read-write, with `query_only` on:
-        // SQL can change nothing, and SQLite's own close then removes the WAL and shared-memory
-        // files instead of leaving them behind (a read-only connection cannot). A file whose
-        // permissions deny writing is opened read-only for real.
+        // A read-only open of a writable file in a writable folder still opens it read-write,
+        // with `query_only` on: SQL can change nothing, and SQLite's own close then removes the
+        // WAL and shared-memory files instead of leaving them behind (a read-only connection
+        // cannot). A file or folder that denies writing is read without creating anything.
         let writable = exists && std::fs::metadata(path).is_ok_and(|m| !m.permissions().readonly());
+        let folder_writable = folder_writable(path);
         let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        flags |= if opts.read_only && !writable {
-            OpenFlags::SQLITE_OPEN_READ_ONLY
+        let mut target = path.to_path_buf();
+        if opts.read_only && !(writable && folder_writable) {
+            flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
+            if read_only_immutable(path, folder_writable)? {
+                // No WAL content to read: an immutable open reads the file alone and creates no
+                // shared-memory or WAL file beside it.
+                flags |= OpenFlags::SQLITE_OPEN_URI;
+                target = immutable_uri(path);
+            }
         } else if exists {
-            OpenFlags::SQLITE_OPEN_READ_WRITE
+            flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
         } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+            flags |= OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(&target, flags).map_err(|e| err("opening", e))?;
+        let lock = if opts.exclusive && !opts.read_only {
+            Some(lock_exclusive(path)?)
+        } else {
+            None
         };
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| err("opening", e))?;
         conn.busy_timeout(opts.busy_timeout)
             .map_err(|e| err("setting the busy timeout", e))?;
         if opts.read_only {
@@ -284,6 +328,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             configs: record::ConfigCache::default(),
+            _lock: lock,
         };
         let version = store.check(exists)?;
         if opts.read_only {
@@ -666,6 +711,27 @@ impl Store {
         Ok(ids.len())
     }
 
+    /// Checks a stored row against its position's journal: the journal rebuilt must give
+    /// exactly the row (the first differing column is named).
+    pub fn check_row(&self, row: &PositionRecord) -> Result<(), StoreError> {
+        let id = row.id();
+        let rebuilt = rebuild(&self.journal(id)?).map_err(|(step, m)| StoreError::Diverged {
+            path: self.path.clone(),
+            position: id,
+            problem: format!("step {step}: {m}"),
+        })?;
+        match record::first_difference(row, &rebuilt) {
+            None => Ok(()),
+            Some((field, stored, journal)) => Err(StoreError::RowMismatch {
+                path: self.path.clone(),
+                position: id,
+                field,
+                stored,
+                journal,
+            }),
+        }
+    }
+
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         use rusqlite::OptionalExtension;
         self.conn
@@ -676,6 +742,84 @@ impl Store {
             )
             .optional()
             .map_err(|e| StoreError::from_sqlite(&self.path, "reading trailstop_meta", e))
+    }
+}
+
+/// Whether files can be created in `path`'s folder (SQLite's WAL and shared-memory files),
+/// asked of the system without creating anything (`access(2)`).
+fn folder_writable(path: &Path) -> bool {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// For a read-only open that must create nothing: true when the database has no WAL content
+/// (no `-wal` file, or an empty one), so the file alone is the whole database. A WAL with
+/// frames (a writer killed, or running) needs its shared-memory index: readable when that
+/// exists or can be created.
+fn read_only_immutable(path: &Path, folder_writable: bool) -> Result<bool, StoreError> {
+    let side = |suffix: &str| {
+        let mut s = path.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    let wal_frames = std::fs::metadata(side("-wal")).is_ok_and(|m| m.len() > 0);
+    if !wal_frames {
+        return Ok(true);
+    }
+    if folder_writable || side("-shm").exists() {
+        return Ok(false);
+    }
+    Err(StoreError::ReadOnly {
+        path: path.to_path_buf(),
+        detail: "its WAL holds changes not yet in the file, and without write access to the \
+                 folder SQLite cannot create the index it needs to read them; open it once \
+                 where it can be written (any `trailstop state` there checkpoints it)"
+            .into(),
+    })
+}
+
+/// An SQLite URI for `path` opened immutable (percent-encoding what a URI path cannot hold).
+fn immutable_uri(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for b in abs.to_string_lossy().bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(b as char)
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    PathBuf::from(uri)
+}
+
+/// Takes the runner's lock on the database file: refused at once when another process holds it.
+fn lock_exclusive(path: &Path) -> Result<std::fs::File, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .open(path)
+        .map_err(|e| StoreError::CannotOpen {
+            path: path.to_path_buf(),
+            detail: format!("opening for its lock: {e}"),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::CannotOpen {
+            path: path.to_path_buf(),
+            detail: format!("taking its lock: {e}"),
+        }),
     }
 }
 

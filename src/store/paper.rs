@@ -138,6 +138,10 @@ pub fn run(
 
     let records = store.records()?;
     check_resume(store, &planned, &records, next)?;
+    // Every open position's row must be what its journal rebuilds to, before anything moves.
+    for rec in records.iter().filter(|r| r.replay.sim.closed.is_none()) {
+        store.check_row(rec)?;
+    }
     let mut open: BTreeMap<u64, (Replay, PositionRecord)> = BTreeMap::new();
     for rec in &records {
         if rec.replay.sim.closed.is_none() {

@@ -172,6 +172,28 @@ pub fn params(r: &PositionRecord, cache: &mut ConfigCache) -> [rusqlite::types::
     ]
 }
 
+/// The first column in which two records differ: its name and both values as stored text.
+pub fn first_difference(
+    a: &PositionRecord,
+    b: &PositionRecord,
+) -> Option<(&'static str, String, String)> {
+    let mut cache = ConfigCache::default();
+    let (va, vb) = (params(a, &mut cache), params(b, &mut cache));
+    let show = |v: &rusqlite::types::Value| match v {
+        rusqlite::types::Value::Null => "NULL".to_string(),
+        rusqlite::types::Value::Integer(i) => i.to_string(),
+        rusqlite::types::Value::Real(f) => f.to_string(),
+        rusqlite::types::Value::Text(t) => t.clone(),
+        rusqlite::types::Value::Blob(b) => format!("{} bytes", b.len()),
+    };
+    COLUMNS
+        .split(',')
+        .map(str::trim)
+        .zip(va.iter().zip(vb.iter()))
+        .find(|(_, (x, y))| x != y)
+        .map(|(name, (x, y))| (name, show(x), show(y)))
+}
+
 /// Reads a row selected with [`COLUMNS`]; the error names the column and the problem.
 pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
     let mut col = Cols { row };
