@@ -99,6 +99,8 @@ pub struct CheckSettings {
     #[serde(with = "exact_decimal")]
     pub tolerance: Decimal,
     pub events: EventsMode,
+    /// `false` for expected files written by hand: `--bless` leaves them alone.
+    pub bless: bool,
 }
 
 impl Default for CheckSettings {
@@ -106,6 +108,7 @@ impl Default for CheckSettings {
         CheckSettings {
             tolerance: Decimal::new(1, 8),
             events: EventsMode::Exact,
+            bless: true,
         }
     }
 }
@@ -276,9 +279,15 @@ mod tests {
         let s = CheckSettings::from_text("", p).unwrap();
         assert_eq!(s, CheckSettings::default());
         assert_eq!(s.tolerance, dec!(0.00000001));
-        let s = CheckSettings::from_text("tolerance = 1e-6\nevents = \"patterns\"\n", p).unwrap();
+        assert!(s.bless);
+        let s = CheckSettings::from_text(
+            "tolerance = 1e-6\nevents = \"patterns\"\nbless = false\n",
+            p,
+        )
+        .unwrap();
         assert_eq!(s.tolerance, dec!(0.000001));
         assert_eq!(s.events, EventsMode::Patterns);
+        assert!(!s.bless);
         let s = CheckSettings::from_text("tolerance = \"0.0005\"", p).unwrap();
         assert_eq!(s.tolerance, dec!(0.0005));
     }

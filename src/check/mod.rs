@@ -248,6 +248,12 @@ fn check_case(case: &Case, bless: bool) -> Result<Checked, CaseError> {
             notes,
         });
     }
+    if !settings.bless && !to_write.is_empty() {
+        to_write.clear();
+        notes.push(
+            "check.toml has bless = false (hand-written expectations): nothing blessed".into(),
+        );
+    }
     if settings.events == EventsMode::Patterns && to_write.contains(&ExpectedFile::Events) {
         to_write.retain(|f| *f != ExpectedFile::Events);
         notes.push(
