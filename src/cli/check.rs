@@ -14,6 +14,7 @@ file: the `trace` flags as keys, and a [trailing] table), an expected/ folder wi
 trades.csv, summary.json and events.jsonl, and optionally check.toml:
   tolerance = 1e-8        # pnl_pct, fees, mfe_pct, mae_pct and the summary's numbers
   events = \"exact\"        # or \"patterns\": hand-written JSON patterns matched in order
+  bless = true            # false: hand-written expected files, --bless leaves them alone
 Ids, sides, reasons, times and prices compare exactly (prices as decimals); only the columns
 and summary keys the expected files name are compared.
 
