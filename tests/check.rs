@@ -494,3 +494,21 @@ fn help_describes_the_layout_and_exit_codes() {
         assert!(stdout.contains(needle), "{needle:?} not in:\n{stdout}");
     }
 }
+
+/// "Copy a case": a copy under another folder name passes as it is (the outputs do not name
+/// the folder, and paths are relative to the case).
+#[test]
+fn a_copied_case_passes_under_another_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (from, to) in [("pass/ratchet", "mine/a"), ("pass/trace_ticks", "mine/b")] {
+        copy_dir(&root().join(FIXTURES).join(from), &tmp.path().join(to));
+    }
+    let (stdout, _) = run_code(
+        trailstop().current_dir(tmp.path()).args(["check", "mine"]),
+        0,
+    );
+    assert_eq!(
+        stdout,
+        "ok      mine/a\nok      mine/b\n\n2 cases: 2 passed, 0 failed, 0 could not run\n"
+    );
+}

@@ -129,9 +129,10 @@ impl CheckSettings {
 
 /// A TOML error as `line N: message` (the parser's own text spans several lines).
 pub fn toml_message(e: &toml::de::Error, text: &str) -> String {
-    let line = e
-        .span()
-        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let line = e.span().map(|s| {
+        let before = &text.as_bytes()[..s.start.min(text.len())];
+        before.iter().filter(|b| **b == b'\n').count() + 1
+    });
     match line {
         Some(l) => format!("line {l}: {}", e.message()),
         None => e.message().to_string(),

@@ -3,6 +3,7 @@
 //! like a one-position backtest.
 //!
 //! ```toml
+//! name = "trace"             # the summary's `scenario` [trace]
 //! prices = "prices.csv"      # required: `timestamp,price` ticks, or candles
 //! side = "long"              # long | short [long]
 //! tick_size = "0.01"         # [0.01]
@@ -39,6 +40,9 @@ fn cent() -> Decimal {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceCase {
+    /// The summary's `scenario` (not the folder's name: a copied case keeps its outputs).
+    #[serde(default)]
+    pub name: Option<String>,
     pub prices: String,
     #[serde(default = "long")]
     pub side: Side,
@@ -90,13 +94,8 @@ impl TraceCase {
     /// no fees or slippage, as `trailstop trace`.
     pub fn load(&self, path: &Path) -> Result<(Scenario, Loaded), CaseError> {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let name = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("trace")
-            .to_string();
         let mut scenario = Scenario {
-            name,
+            name: self.name.clone().unwrap_or_else(|| "trace".to_string()),
             data: DataSection {
                 candles: None,
                 trades: None,
