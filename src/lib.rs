@@ -2,6 +2,7 @@
 //! backtester around it. See `DESIGN.md` semantics in the README.
 
 pub mod backtest;
+pub mod check;
 pub mod cli;
 pub mod data;
 pub mod engine;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::Report;
 use super::record::TRADES_HEADER;
+use super::{Report, Summary};
 use crate::engine::Event;
 
 fn temp_path(path: &Path) -> PathBuf {
@@ -146,14 +146,16 @@ pub fn events_jsonl(report: &Report) -> String {
     s
 }
 
+/// `summary.json`'s text.
+pub fn summary_json(summary: &Summary) -> String {
+    serde_json::to_string_pretty(summary).expect("summary serialises") + "\n"
+}
+
 /// Writes `trades.csv`, `summary.json` and `events.jsonl` into `dir`; returns their paths.
 pub fn write_all(dir: &Path, report: &Report) -> std::io::Result<Vec<PathBuf>> {
     let files = [
         ("trades.csv", trades_csv(report)),
-        (
-            "summary.json",
-            serde_json::to_string_pretty(&report.summary).expect("summary serialises") + "\n",
-        ),
+        ("summary.json", summary_json(&report.summary)),
         ("events.jsonl", events_jsonl(report)),
     ];
     let files: Vec<(PathBuf, Vec<u8>)> = files

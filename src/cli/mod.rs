@@ -1,6 +1,7 @@
 //! The `trailstop` command line.
 
 mod backtest;
+mod check;
 mod merge;
 mod paper;
 mod report;
@@ -40,6 +41,8 @@ enum Command {
     Report(report::Args),
     /// Merge sharded sweep outputs.
     Merge(merge::Args),
+    /// Run regression cases (scenario or trace + expected outputs) and show what moved.
+    Check(check::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -52,6 +55,8 @@ pub fn main() -> ExitCode {
         Command::State(a) => state::run(a),
         Command::Report(a) => report::run(a),
         Command::Merge(a) => merge::run(a),
+        // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
+        Command::Check(a) => return check::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

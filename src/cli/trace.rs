@@ -96,18 +96,9 @@ fn trailing_config(args: &TraceArgs) -> anyhow::Result<TrailingConfig> {
     Ok(config)
 }
 
-fn looks_like_ticks(path: &std::path::Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let header = text.lines().next().unwrap_or("").to_ascii_lowercase();
-    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
-    cols.contains(&"price") && !cols.contains(&"open")
-}
-
 pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     let config = trailing_config(&args)?;
-    let kind = if args.ticks || looks_like_ticks(&args.input) {
+    let kind = if args.ticks || crate::data::looks_like_ticks(&args.input) {
         DataKind::Trades
     } else {
         DataKind::Candles

@@ -240,6 +240,17 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     parse::TsParser::default().parse(Cell::Str(text))
 }
 
+/// A CSV whose header names `price` but not `open`: trade ticks rather than candles (what
+/// `trailstop trace` and trace check cases replay as ticks without being told).
+pub fn looks_like_ticks(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let header = text.lines().next().unwrap_or("").to_ascii_lowercase();
+    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
+    cols.contains(&"price") && !cols.contains(&"open")
+}
+
 /// What a file holds, from its first bytes and extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {

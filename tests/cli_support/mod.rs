@@ -30,3 +30,26 @@ pub fn run_err(cmd: &mut Command) -> String {
     );
     stderr
 }
+
+/// Copies the folder `from` into `to` (created), files and subfolders.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Runs a command, expects exit `code` and no panic, and returns its stdout and stderr.
+pub fn run_code(cmd: &mut Command, code: i32) -> (String, String) {
+    let out = cmd.assert().code(code).get_output().clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "a panic:\n{stderr}");
+    (stdout, stderr)
+}
