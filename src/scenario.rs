@@ -8,6 +8,10 @@ use thiserror::Error;
 
 use crate::engine::{TrailingConfig, exact_decimal};
 use crate::sim::path::Policy;
+// The simulator's vocabulary, as the scenario's keys name it (the scenario depends on the
+// simulator, never the other way round).
+pub use crate::sim::entries::SideRule;
+pub use crate::sim::venue::VenueKind as Venue;
 
 #[derive(Debug, Error)]
 pub enum ScenarioError {
@@ -28,14 +32,6 @@ pub enum ScenarioError {
     BadOverride(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Venue {
-    Binance,
-    #[default]
-    Bybit,
-}
-
 /// Which candles the finer `detail` data replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,15 +40,6 @@ pub enum DetailBars {
     Ambiguous,
     /// Every bar the detail data covers.
     All,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum SideRule {
-    #[default]
-    Long,
-    Short,
-    Alternate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

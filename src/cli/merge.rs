@@ -22,8 +22,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let out = crate::sweep::merge(&args.dirs, &args.out, !args.no_report)
+    let mut out = crate::sweep::merge(&args.dirs, &args.out)
         .with_context(|| format!("merge into {}", args.out.display()))?;
+    if !args.no_report {
+        out.files.extend(
+            crate::report::render(&out.dir)
+                .with_context(|| format!("report in {}", out.dir.display()))?,
+        );
+    }
     if !args.quiet {
         println!(
             "{}: merged {} combinations; wrote {} files into {}",

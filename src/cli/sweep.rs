@@ -91,7 +91,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         shard,
         band: !args.no_band,
-        render: !args.no_report,
         command: command_line(),
     };
     let prepared = sweep::prepare(&opts)?;
@@ -114,9 +113,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     let dir_hint = prepared.3.clone();
-    let out = sweep::run(&opts, prepared, &stop, &|| bar.inc(1))
+    let mut out = sweep::run(&opts, prepared, &stop, &|| bar.inc(1))
         .with_context(|| format!("sweep into {}", dir_hint.display()))?;
     bar.finish_and_clear();
+    // The report is drawn from the files just written (a shard writes no results).
+    if !args.no_report && out.meta.results.is_some() {
+        out.files.extend(
+            crate::report::render(&out.dir)
+                .with_context(|| format!("report in {}", out.dir.display()))?,
+        );
+    }
     let m = &out.meta;
     if !args.quiet {
         println!(

@@ -3,8 +3,8 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::data::Curve;
 use super::figure::{Figure, draw_time_mesh, err, font};
+use crate::sweep::report_data::Curve;
 
 pub struct Equity {
     pub title: String,

@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::prelude::*;
 
-use crate::sweep::SweepError;
+use super::ReportError;
 
 /// Roboto Regular (Apache-2.0, from Debian's `fonts-roboto-unhinted`; see assets/fonts/): every
 /// label is drawn with it, so pictures do not depend on the machine's fonts.
@@ -37,22 +37,31 @@ pub fn err<E: std::fmt::Debug>(e: E) -> String {
 }
 
 /// The figure as SVG text.
-pub fn svg<F: Figure>(fig: &F) -> Result<String, SweepError> {
+pub fn svg<F: Figure>(fig: &F) -> Result<String, ReportError> {
     register_font();
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, fig.size()).into_drawing_area();
-        fig.draw(&root).map_err(SweepError::Report)?;
-        root.present().map_err(|e| SweepError::Report(err(e)))?;
+        fig.draw(&root).map_err(|m| ReportError::Draw {
+            file: None,
+            message: m,
+        })?;
+        root.present().map_err(|e| ReportError::Draw {
+            file: None,
+            message: err(e),
+        })?;
     }
     Ok(text)
 }
 
 /// The figure as PNG bytes (drawn to a temporary file in `dir`, read back and removed, so the
 /// caller writes every output atomically together).
-pub fn png<F: Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Vec<u8>, SweepError> {
+pub fn png<F: Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Vec<u8>, ReportError> {
     register_font();
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| ReportError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
     crate::backtest::output::remove_stale_temps(dir, stem);
     let tmp = dir.join(format!(".{stem}.tmp{}.png", std::process::id()));
     let drawn = (|| {
@@ -61,8 +70,16 @@ pub fn png<F: Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Vec<u8>, SweepE
         root.present().map_err(err)
     })();
     let bytes = drawn
-        .map_err(SweepError::Report)
-        .and_then(|()| std::fs::read(&tmp).map_err(SweepError::Io));
+        .map_err(|message| ReportError::Draw {
+            file: Some(dir.join(format!("{stem}.png"))),
+            message,
+        })
+        .and_then(|()| {
+            std::fs::read(&tmp).map_err(|e| ReportError::Io {
+                path: tmp.clone(),
+                source: e,
+            })
+        });
     let _ = std::fs::remove_file(&tmp);
     bytes
 }

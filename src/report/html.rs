@@ -4,10 +4,10 @@
 use std::fmt::Write;
 
 use super::Drawn;
-use super::data::ReportData;
 use super::figure::{FONT, FONT_BYTES};
 use crate::sweep::exec::Row;
 use crate::sweep::metrics::Metrics;
+use crate::sweep::report_data::ReportData;
 use crate::sweep::{Meta, Picked};
 
 pub fn escape(s: &str) -> String {

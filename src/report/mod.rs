@@ -2,7 +2,6 @@
 //! trade charts (PNG and SVG, drawn with plotters and the embedded font), and one
 //! self-contained `index.html`.
 
-pub mod data;
 pub mod equity;
 pub mod figure;
 pub mod heatmap;
@@ -15,14 +14,37 @@ use crate::backtest::output::write_files;
 use crate::sweep::exec::Folds;
 use crate::sweep::{Meta, SweepError, table};
 
-use data::ReportData;
+/// Why a report could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+    /// Reading the sweep's own tables.
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
+    #[error("{}drawing failed: {message}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default())]
+    Draw {
+        file: Option<PathBuf>,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing the report's files (the error names the file).
+    #[error("{0}")]
+    Write(std::io::Error),
+}
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SweepError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SweepError::Input {
+use crate::sweep::report_data::ReportData;
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ReportError::Input {
         path: path.to_path_buf(),
         message: format!("cannot read: {e} (run `trailstop sweep` into this folder first)"),
     })?;
-    serde_json::from_str(&text).map_err(|e| SweepError::Input {
+    serde_json::from_str(&text).map_err(|e| ReportError::Input {
         path: path.to_path_buf(),
         message: format!("not a sweep output: {e}"),
     })
@@ -35,7 +57,7 @@ pub struct Drawn {
     pub svg: String,
 }
 
-fn draw<F: figure::Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Drawn, SweepError> {
+fn draw<F: figure::Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Drawn, ReportError> {
     Ok(Drawn {
         stem: stem.to_string(),
         png: figure::png(fig, dir, stem)?,
@@ -45,13 +67,13 @@ fn draw<F: figure::Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Drawn, Swe
 
 /// Renders `dir`'s report from `sweep.json`, `sweep.parquet` and `report.json`; returns the
 /// files written (all at once, atomically).
-pub fn render(dir: &Path) -> Result<Vec<PathBuf>, SweepError> {
+pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     let meta: Meta = read_json(&dir.join("sweep.json"))?;
     let data: ReportData = read_json(&dir.join("report.json"))?;
     let pq = dir.join("sweep.parquet");
     let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
     let rows = table::rows_from(&table::read_parquet(&pq)?, folds, &pq)?;
-    let results = meta.results.as_ref().ok_or_else(|| SweepError::Input {
+    let results = meta.results.as_ref().ok_or_else(|| ReportError::Input {
         path: dir.join("sweep.json"),
         message: "has no results (a shard? merge the shards first)".into(),
     })?;
@@ -107,7 +129,7 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, SweepError> {
         files.push((trades_dir.join(format!("{}.png", d.stem)), d.png.clone()));
     }
     files.push((dir.join("index.html"), page.into_bytes()));
-    write_files(&files)?;
+    write_files(&files).map_err(ReportError::Write)?;
     Ok(files.into_iter().map(|(p, _)| p).collect())
 }
 

@@ -4,8 +4,8 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::data::TradeChart;
 use super::figure::{Figure, draw_time_mesh, err, font};
+use crate::sweep::report_data::TradeChart;
 
 impl Figure for TradeChart {
     fn size(&self) -> (u32, u32) {

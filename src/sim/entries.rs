@@ -5,7 +5,17 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use crate::engine::{Side, exact_decimal};
-use crate::scenario::SideRule;
+use serde::{Deserialize, Serialize};
+
+/// Which side the generated entries take (`entries.side`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SideRule {
+    #[default]
+    Long,
+    Short,
+    Alternate,
+}
 
 /// One requested entry. Without a price it opens at the first price point at or after `time`
 /// (a candle's open); with a price it opens there at `time` and continues strictly after it.

@@ -350,7 +350,7 @@ pub struct SimSnapshot {
 mod tests {
     use super::*;
     use crate::engine::Side;
-    use crate::scenario::Venue;
+    use crate::sim::venue::VenueKind as Venue;
     use rust_decimal_macros::dec;
 
     /// A run interrupted by snapshot + restore gives the same events and result as one

@@ -6,22 +6,32 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::Venue as VenueName;
 use crate::venue::{Command, OrderRef, RejectReason, Venue, VenueEvent};
 
 use super::path::Point;
 
+/// Which exchange the simulated venue behaves like (`exchange.venue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum VenueKind {
+    /// Cancel, then create: no stop rests in between.
+    Binance,
+    /// Atomic amend.
+    #[default]
+    Bybit,
+}
+
 /// How the simulated venue treats stop updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VenueModel {
-    pub venue: VenueName,
+    pub venue: VenueKind,
     pub update_latency_ms: i64,
 }
 
 impl VenueModel {
     /// Whether a send takes effect at once (an amend, or a create without latency).
     pub fn instant(&self) -> bool {
-        self.venue == VenueName::Bybit || self.update_latency_ms == 0
+        self.venue == VenueKind::Bybit || self.update_latency_ms == 0
     }
 }
 
@@ -138,7 +148,7 @@ impl SimVenue {
 
 impl Venue for SimVenue {
     fn atomic_amend(&self) -> bool {
-        self.model.venue == VenueName::Bybit
+        self.model.venue == VenueKind::Bybit
     }
 
     #[inline]

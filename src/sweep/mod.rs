@@ -4,12 +4,13 @@
 //! Output (`DIR` = `--out`, default `reports/<scenario>/`): `sweep.parquet` and `sweep.csv` (one
 //! row per combination, sorted by the parameters), `sweep.json` (the grid, how it was run, the
 //! best / most robust / walk-forward results), `report.json` (curves and trade charts) and the
-//! report itself (see `crate::report`). A shard writes `sweep-shard-K-of-N.{parquet,json}` only.
+//! report itself (`crate::report`, which the command line runs on the output). A shard writes `sweep-shard-K-of-N.{parquet,json}` only.
 
 pub mod exec;
 pub mod grid;
 pub mod metrics;
 pub mod picks;
+pub mod report_data;
 pub mod robust;
 pub mod spec;
 pub mod table;
@@ -46,8 +47,6 @@ pub enum SweepError {
     Input { path: PathBuf, message: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("report: {0}")]
-    Report(String),
 }
 
 /// Bumped when the files' layout changes.
@@ -121,7 +120,6 @@ pub struct Options {
     pub cli: CliSpec,
     pub shard: Option<Shard>,
     pub band: bool,
-    pub render: bool,
     /// The command line, recorded in `sweep.json` and the report.
     pub command: String,
 }
@@ -214,7 +212,7 @@ pub fn run(
     };
     match opts.shard {
         Some(shard) => write_shard(&dir, shard, &meta, &rows),
-        None => finish(&job, meta, rows, &dir, opts.render),
+        None => finish(&job, meta, rows, &dir),
     }
 }
 
@@ -247,14 +245,13 @@ fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// The final output from all rows: whole-grid columns, the tables, `sweep.json`, the report's
-/// inputs and (with `render`) the report.
+/// The final output from all rows: whole-grid columns, the tables, `sweep.json` and the
+/// report's inputs (`report.json`; the command line then draws the report from them).
 pub fn finish(
     job: &Job,
     mut meta: Meta,
     rows: Vec<Row>,
     dir: &Path,
-    render: bool,
 ) -> Result<Outcome, SweepError> {
     let grid = &meta.grid;
     let plateau: Vec<Plateau> = robust::plateau(grid, &rows);
@@ -316,10 +313,7 @@ pub fn finish(
     let data = picks::build(job, &list)?;
     files.push((dir.join("report.json"), json_bytes(&data)));
     write_files(&files)?;
-    let mut written: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
-    if render {
-        written.extend(crate::report::render(dir)?);
-    }
+    let written: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
     Ok(Outcome {
         dir: dir.to_path_buf(),
         files: written,
@@ -349,7 +343,7 @@ fn value_at(table: &toml::Table, key: &str) -> String {
 /// Reads `sweep-shard-*-of-*.json` and their Parquet files from `dirs`, checks that they are
 /// the shards of one sweep, each once, all complete, and writes the final output to `out` —
 /// byte-identical tables to the unsharded run.
-pub fn merge(dirs: &[PathBuf], out: &Path, render: bool) -> Result<Outcome, SweepError> {
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
     let mut parts: Vec<(Meta, PathBuf)> = Vec::new();
     for d in dirs {
         let entries = std::fs::read_dir(d).map_err(|e| SweepError::Input {
@@ -467,7 +461,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, render: bool) -> Result<Outcome, Swee
         results: None,
         ..first
     };
-    finish(&job, meta, rows, out, render)
+    finish(&job, meta, rows, out)
 }
 
 /// Rebuilds the sweep's job (scenario and data) from its description.

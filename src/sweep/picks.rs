@@ -5,11 +5,11 @@
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use super::report_data::{Candle, Curve, ReportData, TradeChart};
 use crate::backtest::market::{Market, Series};
 use crate::backtest::record::TradeRow;
 use crate::backtest::{self, Loaded};
 use crate::engine::Event;
-use crate::report::data::{Candle, Curve, ReportData, TradeChart};
 use crate::scenario::Scenario;
 use crate::sim::path::bar_points;
 
