@@ -21,10 +21,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use trailstop::backtest::Loaded;
 use trailstop::backtest::run::{RunOptions, run_positions};
+use trailstop::backtest::run_settings as settings;
 use trailstop::scenario::{Scenario, SideRule};
 use trailstop::sim::entries;
 use trailstop::sim::path::Policy;
-use trailstop::sweep::exec::{Job, settings};
+use trailstop::sweep::exec::Job;
 use trailstop::sweep::grid::{Grid, parse_cli};
 use trailstop::sweep::metrics::Objective;
 

@@ -163,14 +163,41 @@ pub fn set_key(table: &mut toml::Table, path: &[String], value: toml::Value) -> 
     Ok(())
 }
 
+fn read_text(path: &Path) -> Result<String, ScenarioError> {
+    std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The scenario file at `path` as a TOML table with the `key=value` overrides applied.
+pub fn read_table(path: &Path, overrides: &[String]) -> Result<toml::Table, ScenarioError> {
+    table_from_text(&read_text(path)?, path, overrides)
+}
+
+/// A scenario's text as a TOML table with the overrides applied: with [`Scenario::from_table`]
+/// the one place a file plus `--set` becomes a scenario.
+pub fn table_from_text(
+    text: &str,
+    path: &Path,
+    overrides: &[String],
+) -> Result<toml::Table, ScenarioError> {
+    let parse_err = |message: String| ScenarioError::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+    for o in overrides {
+        let (key, value) = parse_override(o)?;
+        set_key(&mut table, &key, value).map_err(|m| parse_err(format!("--set {o}: {m}")))?;
+    }
+    Ok(table)
+}
+
 impl Scenario {
     /// Reads, overrides (`key=value` strings) and validates a scenario file.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_text(&text, path, overrides)
+        Self::from_text(&read_text(path)?, path, overrides)
     }
 
     pub fn from_text(
@@ -178,28 +205,35 @@ impl Scenario {
         path: &Path,
         overrides: &[String],
     ) -> Result<Scenario, ScenarioError> {
-        let parse_err = |message: String| ScenarioError::Parse {
-            path: path.to_path_buf(),
-            message,
-        };
-        let mut scenario: Scenario = if overrides.is_empty() {
-            toml::from_str(text).map_err(|e| parse_err(e.to_string()))?
-        } else {
-            let mut table: toml::Table =
-                toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
-            for o in overrides {
-                let (key, value) = parse_override(o)?;
-                set_key(&mut table, &key, value)
-                    .map_err(|m| parse_err(format!("--set {o}: {m}")))?;
-            }
+        if overrides.is_empty() {
+            // Straight from the text: the parser's errors then point at the line.
+            let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            return scenario.placed(path);
+        }
+        Self::from_table(table_from_text(text, path, overrides)?, path)
+    }
+
+    /// A scenario from its TOML table (a file with overrides, a sweep cell), read as the file
+    /// at `path` (relative paths resolve against its folder), validated.
+    pub fn from_table(table: toml::Table, path: &Path) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario =
             toml::Value::Table(table)
                 .try_into()
-                .map_err(|e: toml::de::Error| parse_err(format!("after --set: {e}")))?
-        };
-        scenario.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        scenario.source = path.to_path_buf();
-        scenario.validate()?;
-        Ok(scenario)
+                .map_err(|e: toml::de::Error| ScenarioError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!("after --set: {e}"),
+                })?;
+        scenario.placed(path)
+    }
+
+    fn placed(mut self, path: &Path) -> Result<Scenario, ScenarioError> {
+        self.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.source = path.to_path_buf();
+        self.validate()?;
+        Ok(self)
     }
 
     fn invalid(&self, key: &str, problem: impl Into<String>) -> ScenarioError {

@@ -304,28 +304,64 @@ pub fn run_settings(scenario: &Scenario) -> RunSettings {
     }
 }
 
-/// The options of the scenario's own run (the one that writes `trades.csv` and the events):
-/// its policy, the ambiguity count on candles, and its detail data.
-pub fn main_options(scenario: &Scenario, market: &Market) -> RunOptions {
-    RunOptions {
-        policy: scenario.intrabar.policy,
-        events: true,
-        ambiguity: !matches!(market.series, Series::Ticks { .. }),
-        detail: market.detail.as_ref().map(|d| {
-            scenario.data.detail_bars.unwrap_or(match d {
-                Series::Ticks { .. } => DetailBars::All,
-                Series::Candles { .. } => DetailBars::Ambiguous,
+/// The runs a scenario needs: its own (the one that writes `trades.csv` and the events) and
+/// the optimistic and pessimistic band passes; a band pass of `None` is the own run itself.
+/// Chosen here alone, for the backtest and for every sweep cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Passes {
+    pub main: RunOptions,
+    pub optimistic: Option<RunOptions>,
+    pub pessimistic: Option<RunOptions>,
+}
+
+impl Passes {
+    /// The scenario's own policy with its detail data (when there is some), and the two band
+    /// orders on the candles alone (the band is the guess under each order); trade ticks have
+    /// no intrabar order, so no band pass. `events`: keep the own run's events; `ambiguity`:
+    /// count its ambiguous bars (on candles).
+    pub fn of(scenario: &Scenario, market: &Market, events: bool, ambiguity: bool) -> Passes {
+        let discrete = matches!(market.series, Series::Ticks { .. });
+        let policy = scenario.intrabar.policy;
+        let main = RunOptions {
+            policy,
+            events,
+            ambiguity: ambiguity && !discrete,
+            detail: market.detail.as_ref().map(|d| {
+                scenario.data.detail_bars.unwrap_or(match d {
+                    Series::Ticks { .. } => DetailBars::All,
+                    Series::Candles { .. } => DetailBars::Ambiguous,
+                })
+            }),
+        };
+        let band = |p: Policy| {
+            (!(discrete || (p == policy && market.detail.is_none()))).then_some(RunOptions {
+                policy: p,
+                events: false,
+                ambiguity: false,
+                detail: None,
             })
-        }),
+        };
+        Passes {
+            main,
+            optimistic: band(Policy::Optimistic),
+            pessimistic: band(Policy::Pessimistic),
+        }
+    }
+
+    /// The backtest's: events kept, ambiguity counted.
+    pub fn backtest(scenario: &Scenario, market: &Market) -> Passes {
+        Passes::of(scenario, market, true, true)
+    }
+
+    /// How many runs over the entries these passes make.
+    pub fn count(&self) -> usize {
+        1 + usize::from(self.optimistic.is_some()) + usize::from(self.pessimistic.is_some())
     }
 }
 
-fn passes(market: &Market) -> usize {
-    if matches!(market.series, Series::Ticks { .. }) {
-        1
-    } else {
-        3
-    }
+/// The options of the scenario's own run (see [`Passes::backtest`]).
+pub fn main_options(scenario: &Scenario, market: &Market) -> RunOptions {
+    Passes::backtest(scenario, market).main
 }
 
 /// Runs the scenario under its policy (with events and ambiguity) and under the optimistic and
@@ -338,11 +374,14 @@ pub fn run_scenario(
     let market = &loaded.market;
     let settings = run_settings(scenario);
     let n = loaded.entries.len();
-    let passes = passes(market);
-    let main_opts = main_options(scenario, market);
-    let main = run_positions(market, &loaded.entries, &settings, main_opts, |k| {
-        progress(k, n * passes)
-    })?;
+    let passes = Passes::backtest(scenario, market).count();
+    let main = run_positions(
+        market,
+        &loaded.entries,
+        &settings,
+        main_options(scenario, market),
+        |k| progress(k, n * passes),
+    )?;
     report_from_runs(scenario, loaded, main, progress)
 }
 
@@ -356,11 +395,11 @@ pub fn report_from_runs(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Report, BacktestError> {
     let market = &loaded.market;
-    let discrete = matches!(market.series, Series::Ticks { .. });
     let settings = run_settings(scenario);
     let policy = scenario.intrabar.policy;
     let n = loaded.entries.len();
-    let passes = passes(market);
+    let plan = Passes::backtest(scenario, market);
+    let passes = plan.count();
     let rows_of = |runs: &[PositionRun]| -> Vec<TradeRow> {
         runs.iter()
             .map(|r| {
@@ -374,27 +413,22 @@ pub fn report_from_runs(
             .collect()
     };
     let rows = rows_of(&main);
-    let band_for = |p: Policy,
-                    pass: usize,
-                    progress: &mut dyn FnMut(usize, usize)|
+    let mut pass = 0;
+    let mut band_for = |p: Policy,
+                        opts: Option<RunOptions>,
+                        progress: &mut dyn FnMut(usize, usize)|
      -> Result<Totals, BacktestError> {
-        // The band is the guess under each order: only the scenario's own run uses detail.
-        if discrete || (p == policy && market.detail.is_none()) {
+        let Some(opts) = opts else {
             return Ok(Totals::of(p, &rows));
-        }
-        let opts = RunOptions {
-            policy: p,
-            events: false,
-            ambiguity: false,
-            detail: None,
         };
+        pass += 1;
         let runs = run_positions(market, &loaded.entries, &settings, opts, |k| {
             progress(pass * n + k, n * passes)
         })?;
         Ok(Totals::of(p, &rows_of(&runs)))
     };
-    let optimistic = band_for(Policy::Optimistic, 1, &mut progress)?;
-    let pessimistic = band_for(Policy::Pessimistic, 2, &mut progress)?;
+    let optimistic = band_for(Policy::Optimistic, plan.optimistic, &mut progress)?;
+    let pessimistic = band_for(Policy::Pessimistic, plan.pessimistic, &mut progress)?;
     progress(n * passes, n * passes);
     let mut exit_reasons = std::collections::BTreeMap::new();
     for r in [

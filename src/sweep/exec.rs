@@ -10,11 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::backtest::market::{Market, Series};
 use crate::backtest::record::TradeRow;
-use crate::backtest::run::{RunOptions, RunSettings, run_positions};
-use crate::backtest::{self, Loaded};
-use crate::scenario::{DetailBars, Scenario};
-use crate::sim::exchange::VenueModel;
-use crate::sim::path::Policy;
+use crate::backtest::run::{RunOptions, run_positions};
+use crate::backtest::{self, Loaded, Passes};
+use crate::scenario::Scenario;
 
 use super::SweepError;
 use super::grid::Grid;
@@ -151,13 +149,7 @@ impl Job {
             params: self.grid.describe(combo),
             message,
         };
-        let mut s: Scenario = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| combo_err(e.to_string()))?;
-        s.base_dir = self.scenario.base_dir.clone();
-        s.source = self.scenario.source.clone();
-        s.validate().map_err(|e| combo_err(e.to_string()))?;
-        Ok(s)
+        Scenario::from_table(table, &self.scenario.source).map_err(|e| combo_err(e.to_string()))
     }
 
     /// The data a combination replays: the shared load unless an axis changes it.
@@ -181,7 +173,7 @@ impl Job {
     pub fn run_combo(&self, combo: u64) -> Result<Row, SweepError> {
         let s = self.scenario_for(combo)?;
         let loaded = self.loaded_for(&s)?;
-        let passes = Passes::of(&s, &loaded.market, self.band);
+        let passes = Passes::of(&s, &loaded.market, false, self.band);
         let main = trades(&s, &loaded, passes.main)?;
         let m = metrics::compute(&main);
         let objective = self.objective.of(&m);
@@ -243,59 +235,6 @@ impl Job {
     }
 }
 
-/// The runs one combination needs; a band pass of `None` reuses the main run.
-struct Passes {
-    main: RunOptions,
-    optimistic: Option<RunOptions>,
-    pessimistic: Option<RunOptions>,
-}
-
-impl Passes {
-    /// As `backtest::run_scenario`: the scenario's own policy (with detail data when there is
-    /// some) and the two band orders on the candles alone; trade ticks have no intrabar order.
-    fn of(s: &Scenario, market: &Market, band: bool) -> Passes {
-        let discrete = matches!(market.series, Series::Ticks { .. });
-        let policy = s.intrabar.policy;
-        let main = RunOptions {
-            policy,
-            events: false,
-            ambiguity: band && !discrete,
-            detail: market.detail.as_ref().map(|d| {
-                s.data.detail_bars.unwrap_or(match d {
-                    Series::Ticks { .. } => DetailBars::All,
-                    Series::Candles { .. } => DetailBars::Ambiguous,
-                })
-            }),
-        };
-        let pass = |p: Policy| {
-            (!(discrete || (p == policy && market.detail.is_none()))).then_some(RunOptions {
-                policy: p,
-                events: false,
-                ambiguity: false,
-                detail: None,
-            })
-        };
-        Passes {
-            main,
-            optimistic: pass(Policy::Optimistic),
-            pessimistic: pass(Policy::Pessimistic),
-        }
-    }
-}
-
-pub fn settings(s: &Scenario) -> RunSettings {
-    RunSettings {
-        symbol: s.data.symbol.clone(),
-        trailing: s.trailing.clone(),
-        model: VenueModel {
-            venue: s.exchange.venue,
-            update_latency_ms: s.exchange.update_latency_ms as i64,
-        },
-        taker_fee: s.exchange.taker_fee,
-        slippage_bps: s.exchange.slippage_bps,
-    }
-}
-
 /// Bars a position was replayed on, entry and exit bars included (0 for ticks).
 pub fn bars_between(market: &Market, opened_at: i64, exit_ts: i64) -> u64 {
     match &market.series {
@@ -308,7 +247,7 @@ pub fn bars_between(market: &Market, opened_at: i64, exit_ts: i64) -> u64 {
 }
 
 fn trades(s: &Scenario, loaded: &Loaded, opts: RunOptions) -> Result<Vec<Trade>, SweepError> {
-    let settings = settings(s);
+    let settings = crate::backtest::run_settings(s);
     let market = &loaded.market;
     let runs = run_positions(market, &loaded.entries, &settings, opts, |_| {})
         .map_err(|e| SweepError::Backtest(backtest::BacktestError::Engine(e)))?;
@@ -351,7 +290,7 @@ pub fn fold_cells(folds: &Folds, trades: &[Trade], objective: Objective) -> Vec<
 impl Job {
     /// The scenario's own parameters, measured like a combination's main run.
     pub fn run_scenario_itself(&self) -> Result<Metrics, SweepError> {
-        let passes = Passes::of(&self.scenario, &self.loaded.market, self.band);
+        let passes = Passes::of(&self.scenario, &self.loaded.market, false, self.band);
         Ok(metrics::compute(&trades(
             &self.scenario,
             &self.loaded,

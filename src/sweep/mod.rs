@@ -134,20 +134,7 @@ pub struct Outcome {
 
 /// The scenario table as swept: the file, `--set` applied, `[sweep]` removed.
 fn base_table(path: &Path, set: &[String]) -> Result<toml::Table, SweepError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let parse_err = |message: String| ScenarioError::Parse {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
-    for o in set {
-        let (key, value) = crate::scenario::parse_override(o)?;
-        crate::scenario::set_key(&mut table, &key, value)
-            .map_err(|m| parse_err(format!("--set {o}: {m}")))?;
-    }
+    let mut table = crate::scenario::read_table(path, set)?;
     table.remove("sweep");
     Ok(table)
 }
