@@ -6,7 +6,25 @@ use serde::Serialize;
 use crate::engine::{ExitReason, Instrument, Side};
 use crate::timefmt::iso_ms;
 
-use super::run::PositionRun;
+use crate::engine::{Counters, Event};
+use crate::sim::exchange::Close;
+
+/// One simulated position, before its numbers are turned into a `trades.csv` row.
+#[derive(Debug, Clone)]
+pub struct PositionRun {
+    pub id: u64,
+    pub side: Side,
+    pub opened_at: i64,
+    /// Entry price in instrument units.
+    pub entry: i64,
+    pub close: Close,
+    pub counters: Counters,
+    pub unprotected_ms: i64,
+    pub favourable_units: i64,
+    pub adverse_units: i64,
+    pub ambiguous_bars: u32,
+    pub events: Vec<Event>,
+}
 
 pub const TRADES_HEADER: &str = "position_id,side,entry_time,entry_price,exit_time,exit_price,exit_reason,pnl_pct,fees,mfe_pct,mae_pct,stop_updates,updates_held,emergency_updates,unprotected_ms,ambiguous_bars";
 

@@ -13,12 +13,60 @@ use crate::engine::{
     EngineError, EventSink, Instrument, NoEvents, Position, TrailingConfig, TrailingStop,
 };
 use crate::scenario::DetailBars;
-use crate::sim::exchange::{SimPosition, SimSnapshot, VenueModel};
+use crate::sim::exchange::{Close, SimPosition, SimSnapshot, VenueModel};
 use crate::sim::path::{Bar, Point, Policy, bar_points};
 
-pub use super::run::After;
-use super::run::{PositionRun, RunOptions, run_bar};
+use super::record::PositionRun;
 use super::skip::BarIndex;
+
+/// How to run the positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    pub policy: Policy,
+    /// Keep each position's events.
+    pub events: bool,
+    /// Count the bars where the optimistic and the pessimistic order end differently.
+    pub ambiguity: bool,
+    /// Which bars to replay from the market's finer detail data, when it has some.
+    pub detail: Option<DetailBars>,
+}
+
+/// Which of a bar's points a position still sees: those strictly after `ts`, without the first
+/// one when `skip_first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct After {
+    pub ts: i64,
+    pub skip_first: bool,
+}
+
+impl After {
+    /// Every point of the bar.
+    pub const ALL: After = After {
+        ts: i64::MIN,
+        skip_first: false,
+    };
+}
+
+#[inline(always)]
+pub(crate) fn run_bar<O: EventSink>(
+    sim: &mut SimPosition,
+    bar: &Bar,
+    delta_ms: i64,
+    low_first: bool,
+    after: After,
+    out: &mut O,
+) -> Result<Option<Close>, EngineError> {
+    let points = bar_points(bar, delta_ms, low_first);
+    let first = usize::from(after.skip_first);
+    for &pt in &points[first..] {
+        if pt.ts > after.ts
+            && let Some(c) = sim.on_point(pt, out)?
+        {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
 
 /// Where the replay stands: the index of the next bar (or tick) of the market series, and which
 /// of that bar's points it still sees (only the entry bar is partial).

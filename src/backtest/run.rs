@@ -2,18 +2,15 @@
 
 use rust_decimal::Decimal;
 
-use serde::{Deserialize, Serialize};
-
-use crate::engine::{
-    Counters, EngineError, Event, EventSink, NoEvents, Position, Side, TrailingConfig,
-};
+use crate::engine::{EngineError, EventSink, NoEvents, Position, TrailingConfig};
 use crate::sim::entries::EntrySpec;
-use crate::sim::exchange::{Close, SimPosition, VenueModel};
-use crate::sim::path::{Bar, Point, Policy, bar_points};
+use crate::sim::exchange::VenueModel;
+use crate::sim::path::Point;
 
 use super::market::{Market, Series};
+pub use super::record::PositionRun;
+pub use super::replay::{After, RunOptions};
 use super::replay::{BarRules, Cursor, Replay};
-use crate::scenario::DetailBars;
 
 /// Everything a run needs besides the market and the entries.
 #[derive(Debug, Clone)]
@@ -23,23 +20,6 @@ pub struct RunSettings {
     pub model: VenueModel,
     pub taker_fee: Decimal,
     pub slippage_bps: Decimal,
-}
-
-/// One simulated position, before its numbers are turned into a `trades.csv` row.
-#[derive(Debug, Clone)]
-pub struct PositionRun {
-    pub id: u64,
-    pub side: Side,
-    pub opened_at: i64,
-    /// Entry price in instrument units.
-    pub entry: i64,
-    pub close: Close,
-    pub counters: Counters,
-    pub unprotected_ms: i64,
-    pub favourable_units: i64,
-    pub adverse_units: i64,
-    pub ambiguous_bars: u32,
-    pub events: Vec<Event>,
 }
 
 /// The entry point (time, price in units) and where the replay continues; `None` when no price
@@ -118,18 +98,6 @@ fn resolve(
             }
         },
     }
-}
-
-/// How to run the positions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunOptions {
-    pub policy: Policy,
-    /// Keep each position's events.
-    pub events: bool,
-    /// Count the bars where the optimistic and the pessimistic order end differently.
-    pub ambiguity: bool,
-    /// Which bars to replay from the market's finer detail data, when it has some.
-    pub detail: Option<DetailBars>,
 }
 
 /// Runs every entry; `progress` is told how many entries are done.
@@ -302,41 +270,4 @@ fn simulate<O: EventSink>(
         }
     }
     Ok(r.run().expect("every position closes"))
-}
-
-/// Which of a bar's points a position still sees: those strictly after `ts`, without the first
-/// one when `skip_first`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct After {
-    pub ts: i64,
-    pub skip_first: bool,
-}
-
-impl After {
-    /// Every point of the bar.
-    pub const ALL: After = After {
-        ts: i64::MIN,
-        skip_first: false,
-    };
-}
-
-#[inline(always)]
-pub(crate) fn run_bar<O: EventSink>(
-    sim: &mut SimPosition,
-    bar: &Bar,
-    delta_ms: i64,
-    low_first: bool,
-    after: After,
-    out: &mut O,
-) -> Result<Option<Close>, EngineError> {
-    let points = bar_points(bar, delta_ms, low_first);
-    let first = usize::from(after.skip_first);
-    for &pt in &points[first..] {
-        if pt.ts > after.ts
-            && let Some(c) = sim.on_point(pt, out)?
-        {
-            return Ok(Some(c));
-        }
-    }
-    Ok(None)
 }
