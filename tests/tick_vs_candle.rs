@@ -7,7 +7,7 @@
 //! (side, entry price, exit reason, exit price, exit time); entry times differ by design (a
 //! candle's open against the first trade at or after it) and are not compared.
 //!
-//! Run with `cargo test --test tick_vs_candle -- --nocapture` to see the tables (README
+//! Run with `cargo test --test tick_vs_candle -- --nocapture` to see the tables (docs/candles-vs-ticks.md
 //! "Candles vs ticks"). The data live in the team's shared collection; without it the tests
 //! say so and pass.
 
@@ -350,7 +350,7 @@ fn write_entries(path: &Path, times: &[i64]) {
 
 /// (b) replays every bar from the very trades of (d), so it must agree with it on at least
 /// 99 % of the trades: exactly, or with an exit time that differs only by a convention. Its
-/// exact agreement is printed (and in the README); it is below 99 % on these small samples
+/// exact agreement is printed (and in docs/candles-vs-ticks.md); it is below 99 % on these small samples
 /// because of those conventions alone.
 fn assert_detail_agrees(label: &str, runs: &BTreeMap<String, Agreement>) {
     let b = runs[DETAIL_ALL];
