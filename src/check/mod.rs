@@ -86,7 +86,8 @@ pub fn exit_code(results: &[CaseResult]) -> u8 {
 pub type Found = (PathBuf, Result<Case, CaseError>);
 
 /// Every case folder under `roots` (a root may be a case itself), sorted by path, each once.
-/// Hidden folders are skipped; a case folder's own subfolders are not searched. A root that
+/// Hidden folders and cache folders (with a `CACHEDIR.TAG`, like cargo's `target/`) are
+/// skipped; a case folder's own subfolders are not searched. A root that
 /// does not exist or holds no case is an error.
 pub fn discover(roots: &[PathBuf]) -> Result<Vec<Found>, CaseError> {
     fn walk(dir: &Path, out: &mut Vec<Found>) -> Result<(), CaseError> {
@@ -101,6 +102,9 @@ pub fn discover(roots: &[PathBuf]) -> Result<Vec<Found>, CaseError> {
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .map(|e| e.path())
+            // Build and cache folders (cargo's `target/`, anything marked by the cache
+            // directory convention) hold no cases and can be huge.
+            .filter(|p| !p.join("CACHEDIR.TAG").is_file())
             .collect();
         subs.sort();
         for s in subs {
@@ -320,6 +324,26 @@ mod tests {
         for p in ["bybit", "slow*venue", "golden/binance"] {
             assert!(!filter_matches(p, t), "{p}");
         }
+    }
+
+    #[test]
+    fn discovery_skips_hidden_and_cache_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let case = |rel: &str| {
+            let d = root.path().join(rel);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("scenario.toml"), "name = \"x\"\n").unwrap();
+        };
+        case("cases/a");
+        case("target/debug/b");
+        case(".hidden/c");
+        std::fs::write(root.path().join("target/CACHEDIR.TAG"), "Signature").unwrap();
+        let found: Vec<PathBuf> = discover(&[root.path().to_path_buf()])
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(found, [root.path().join("cases/a")]);
     }
 
     #[test]
