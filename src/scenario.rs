@@ -59,6 +59,10 @@ pub struct DataSection {
     pub symbol: String,
     #[serde(with = "exact_decimal")]
     pub tick_size: Decimal,
+    /// The candle interval (`"1m"`, `"1s"`, …); inferred from the timestamps when absent
+    /// (DESIGN §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -245,6 +249,13 @@ impl Scenario {
         }
         if self.data.detail_bars.is_some() && self.data.detail.is_none() {
             return Err(self.invalid("data.detail_bars", "only used with data.detail"));
+        }
+        if let Some(i) = &self.data.interval {
+            if self.data.candles.is_none() {
+                return Err(self.invalid("data.interval", "only used with data.candles"));
+            }
+            crate::sim::entries::parse_duration_ms(i)
+                .map_err(|m| self.invalid("data.interval", m))?;
         }
         if self.data.tick_size <= Decimal::ZERO {
             return Err(self.invalid(

@@ -199,6 +199,11 @@ impl GapReport {
         let Some(interval) = interval_ms(ts) else {
             return GapReport::default();
         };
+        Self::with_interval(ts, interval)
+    }
+
+    /// The report for increasing timestamps at a given interval (`[data] interval`).
+    pub fn with_interval(ts: &[i64], interval: i64) -> GapReport {
         let mut report = GapReport {
             interval_ms: interval,
             count: 0,

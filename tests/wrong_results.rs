@@ -1,0 +1,266 @@
+//! Issue 9, "Wrong results that must become a clear error": inputs that used to run and give
+//! wrong numbers (or crash) are refused with an error that says what and where, or run with a
+//! warning. Tests over the shared data collection skip with a note when it is absent.
+
+mod cli_support;
+
+use std::path::PathBuf;
+
+use cli_support::{run_code, trailstop};
+use rust_decimal_macros::dec;
+use trailstop::backtest::market::Series;
+use trailstop::backtest::{self, BacktestError, Loaded, Report};
+use trailstop::data::format_ms;
+use trailstop::engine::{Event, ExitReason};
+use trailstop::scenario::Scenario;
+
+/// 2024-01-01T00:00:00Z.
+const T0: i64 = 1_704_067_200_000;
+
+/// The shared real-data collection, if present.
+fn shared() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("TRAILSTOP_SHARED_DATA").map(PathBuf::from),
+        Some(cli_support::root().join("../shared/data")),
+        Some(PathBuf::from("/work/shared/data")),
+    ];
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("MANIFEST.csv").is_file());
+    if found.is_none() {
+        eprintln!("skipped: the shared data collection (shared/data/MANIFEST.csv) is absent");
+    }
+    found
+}
+
+/// A scenario folder: `scenario.toml` with `files` beside it.
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new(scenario: &str, files: &[(&str, &str)]) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("scenario.toml"), scenario).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Case { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("scenario.toml")
+    }
+
+    fn scenario(&self) -> Result<Scenario, trailstop::scenario::ScenarioError> {
+        Scenario::load(&self.path(), &[])
+    }
+
+    fn load(&self) -> Result<(Scenario, Loaded), BacktestError> {
+        let s = self.scenario()?;
+        let l = backtest::load(&s)?;
+        Ok((s, l))
+    }
+
+    fn run(&self) -> (Loaded, Report) {
+        let (s, l) = self.load().unwrap();
+        let r = backtest::run_scenario(&s, &l, |_, _| {}).unwrap();
+        (l, r)
+    }
+}
+
+/// A candle CSV from `(ms, "o,h,l,c")` rows.
+fn candles(rows: &[(i64, &str)]) -> String {
+    let mut s = String::from("timestamp,open,high,low,close\n");
+    for (t, ohlc) in rows {
+        s.push_str(&format!("{t},{ohlc}\n"));
+    }
+    s
+}
+
+const RATE_OFF: &str = "[trailing.rate_limit]\nmin_interval_seconds = 0\nmin_improvement_percent = 0\nemergency_percent = 1\n";
+
+/// Every trade's exit lies inside the candle it happened in: before the next candle's open.
+fn exits_inside_their_candle(loaded: &Loaded, report: &Report) {
+    let Series::Candles { bars, .. } = &loaded.market.series else {
+        panic!("candles")
+    };
+    for row in &report.rows {
+        let i = bars.partition_point(|b| b.ts <= row.exit_time) - 1;
+        if let Some(next) = bars.get(i + 1) {
+            assert!(
+                row.exit_time < next.ts,
+                "trade {} exits at {} inside the next candle {}",
+                row.position_id,
+                format_ms(row.exit_time),
+                format_ms(next.ts)
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A candle that reaches into the next one (DESIGN §3)
+
+/// A 1m interval with a candle that the next one follows after 1 s: its four points are at
+/// +0, +333, +666 and +999 ms, and the next candle's open fills the stop at +1 s.
+#[test]
+fn a_candle_spans_only_up_to_the_next_open() {
+    let case = Case::new(
+        &format!(
+            "name = \"span\"\n[data]\ncandles = \"c.csv\"\ntick_size = \"0.1\"\ninterval = \"1m\"\n\
+             [entries]\nevery = \"1d\"\n[trailing]\ndistance_percent = \"1\"\n{RATE_OFF}"
+        ),
+        &[(
+            "c.csv",
+            &candles(&[
+                (T0, "100,101,99.5,100.5"),
+                (T0 + 1_000, "99.8,100,99.7,99.9"),
+                (T0 + 61_000, "99.9,100,99.8,99.9"),
+            ]),
+        )],
+    );
+    let (loaded, report) = case.run();
+    let row = &report.rows[0];
+    // O 100 (entry, stop 99), L 99.5 at +333, H 101 at +666 (stop 99.99 → 99.9), C at +999;
+    // the next candle opens at 99.8 through the stop: a gap fill at the open.
+    assert_eq!(row.exit_reason, ExitReason::TrailingStop);
+    assert_eq!(row.exit_time, T0 + 1_000);
+    assert_eq!(row.exit_price, dec!(99.8));
+    let raised: Vec<i64> = report.events[0]
+        .1
+        .iter()
+        .filter_map(|e| match e {
+            Event::StopRaised { ts, .. } => Some(*ts),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raised, [T0, T0 + 666]);
+    // The interval is the one given; no step is below it but the first.
+    assert_eq!(report.summary.interval_ms, Some(60_000));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0].contains("the shortest step between candles, 1s")
+            && loaded.warnings[0]
+                .contains("below the candle interval 1m (given by [data] interval)"),
+        "{:?}",
+        loaded.warnings
+    );
+    let gaps = report.summary.gaps.unwrap();
+    assert_eq!((gaps.interval_ms, gaps.count), (60_000, 0));
+    // The summary keeps the warning; the CLI prints it to stderr.
+    let json = trailstop::backtest::output::summary_json(&report.summary);
+    assert!(json.contains("\"warnings\": ["), "{json}");
+    let out = case.dir.path().join("out");
+    let (_, stderr) = run_code(
+        trailstop()
+            .arg("backtest")
+            .arg(case.path())
+            .arg("--out")
+            .arg(&out)
+            .arg("-q"),
+        0,
+    );
+    assert!(
+        stderr.starts_with("warning: ") && stderr.contains("the shortest step between candles, 1s"),
+        "{stderr}"
+    );
+}
+
+/// The last candle spans the whole interval; end of data closes at `t_last + Δ - 1`.
+#[test]
+fn the_last_candle_spans_the_interval() {
+    let case = Case::new(
+        "name = \"last\"\n[data]\ncandles = \"c.csv\"\ntick_size = \"0.1\"\ninterval = \"1h\"\n\
+         [entries]\nevery = \"1d\"\n[trailing]\ndistance_percent = \"5\"\n",
+        &[(
+            "c.csv",
+            &candles(&[
+                (T0, "100,101,99.5,100.5"),
+                (T0 + 60_000, "100,101,99.5,100.5"),
+            ]),
+        )],
+    );
+    let (_, report) = case.run();
+    assert_eq!(report.rows[0].exit_reason, ExitReason::EndOfData);
+    assert_eq!(report.rows[0].exit_time, T0 + 60_000 + 3_600_000 - 1);
+}
+
+#[test]
+fn a_bad_interval_is_named() {
+    let case = Case::new(
+        "name = \"x\"\n[data]\ncandles = \"c.csv\"\ntick_size = \"0.1\"\ninterval = \"1x\"\n\
+         [entries]\nevery = \"1d\"\n[trailing]\ndistance_percent = \"5\"\n",
+        &[("c.csv", &candles(&[(T0, "100,101,99.5,100.5")]))],
+    );
+    let e = case.scenario().unwrap_err().to_string();
+    assert!(e.contains("data.interval: \"1x\": unknown unit"), "{e}");
+}
+
+/// Lean's Coinbase `second` file: the most common step is 30 s, many are 1 s. It used to stop
+/// with `engine: price point … before the previous one`.
+#[test]
+fn sparse_one_second_candles_run_and_exit_inside_their_candle() {
+    let Some(data) = shared() else { return };
+    let file = data.join("lean/candles/crypto_coinbase_btcusd_second_20161007.csv");
+    let scenario = |interval: &str| {
+        format!(
+            "name = \"sec\"\n[data]\ncandles = \"{}\"\ntick_size = \"0.01\"\n{interval}\
+             [entries]\nevery = \"30m\"\nside = \"alternate\"\n[trailing]\ndistance_percent = \"0.05\"\n{RATE_OFF}",
+            file.display()
+        )
+    };
+    let case = Case::new(&scenario(""), &[]);
+    let (loaded, report) = case.run();
+    assert!(report.rows.len() > 20, "{}", report.rows.len());
+    exits_inside_their_candle(&loaded, &report);
+    assert_eq!(report.summary.interval_ms, Some(30_000));
+    assert!(
+        loaded.warnings.iter().any(|w| w.contains(
+            "the shortest step between candles, 1s (from 2016-10-07T00:16:36Z to 2016-10-07T00:16:37Z), is below the candle interval 30s (the most common step"
+        )),
+        "{:?}",
+        loaded.warnings
+    );
+    // Told the interval, the run says nothing: no step is shorter than a second.
+    let case = Case::new(&scenario("interval = \"1s\"\n"), &[]);
+    let (loaded, report) = case.run();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(report.summary.interval_ms, Some(1_000));
+    assert_eq!(report.summary.gaps.unwrap().interval_ms, 1_000);
+    exits_inside_their_candle(&loaded, &report);
+}
+
+/// Calendar-month candles: February is shorter than the most common step (31 days).
+#[test]
+fn calendar_month_candles_end_at_the_next_month() {
+    let Some(data) = shared() else { return };
+    let file = data.join("backtesting_py/candles/BTCUSD_1M.csv");
+    let case = Case::new(
+        &format!(
+            "name = \"month\"\n[data]\ncandles = \"{}\"\ntick_size = \"0.01\"\n\
+             [entries]\nevery = \"30d\"\n[trailing]\ndistance_percent = \"10\"\n{RATE_OFF}",
+            file.display()
+        ),
+        &[],
+    );
+    let (loaded, report) = case.run();
+    assert_eq!(report.summary.interval_ms, Some(31 * 86_400_000));
+    exits_inside_their_candle(&loaded, &report);
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("is below the candle interval 31d")
+                && w.contains("the shortest step between candles, 28d")),
+        "{:?}",
+        loaded.warnings
+    );
+    // 2012-01-31 → 2012-02-29: the first candle's low is 29 days / 3 in.
+    let Series::Candles { bars, delta_ms } = &loaded.market.series else {
+        panic!()
+    };
+    let span = trailstop::sim::path::bar_span(bars, 0, *delta_ms);
+    assert_eq!(span, 29 * 86_400_000);
+}
