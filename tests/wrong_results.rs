@@ -6,7 +6,7 @@ mod cli_support;
 
 use std::path::PathBuf;
 
-use cli_support::{run_code, trailstop};
+use cli_support::{run_code, run_err, trailstop};
 use rust_decimal_macros::dec;
 use trailstop::backtest::market::Series;
 use trailstop::backtest::{self, BacktestError, Loaded, Report};
@@ -263,4 +263,50 @@ fn calendar_month_candles_end_at_the_next_month() {
     };
     let span = trailstop::sim::path::bar_span(bars, 0, *delta_ms);
     assert_eq!(span, 29 * 86_400_000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timestamps that cannot be right
+
+/// A day of candles timed in milliseconds since midnight used to run as 1970 (1,440 trades,
+/// −296 %); a year-9999 epoch in seconds was read as milliseconds; `1e23` as nanoseconds.
+#[test]
+fn impossible_timestamps_name_the_line_the_value_and_the_unit() {
+    let scenario = "name = \"ts\"\n[data]\ncandles = \"c.csv\"\ntick_size = \"0.1\"\n\
+                    [entries]\nevery = \"1m\"\n[trailing]\ndistance_percent = \"1\"\n";
+    for (first, second, message) in [
+        (
+            "0",
+            "60000",
+            "c.csv: line 2, field `timestamp`: epoch `0` read as seconds is \
+             1970-01-01T00:00:00Z, before 2009-01-03 (the first Bitcoin block): no crypto market \
+             is that old (a time of day such as milliseconds since midnight?",
+        ),
+        (
+            "253402300740",
+            "253402300799",
+            "c.csv: line 2, field `timestamp`: epoch `253402300740` read as milliseconds is \
+             1978-01-11T21:31:40.740Z, before 2009-01-03 (the first Bitcoin block): no crypto \
+             market is that old (as seconds it would be 9999-12-31T23:59:00Z;",
+        ),
+        (
+            "1e23",
+            "1.1e23",
+            "c.csv: line 2, field `timestamp`: epoch `1e23` read as nanoseconds is \
+             +3170843-11-07T09:46:40Z, after 9999-12-31",
+        ),
+        (
+            "2008-12-31T23:59:00Z",
+            "2009-01-01T00:00:00Z",
+            "c.csv: line 2, field `timestamp`: ISO-8601 time `2008-12-31T23:59:00Z` is \
+             2008-12-31T23:59:00Z, before 2009-01-03",
+        ),
+    ] {
+        let csv = format!(
+            "timestamp,open,high,low,close\n{first},100,101,99,100\n{second},100,101,99,100\n"
+        );
+        let case = Case::new(scenario, &[("c.csv", &csv)]);
+        let err = run_err(trailstop().arg("backtest").arg(case.path()).arg("-q"));
+        assert!(err.contains(message), "{first}:\n{err}");
+    }
 }

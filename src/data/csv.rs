@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn line_numbers_count_blank_lines() {
-        let text = "time,open,high,low,close\n1,2,3,1,2\n\n\n4,2,1,1,2\n";
+        let text = "time,open,high,low,close\n1704067200,2,3,1,2\n\n\n1704067260,2,1,1,2\n";
         let e = load_candles(Path::new("x.csv"), text.as_bytes()).unwrap_err();
         assert_eq!(e.location.as_deref(), Some("line 5"));
         assert_eq!(e.field.as_deref(), Some("high"));
