@@ -310,3 +310,68 @@ fn impossible_timestamps_name_the_line_the_value_and_the_unit() {
         assert!(err.contains(message), "{first}:\n{err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fees that look like percent, rate limits that contradict each other
+
+/// `taker_fee = 0.04` meant 0.04 % and ran as 4 % a side (total −92 %).
+#[test]
+fn a_percent_looking_fee_fails_the_run_and_says_the_units() {
+    let err = run_err(trailstop().args([
+        "backtest",
+        cli_support::QUICKSTART,
+        "--set",
+        "exchange.taker_fee=0.04",
+        "-q",
+    ]));
+    assert!(
+        err.contains("quickstart.toml: exchange.taker_fee: 0.04 is 4 % of the notional per side")
+            && err.contains("taker_fee_bps = 4")
+            && err.contains("trailing.*_percent keys are percent"),
+        "{err}"
+    );
+    // The quickstart's fee (taker_fee = 0.0004) in basis points runs the same.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run_code(
+        trailstop()
+            .args(["backtest", cli_support::QUICKSTART, "-q", "--out"])
+            .arg(&a),
+        0,
+    );
+    run_code(
+        trailstop()
+            .args(["backtest", cli_support::QUICKSTART, "-q"])
+            .args([
+                "--set",
+                "exchange.taker_fee=0",
+                "--set",
+                "exchange.taker_fee_bps=4",
+            ])
+            .arg("--out")
+            .arg(&b),
+        0,
+    );
+    let trades = |d: &PathBuf| std::fs::read_to_string(d.join("trades.csv")).unwrap();
+    assert_eq!(trades(&a), trades(&b));
+    // `fees` (column 9) is charged.
+    let row = trades(&b).lines().nth(1).unwrap().to_owned();
+    assert!(row.split(',').nth(8).unwrap().starts_with("0.08"), "{row}");
+}
+
+#[test]
+fn contradicting_rate_limits_fail_the_run() {
+    let err = run_err(trailstop().args([
+        "backtest",
+        cli_support::QUICKSTART,
+        "--set",
+        "trailing.rate_limit.emergency_percent=0.05",
+        "-q",
+    ]));
+    assert!(
+        err.contains(
+            "trailing.rate_limit.emergency_percent: 0.05 % is below min_improvement_percent 0.1 %"
+        ),
+        "{err}"
+    );
+}

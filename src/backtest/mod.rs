@@ -429,7 +429,7 @@ pub fn run_settings(scenario: &Scenario) -> RunSettings {
             venue: scenario.exchange.venue,
             update_latency_ms: scenario.exchange.update_latency_ms as i64,
         },
-        taker_fee: scenario.exchange.taker_fee,
+        taker_fee: scenario.exchange.fee(),
         slippage_bps: scenario.exchange.slippage_bps,
     }
 }

@@ -291,7 +291,7 @@ pub fn settings(s: &Scenario) -> RunSettings {
             venue: s.exchange.venue,
             update_latency_ms: s.exchange.update_latency_ms as i64,
         },
-        taker_fee: s.exchange.taker_fee,
+        taker_fee: s.exchange.fee(),
         slippage_bps: s.exchange.slippage_bps,
     }
 }
