@@ -375,3 +375,77 @@ fn contradicting_rate_limits_fail_the_run() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A tick too coarse for the prices
+
+/// `tick_size = "100000"` on BTC (17k) and `"0.01"` on XRP/ETH (0.0014) sent stops at 0 and
+/// every trade ended `end_of_data`.
+#[test]
+fn a_tick_above_one_percent_of_the_first_price_is_refused() {
+    let err = run_err(trailstop().args([
+        "backtest",
+        cli_support::QUICKSTART,
+        "--set",
+        "data.tick_size=\"100000\"",
+        "-q",
+    ]));
+    assert!(
+        err.contains(
+            "BTCBUSD-1m-20221213.csv: data.tick_size 100000 is 580.99 % of the first price \
+             17212.12 (at 2022-12-13T00:00:00Z): a tick above 1 % of the price rounds stops to \
+             zero or far from the market; use the instrument's tick (the data's prices step by 0.01)"
+        ),
+        "{err}"
+    );
+    // 1 % exactly is allowed.
+    let case = Case::new(
+        "name = \"t\"\n[data]\ncandles = \"c.csv\"\ntick_size = \"1\"\n\
+         [entries]\nevery = \"1d\"\n[trailing]\ndistance_percent = \"2\"\n",
+        &[("c.csv", &candles(&[(T0, "100,101,99,100")]))],
+    );
+    case.run();
+    let Some(data) = shared() else { return };
+    let file = data.join("freqtrade/candles/XRP_ETH-1m.csv");
+    let case = Case::new(
+        &format!(
+            "name = \"xrp\"\n[data]\ncandles = \"{}\"\ntick_size = \"0.01\"\n\
+             [entries]\nevery = \"1h\"\n[trailing]\ndistance_percent = \"0.5\"\n",
+            file.display()
+        ),
+        &[],
+    );
+    let e = case.load().unwrap_err().to_string();
+    assert!(
+        e.contains("XRP_ETH-1m.csv: data.tick_size 0.01 is ")
+            && e.contains("% of the first price 0.0014")
+            && e.contains("the data's prices step by 0.0000000"),
+        "{e}"
+    );
+}
+
+/// A tick allowed at the first price, but a short's market falls below it: the stop that
+/// follows would round up to one tick; the run stops naming the position, the tick and the price.
+#[test]
+fn a_stop_that_rounds_away_during_the_run_is_an_error() {
+    let case = Case::new(
+        "name = \"fall\"\n[data]\ncandles = \"c.csv\"\ntick_size = \"0.01\"\n\
+         [entries]\nevery = \"1d\"\nside = \"short\"\n[trailing]\ndistance_percent = \"1\"\n",
+        &[(
+            "c.csv",
+            &candles(&[
+                (T0, "1,1,1,1"),
+                (T0 + 60_000, "1,1,0.5,0.5"),
+                (T0 + 120_000, "0.5,0.5,0.004,0.004"),
+            ]),
+        )],
+    );
+    let err = run_err(trailstop().arg("backtest").arg(case.path()).arg("-q"));
+    assert!(
+        err.contains(
+            "engine: position 1 (short, entry 1): the trailing stop 0.00404 (1 % from 0.004) \
+             rounds up to 0.01 at tick_size 0.01: the tick is too coarse for the price"
+        ),
+        "{err}"
+    );
+}
