@@ -449,3 +449,145 @@ fn a_stop_that_rounds_away_during_the_run_is_an_error() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Never silence: entries off the market or outside the data, detail data that covers nothing,
+// more random entries than candles, a column named twice
+
+fn btc_scenario(entries: &str, extra: &str) -> String {
+    format!(
+        "name = \"btc\"\n[data]\ncandles = \"{}\"\ntick_size = \"0.01\"\n{extra}\
+         [entries]\n{entries}\n[trailing]\ndistance_percent = \"0.5\"\n",
+        cli_support::root()
+            .join("data/BTCBUSD-1m-20221213.csv")
+            .display()
+    )
+}
+
+/// An entry price of 1 on a 17k market gave +1,717,457 %.
+#[test]
+fn entry_prices_far_from_the_market_are_refused_and_near_ones_warned() {
+    let case = Case::new(
+        &btc_scenario("file = \"e.csv\"", ""),
+        &[(
+            "e.csv",
+            "time,side,price\n2022-12-13T01:00:00Z,long,17165\n2022-12-13T01:00:30Z,long,1\n",
+        )],
+    );
+    let e = case.load().unwrap_err().to_string();
+    assert!(
+        e.contains("e.csv: line 3: entry price 1 at 2022-12-13T01:00:30Z is 99.99 % outside the candle at 2022-12-13T01:00:00Z (")
+            && e.contains("more than 10 % away, it cannot be a fill on this market"),
+        "{e}"
+    );
+    // Slightly outside the candle's range: a warning, and the run goes on.
+    let case = Case::new(
+        &btc_scenario("file = \"e.csv\"", ""),
+        &[(
+            "e.csv",
+            "time,side,price\n2022-12-13T01:00:30Z,long,17500\n",
+        )],
+    );
+    let (loaded, report) = case.run();
+    assert_eq!(report.rows.len(), 1);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0].contains("e.csv: line 2: entry price 17500 at 2022-12-13T01:00:30Z is ")
+            && loaded.warnings[0].contains("% outside the candle at 2022-12-13T01:00:00Z"),
+        "{:?}",
+        loaded.warnings
+    );
+    assert_eq!(report.summary.warnings, loaded.warnings);
+}
+
+#[test]
+fn entries_that_open_no_position_are_warned() {
+    let case = Case::new(
+        &btc_scenario("file = \"e.csv\"", ""),
+        &[(
+            "e.csv",
+            "time,side\n2023-01-01T00:00:00Z,long\n2023-01-02T00:00:00Z,short\n",
+        )],
+    );
+    let (loaded, report) = case.run();
+    assert!(report.rows.is_empty());
+    assert_eq!(
+        loaded.warnings,
+        [
+            "none of the 2 entries (2023-01-01T00:00:00Z to 2023-01-02T00:00:00Z) has a price \
+          point after it in the data (2022-12-13T00:00:00Z to 2022-12-13T23:59:00Z): no \
+          position opens, 0 trades"
+        ]
+    );
+    let (_, stderr) = run_code(
+        trailstop()
+            .arg("backtest")
+            .arg(case.path())
+            .arg("-q")
+            .arg("--out")
+            .arg(case.dir.path().join("out")),
+        0,
+    );
+    assert!(
+        stderr.contains("warning: none of the 2 entries"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn more_random_entries_than_candles_are_warned() {
+    let case = Case::new(
+        "name = \"r\"\n[data]\ncandles = \"c.csv\"\ntick_size = \"0.1\"\n\
+         [entries]\nrandom = 5\n[trailing]\ndistance_percent = \"1\"\n",
+        &[(
+            "c.csv",
+            &candles(&[(T0, "100,101,99,100"), (T0 + 60_000, "100,101,99,100")]),
+        )],
+    );
+    let (loaded, report) = case.run();
+    assert_eq!(report.rows.len(), 2);
+    assert_eq!(
+        loaded.warnings,
+        ["entries.random = 5 is more than the 2 candles of the data: 2 entries, one at each"]
+    );
+}
+
+#[test]
+fn detail_data_that_covers_no_candle_is_refused() {
+    let case = Case::new(
+        &btc_scenario("every = \"1h\"", "detail = \"d.csv\"\n"),
+        &[(
+            "d.csv",
+            &candles(&[(T0, "100,101,99,100"), (T0 + 1_000, "100,101,99,100")]),
+        )],
+    );
+    let e = case.load().unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "d.csv: data.detail covers none of the candles: it runs from 2024-01-01T00:00:00Z to \
+             2024-01-01T00:00:01Z, the candles ("
+        ) && e.contains(
+            "from 2022-12-13T00:00:00Z to 2022-12-13T23:59:00Z; no bar could be resolved"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_column_named_twice_fails_the_run() {
+    let case = Case::new(
+        "name = \"d\"\n[data]\ncandles = \"c.csv\"\ntick_size = \"0.1\"\n\
+         [entries]\nevery = \"1d\"\n[trailing]\ndistance_percent = \"1\"\n",
+        &[(
+            "c.csv",
+            "timestamp,open,high,low,close,close\n1704067200000,100,101,99,100,101\n",
+        )],
+    );
+    let err = run_err(trailstop().arg("backtest").arg(case.path()).arg("-q"));
+    assert!(
+        err.contains(
+            "c.csv: line 1, field `close`: the header names column `close` twice (columns 5 and 6)"
+        ),
+        "{err}"
+    );
+}
