@@ -232,6 +232,55 @@ fn sparse_one_second_candles_run_and_exit_inside_their_candle() {
     exits_inside_their_candle(&loaded, &report);
 }
 
+/// The paper runner steps the same short candles bar by bar: the same outputs as the backtest.
+#[test]
+fn paper_equals_backtest_on_sparse_candles() {
+    let Some(data) = shared() else { return };
+    let file = data.join("lean/candles/crypto_coinbase_btcusd_second_20161007.csv");
+    let case = Case::new(
+        &format!(
+            "name = \"sec\"\n[data]\ncandles = \"{}\"\ntick_size = \"0.01\"\n\
+             [entries]\nevery = \"2h\"\nside = \"alternate\"\n[exchange]\nvenue = \"binance\"\n\
+             update_latency_ms = 300\n[trailing]\ndistance_percent = \"0.05\"\n\
+             [trailing.momentum]\nwindow_seconds = 60\nthreshold_percent = \"0.02\"\n\
+             distance_factor = \"0.5\"\n",
+            file.display()
+        ),
+        &[],
+    );
+    let dir = case.dir.path();
+    let (bt, paper) = (dir.join("bt"), dir.join("paper"));
+    run_code(
+        trailstop()
+            .arg("backtest")
+            .arg(case.path())
+            .arg("-q")
+            .arg("--out")
+            .arg(&bt),
+        0,
+    );
+    run_code(
+        trailstop()
+            .arg("paper")
+            .arg(case.path())
+            .arg("-q")
+            .arg("--db")
+            .arg(dir.join("db.sqlite"))
+            .arg("--out")
+            .arg(&paper),
+        0,
+    );
+    for f in ["trades.csv", "summary.json", "events.jsonl"] {
+        let (x, y) = (
+            std::fs::read_to_string(bt.join(f)).unwrap(),
+            std::fs::read_to_string(paper.join(f)).unwrap(),
+        );
+        assert!(x == y, "{f} differs between paper and backtest");
+    }
+    let trades = std::fs::read_to_string(bt.join("trades.csv")).unwrap();
+    assert!(trades.lines().count() > 5, "{trades}");
+}
+
 /// Calendar-month candles: February is shorter than the most common step (31 days).
 #[test]
 fn calendar_month_candles_end_at_the_next_month() {

@@ -49,7 +49,7 @@ pub fn short_steps(path: &Path, ts: &[i64], interval: i64, given: bool) -> Optio
         "the most common step; set [data] interval to give it"
     };
     Some(format!(
-        "{}: the shortest step between candles, {} (from {} to {}), is below the candle interval {} ({source}); {count} of {} candles open before the interval is over and span only up to the next open",
+        "{}: the shortest step between candles, {} (from {} to {}), is below the candle interval {} ({source}); {count} of {} candles are followed by the next one within the interval and span only up to its open",
         path.display(),
         duration(step),
         format_ms(ts[i]),
@@ -207,8 +207,8 @@ mod tests {
             w,
             "x.csv: the shortest step between candles, 1s (from 2016-10-07T00:00:30Z to \
              2016-10-07T00:00:31Z), is below the candle interval 30s (the most common step; set \
-             [data] interval to give it); 2 of 3 candles open before the interval is over and \
-             span only up to the next open"
+             [data] interval to give it); 2 of 3 candles are followed by the next one within the \
+             interval and span only up to its open"
         );
     }
 
