@@ -196,6 +196,16 @@ fn a_bad_interval_is_named() {
     );
     let e = case.scenario().unwrap_err().to_string();
     assert!(e.contains("data.interval: \"1x\": unknown unit"), "{e}");
+    let case = Case::new(
+        "name = \"x\"\n[data]\ntrades = \"t.csv\"\ntick_size = \"0.1\"\ninterval = \"1s\"\n\
+         [entries]\nevery = \"1d\"\n[trailing]\ndistance_percent = \"5\"\n",
+        &[],
+    );
+    let e = case.scenario().unwrap_err().to_string();
+    assert!(
+        e.contains("data.interval: only used with data.candles"),
+        "{e}"
+    );
 }
 
 /// Lean's Coinbase `second` file: the most common step is 30 s, many are 1 s. It used to stop
