@@ -62,7 +62,10 @@ fn steps() -> Vec<Step> {
         while !r.is_closed() {
             let g = r.cursor.next;
             let mut input = match bars.get(g) {
-                Some(bar) => Input::bar(g, bar, *delta_ms, &market.instrument),
+                Some(bar) => {
+                    let span = trailstop::sim::path::bar_span(bars, g, *delta_ms);
+                    Input::bar(g, bar, span, &market.instrument)
+                }
                 None => break,
             };
             let mut events = Vec::new();

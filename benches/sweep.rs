@@ -60,6 +60,7 @@ fn bench(c: &mut Criterion) {
         source: "synthetic".into(),
         rows: 525_600,
         gaps: None,
+        warnings: Vec::new(),
     });
     let path = std::path::Path::new("bench.toml");
     let scenario = Scenario::from_text(SCENARIO, path, &[]).unwrap();

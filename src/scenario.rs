@@ -59,6 +59,10 @@ pub struct DataSection {
     pub symbol: String,
     #[serde(with = "exact_decimal")]
     pub tick_size: Decimal,
+    /// The candle interval (`"1m"`, `"1s"`, …); inferred from the timestamps when absent
+    /// (DESIGN §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -80,8 +84,20 @@ pub struct EntriesSection {
 #[serde(deny_unknown_fields, default)]
 pub struct ExchangeSection {
     pub venue: Venue,
+    /// A fraction of the notional per side (`0.0004` = 0.04 %).
     #[serde(with = "exact_decimal")]
     pub taker_fee: Decimal,
+    /// The taker fee in basis points (`4` = 0.04 %), instead of `taker_fee`.
+    #[serde(
+        default,
+        with = "exact_decimal::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub taker_fee_bps: Option<Decimal>,
+    /// Confirms a `taker_fee` of 1 % or more, which otherwise reads as a percent written where
+    /// a fraction belongs.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub taker_fee_confirmed: bool,
     #[serde(with = "exact_decimal")]
     pub slippage_bps: Decimal,
     pub update_latency_ms: u64,
@@ -92,11 +108,28 @@ impl Default for ExchangeSection {
         ExchangeSection {
             venue: Venue::Bybit,
             taker_fee: Decimal::ZERO,
+            taker_fee_bps: None,
+            taker_fee_confirmed: false,
             slippage_bps: Decimal::ZERO,
             update_latency_ms: 0,
         }
     }
 }
+
+impl ExchangeSection {
+    /// The taker fee as a fraction of the notional: `taker_fee`, or `taker_fee_bps / 10000`.
+    pub fn fee(&self) -> Decimal {
+        match self.taker_fee_bps {
+            Some(bps) => bps / Decimal::from(10_000),
+            None => self.taker_fee,
+        }
+    }
+}
+
+/// The units of the keys that take a fee, a cost or a distance (for messages about them).
+pub const UNITS: &str = "units: exchange.taker_fee is a fraction of the notional (0.0004 = \
+     0.04 %), exchange.taker_fee_bps and exchange.slippage_bps are basis points (4 = 0.04 %), \
+     trailing.*_percent keys are percent (0.5 = 0.5 %)";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -280,6 +313,13 @@ impl Scenario {
         if self.data.detail_bars.is_some() && self.data.detail.is_none() {
             return Err(self.invalid("data.detail_bars", "only used with data.detail"));
         }
+        if let Some(i) = &self.data.interval {
+            if self.data.candles.is_none() {
+                return Err(self.invalid("data.interval", "only used with data.candles"));
+            }
+            crate::sim::entries::parse_duration_ms(i)
+                .map_err(|m| self.invalid("data.interval", m))?;
+        }
         if self.data.tick_size <= Decimal::ZERO {
             return Err(self.invalid(
                 "data.tick_size",
@@ -311,7 +351,45 @@ impl Scenario {
         if x.taker_fee < Decimal::ZERO || x.taker_fee >= Decimal::ONE {
             return Err(self.invalid(
                 "exchange.taker_fee",
-                format!("{} is outside [0, 1)", x.taker_fee),
+                format!("{} is outside [0, 1); {UNITS}", x.taker_fee),
+            ));
+        }
+        if let Some(bps) = x.taker_fee_bps {
+            if x.taker_fee != Decimal::ZERO {
+                return Err(self.invalid(
+                    "exchange.taker_fee_bps",
+                    format!("give exchange.taker_fee or exchange.taker_fee_bps, not both; {UNITS}"),
+                ));
+            }
+            if bps < Decimal::ZERO || bps >= Decimal::from(10_000) {
+                return Err(self.invalid(
+                    "exchange.taker_fee_bps",
+                    format!("{bps} is outside [0, 10000); {UNITS}"),
+                ));
+            }
+        }
+        // A fee of 1 % or more is nearly always a percent written as a fraction (0.04 meant
+        // as 0.04 % runs as 4 % a side); the bps key or an explicit confirmation says otherwise.
+        let one_percent = Decimal::new(1, 2);
+        if x.taker_fee >= one_percent && !x.taker_fee_confirmed {
+            let f = x.taker_fee.normalize();
+            return Err(self.invalid(
+                "exchange.taker_fee",
+                format!(
+                    "{f} is {} % of the notional per side, far above any exchange's taker fee; \
+                     if you meant {f} %, write taker_fee = {} or taker_fee_bps = {}; to charge \
+                     {} % a side, add exchange.taker_fee_confirmed = true ({UNITS})",
+                    (f * Decimal::ONE_HUNDRED).normalize(),
+                    (f / Decimal::ONE_HUNDRED).normalize(),
+                    (f * Decimal::ONE_HUNDRED).normalize(),
+                    (f * Decimal::ONE_HUNDRED).normalize(),
+                ),
+            ));
+        }
+        if x.taker_fee_confirmed && x.fee() < one_percent {
+            return Err(self.invalid(
+                "exchange.taker_fee_confirmed",
+                "only confirms a taker_fee of 1 % (0.01) or more",
             ));
         }
         if x.slippage_bps < Decimal::ZERO || x.slippage_bps >= Decimal::from(10_000) {
@@ -326,6 +404,25 @@ impl Scenario {
         self.trailing
             .validate()
             .map_err(|e| self.invalid(&e.key, e.problem))?;
+        let r = &self.trailing.rate_limit;
+        if r.emergency_percent < r.min_improvement_percent {
+            // The emergency send takes every improvement from its threshold up: the minimum
+            // improvement and the interval would never hold anything back.
+            return Err(self.invalid(
+                "trailing.rate_limit.emergency_percent",
+                format!(
+                    "{} % is below min_improvement_percent {} %: every improvement of {} % or \
+                     more would go out at once as an emergency, so neither the minimum \
+                     improvement nor min_interval_seconds ({} s) could hold one back; set \
+                     emergency_percent at or above min_improvement_percent (both in percent: \
+                     0.5 = 0.5 %)",
+                    r.emergency_percent.normalize(),
+                    r.min_improvement_percent.normalize(),
+                    r.emergency_percent.normalize(),
+                    r.min_interval_seconds,
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -431,6 +528,97 @@ distance_percent = 0.8
         assert_eq!(s.intrabar.policy, Policy::Optimistic);
         assert_eq!(s.exchange.venue, Venue::Binance);
         assert_eq!(s.trailing.breakeven.unwrap().trigger_percent, dec!(0.3));
+    }
+
+    #[test]
+    fn fees_that_look_like_percent_are_refused_unless_confirmed() {
+        let load = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            Scenario::from_text(MINIMAL, Path::new("t.toml"), &sets)
+        };
+        let e = load(&["exchange.taker_fee=0.04"]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "t.toml: exchange.taker_fee: 0.04 is 4 % of the notional per side, far above any \
+             exchange's taker fee; if you meant 0.04 %, write taker_fee = 0.0004 or \
+             taker_fee_bps = 4; to charge 4 % a side, add exchange.taker_fee_confirmed = true \
+             (units: exchange.taker_fee is a fraction of the notional (0.0004 = 0.04 %), \
+             exchange.taker_fee_bps and exchange.slippage_bps are basis points (4 = 0.04 %), \
+             trailing.*_percent keys are percent (0.5 = 0.5 %))"
+        );
+        // Just below 1 % passes; 1 % itself needs the confirmation.
+        assert_eq!(
+            load(&["exchange.taker_fee=0.0099"]).unwrap().exchange.fee(),
+            dec!(0.0099)
+        );
+        assert!(load(&["exchange.taker_fee=0.01"]).is_err());
+        let s = load(&[
+            "exchange.taker_fee=0.04",
+            "exchange.taker_fee_confirmed=true",
+        ])
+        .unwrap();
+        assert_eq!(s.exchange.fee(), dec!(0.04));
+        // Basis points say their unit: 400 bps is 4 %, no confirmation needed.
+        let s = load(&["exchange.taker_fee_bps=4"]).unwrap();
+        assert_eq!(s.exchange.fee(), dec!(0.0004));
+        assert_eq!(
+            load(&["exchange.taker_fee_bps=400"])
+                .unwrap()
+                .exchange
+                .fee(),
+            dec!(0.04)
+        );
+        let e = load(&["exchange.taker_fee=0.0004", "exchange.taker_fee_bps=4"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("exchange.taker_fee_bps: give exchange.taker_fee or"),
+            "{e}"
+        );
+        let e = load(&["exchange.taker_fee_confirmed=true"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("exchange.taker_fee_confirmed: only confirms"),
+            "{e}"
+        );
+        let e = load(&["exchange.taker_fee=1.5"]).unwrap_err().to_string();
+        assert!(
+            e.contains("1.5 is outside [0, 1); units: exchange.taker_fee is a fraction"),
+            "{e}"
+        );
+        // Unchanged scenarios serialise as before (no new keys).
+        let text = toml::to_string(&load(&[]).unwrap().exchange).unwrap();
+        assert!(
+            !text.contains("taker_fee_bps") && !text.contains("confirmed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn contradicting_rate_limits_are_refused() {
+        let e = Scenario::from_text(
+            MINIMAL,
+            Path::new("t.toml"),
+            &["trailing.rate_limit.emergency_percent=0.05".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "t.toml: trailing.rate_limit.emergency_percent: 0.05 % is below \
+             min_improvement_percent 0.1 %: every improvement of 0.05 % or more would go out at \
+             once as an emergency, so neither the minimum improvement nor min_interval_seconds \
+             (60 s) could hold one back; set emergency_percent at or above \
+             min_improvement_percent (both in percent: 0.5 = 0.5 %)"
+        );
+        // Equal thresholds are allowed.
+        Scenario::from_text(
+            MINIMAL,
+            Path::new("t.toml"),
+            &["trailing.rate_limit.emergency_percent=0.1".into()],
+        )
+        .unwrap();
     }
 
     #[test]

@@ -226,6 +226,7 @@ fn scenario_and_data(case: &Case) -> (Scenario, Loaded) {
         source: PathBuf::from("props/data.csv"),
         rows,
         gaps: None,
+        warnings: Vec::new(),
     };
     (s, loaded)
 }

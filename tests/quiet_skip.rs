@@ -1,6 +1,6 @@
 //! The backtest passes runs of quiet bars at once (`Replay::skip_quiet` over the block index
 //! of `backtest::skip`). That must change nothing observable: on random candle series (with
-//! missing candles), random configs (every mode on or off), both venues, every policy, with
+//! missing candles and candles shorter than the interval), random configs (every mode on or off), both venues, every policy, with
 //! and without the ambiguity count, with and without events, `run_positions` gives exactly the
 //! events and numbers (the held-update count included) of a replay that steps every bar.
 
@@ -17,12 +17,12 @@ use trailstop::engine::{Instrument, Side};
 use trailstop::scenario::Venue;
 use trailstop::sim::entries::EntrySpec;
 use trailstop::sim::exchange::VenueModel;
-use trailstop::sim::path::{Bar, Policy};
+use trailstop::sim::path::{Bar, Policy, bar_span};
 
 const DELTA: i64 = 60_000;
 
 /// A random walk on a 0.1 tick from `base` units with wicks and, now and then, missing
-/// candles. A low base makes the percentage thresholds land on exact prices often.
+/// candles or a candle that opens before the interval is over. A low base makes the percentage thresholds land on exact prices often.
 fn bars(seed: u64, n: usize, vol: i64, base: i64) -> Vec<Bar> {
     let mut x = seed | 1;
     let mut next = move || {
@@ -35,12 +35,13 @@ fn bars(seed: u64, n: usize, vol: i64, base: i64) -> Vec<Bar> {
     (0..n)
         .map(|_| {
             let r = next();
-            ts += DELTA
-                * if r % 50 == 0 {
-                    1 + (r >> 8) as i64 % 30
-                } else {
-                    1
-                };
+            ts += match r % 50 {
+                0 => DELTA * (1 + (r >> 8) as i64 % 30),
+                // A step shorter than the interval (sparse 1s candles, calendar months): the
+                // candle spans only up to the next open, down to 1 ms.
+                1..=3 => 1 + (r >> 8) as i64 % (DELTA - 1),
+                _ => DELTA,
+            };
             let open = p;
             p = (p + (r >> 16) as i64 % (2 * vol + 1) - vol).max(base / 4);
             let (w1, w2) = (
@@ -87,8 +88,8 @@ fn stepped(
             .unwrap();
             while !r.is_closed() && r.cursor.next < bars.len() {
                 let bar = bars[r.cursor.next];
-                r.step_bar(&bar, *delta_ms, |_, _, _| {}, &mut events)
-                    .unwrap();
+                let span = bar_span(bars, r.cursor.next, *delta_ms);
+                r.step_bar(&bar, span, |_, _, _| {}, &mut events).unwrap();
             }
             if !r.is_closed() {
                 r.end_of_data(last.close, last.ts + delta_ms - 1, &mut events);

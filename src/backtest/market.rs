@@ -6,7 +6,7 @@ use crate::engine::Instrument;
 use crate::engine::fixed::MAX_PRICE_DECIMALS;
 use std::sync::OnceLock;
 
-use crate::sim::path::{Bar, Point, bar_points};
+use crate::sim::path::{Bar, Point, bar_points, bar_span};
 
 use super::skip::BarIndex;
 
@@ -98,9 +98,9 @@ impl Series {
             Series::Candles { bars, delta_ms } => {
                 let a = bars.partition_point(|b| b.ts < from);
                 let z = bars.partition_point(|b| b.ts < to);
-                for bar in &bars[a..z] {
+                for (i, bar) in bars.iter().enumerate().take(z).skip(a) {
                     out.extend(
-                        bar_points(bar, *delta_ms, low_first(bar))
+                        bar_points(bar, bar_span(bars, i, *delta_ms), low_first(bar))
                             .into_iter()
                             .filter(|p| p.ts > after && p.ts < to),
                     );

@@ -1,6 +1,7 @@
 //! `trailstop backtest`: a scenario's data replayed through the engine against the simulated
 //! exchange, with the optimistic/pessimistic band (DESIGN §3–§4).
 
+pub mod checks;
 pub mod market;
 pub mod output;
 pub mod record;
@@ -47,6 +48,8 @@ pub struct Loaded {
     pub source: PathBuf,
     pub rows: usize,
     pub gaps: Option<GapReport>,
+    /// What the run should say about its inputs (printed by the CLI, kept in `summary.json`).
+    pub warnings: Vec<String>,
 }
 
 /// Where market data comes from.
@@ -95,7 +98,21 @@ impl Raw {
         }
     }
 
-    fn into_series(self, dp: u32, path: &std::path::Path) -> Result<Series, BacktestError> {
+    /// The first price and its time.
+    fn first_price(&self) -> Option<(Decimal, i64)> {
+        match self {
+            Raw::Candles(c) => Some((*c.open.first()?, *c.ts.first()?)),
+            Raw::Trades(t) => Some((*t.price.first()?, *t.ts.first()?)),
+        }
+    }
+
+    /// `interval`: the candle interval when given (`[data] interval`), else inferred.
+    fn into_series(
+        self,
+        dp: u32,
+        path: &std::path::Path,
+        interval: Option<i64>,
+    ) -> Result<Series, BacktestError> {
         let out_of_range = |i: usize, field: &str, v: &[Decimal]| BacktestError::Input {
             path: path.to_path_buf(),
             message: format!("row {}, field `{field}`: {} is out of range", i + 1, v[i]),
@@ -120,7 +137,8 @@ impl Raw {
                         close: cl[i],
                     })
                     .collect();
-                let delta_ms = data::interval_ms(&c.ts).unwrap_or(60_000);
+                let delta_ms =
+                    interval.unwrap_or_else(|| data::interval_ms(&c.ts).unwrap_or(60_000));
                 Series::Candles { bars, delta_ms }
             }
             Raw::Trades(t) => {
@@ -142,6 +160,28 @@ pub fn load_market<'a>(
     tick: Decimal,
     extra_prices: impl IntoIterator<Item = &'a Decimal>,
 ) -> Result<(Market, usize, Option<GapReport>), BacktestError> {
+    let m = load_market_with(kind, path, detail, tick, extra_prices, None)?;
+    Ok((m.market, m.rows, m.gaps))
+}
+
+/// A market as [`load_market_with`] loads it.
+pub struct MarketData {
+    pub market: Market,
+    pub rows: usize,
+    pub gaps: Option<GapReport>,
+    pub warnings: Vec<String>,
+}
+
+/// [`load_market`] with the candle interval given (`[data] interval`, else inferred) and the
+/// warnings about the data kept.
+pub fn load_market_with<'a>(
+    kind: DataKind,
+    path: &std::path::Path,
+    detail: Option<&std::path::Path>,
+    tick: Decimal,
+    extra_prices: impl IntoIterator<Item = &'a Decimal>,
+    interval: Option<i64>,
+) -> Result<MarketData, BacktestError> {
     let input_err = |path: &std::path::Path, message: String| BacktestError::Input {
         path: path.to_path_buf(),
         message,
@@ -149,6 +189,11 @@ pub fn load_market<'a>(
     let raw = Raw::load(kind, path)?;
     if raw.rows() == 0 {
         return Err(input_err(path, "no data rows".into()));
+    }
+    if let Some((first, ts)) = raw.first_price()
+        && let Some(m) = checks::coarse_tick(tick, first, ts)
+    {
+        return Err(input_err(path, m));
     }
     let mut dp = raw.decimals(tick).map_err(|m| input_err(path, m))?;
     dp = dp.max(market::decimals_for(tick, extra_prices).map_err(|m| input_err(path, m))?);
@@ -160,21 +205,48 @@ pub fn load_market<'a>(
         }
         None => None,
     };
+    let mut warnings = Vec::new();
     let gaps = match &raw {
-        Raw::Candles(c) => Some(c.gaps),
+        Raw::Candles(c) => {
+            let given = interval.is_some();
+            let interval = interval.unwrap_or(c.gaps.interval_ms);
+            warnings.extend(checks::short_steps(path, &c.ts, interval, given));
+            Some(if given {
+                GapReport::with_interval(&c.ts, interval)
+            } else {
+                c.gaps
+            })
+        }
         Raw::Trades(_) => None,
     };
     let rows = raw.rows();
-    let series = raw.into_series(dp, path)?;
+    let series = raw.into_series(dp, path, interval)?;
     let detail = match detail_raw {
-        Some((r, d)) => Some(r.into_series(dp, d)?),
+        Some((r, d)) => {
+            let fine = r.into_series(dp, d, None)?;
+            if let Series::Candles { bars, delta_ms } = &series
+                && checks::covered_bars(bars, *delta_ms, &fine) == 0
+            {
+                return Err(input_err(
+                    d,
+                    format!(
+                        "data.detail covers none of the candles: it runs from {}, the candles ({}) from {}; no bar could be resolved from it",
+                        checks::span_text(&fine),
+                        path.display(),
+                        checks::span_text(&series)
+                    ),
+                ));
+            }
+            Some(fine)
+        }
         None => None,
     };
-    Ok((
-        Market::new(Instrument::with_price_decimals(tick, dp), series, detail),
+    Ok(MarketData {
+        market: Market::new(Instrument::with_price_decimals(tick, dp), series, detail),
         rows,
         gaps,
-    ))
+        warnings,
+    })
 }
 
 /// Loads the scenario's market data and entries.
@@ -186,38 +258,93 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         (None, None) => unreachable!("validated"),
     };
     let e = &scenario.entries;
-    let file_entries = match &e.file {
-        Some(f) => Some(
-            entries::read_file(&scenario.resolve_file("entries.file", f)?)
-                .map_err(BacktestError::Entries)?,
-        ),
+    let entries_file = match &e.file {
+        Some(f) => Some(scenario.resolve_file("entries.file", f)?),
+        None => None,
+    };
+    let file_entries = match &entries_file {
+        Some(f) => Some(entries::read_file_lines(f).map_err(BacktestError::Entries)?),
         None => None,
     };
     let entry_prices = file_entries
         .iter()
         .flatten()
-        .filter_map(|e| e.price.as_ref());
+        .filter_map(|(_, e)| e.price.as_ref());
     let detail = match &scenario.data.detail {
         Some(d) => Some(scenario.resolve_file("data.detail", d)?),
         None => None,
     };
-    let (market, rows, gaps) = load_market(kind, &source, detail.as_deref(), tick, entry_prices)?;
+    let interval = match &scenario.data.interval {
+        Some(i) => Some(entries::parse_duration_ms(i).map_err(BacktestError::Entries)?),
+        None => None,
+    };
+    let MarketData {
+        market,
+        rows,
+        gaps,
+        mut warnings,
+    } = load_market_with(
+        kind,
+        &source,
+        detail.as_deref(),
+        tick,
+        entry_prices,
+        interval,
+    )?;
     let times = market.entry_times();
-    let entries = match (file_entries, &e.every, e.random) {
-        (Some(f), _, _) => f,
+    let (entries, lines): (Vec<EntrySpec>, Vec<usize>) = match (file_entries, &e.every, e.random) {
+        (Some(f), _, _) => f.into_iter().map(|(line, e)| (e, line)).unzip(),
         (None, Some(every), _) => {
             let ms = entries::parse_duration_ms(every).map_err(BacktestError::Entries)?;
-            entries::every(&times, ms, e.side)
+            (entries::every(&times, ms, e.side), Vec::new())
         }
-        (None, None, Some(n)) => entries::random(&times, n, e.seed.unwrap_or(0), e.side),
+        (None, None, Some(n)) => {
+            if n as usize > times.len() {
+                warnings.push(format!(
+                    "entries.random = {n} is more than the {} {} of the data: {} entries, one at each",
+                    times.len(),
+                    if matches!(market.series, Series::Ticks { .. }) {
+                        "ticks"
+                    } else {
+                        "candles"
+                    },
+                    times.len()
+                ));
+            }
+            (
+                entries::random(&times, n, e.seed.unwrap_or(0), e.side),
+                Vec::new(),
+            )
+        }
         _ => unreachable!("validated"),
     };
+    let where_of = |k: usize| match (&entries_file, lines.get(k)) {
+        (Some(f), Some(line)) => format!("{}: line {line}", f.display()),
+        _ => format!("entry {}", k + 1),
+    };
+    checks::entry_prices(&market, &entries, where_of, &mut warnings)
+        .map_err(BacktestError::Entries)?;
+    if run::plan_positions(&market, &entries, "").is_ok_and(|planned| planned.is_empty()) {
+        let what = match (&entries_file, entries.first(), entries.last()) {
+            (Some(f), None, _) => format!("{} lists no entries", f.display()),
+            (_, Some(a), Some(z)) => format!(
+                "none of the {} entries ({} to {}) has a price point after it in the data ({})",
+                entries.len(),
+                crate::data::format_ms(a.time),
+                crate::data::format_ms(z.time),
+                checks::span_text(&market.series)
+            ),
+            _ => "there are no entries".into(),
+        };
+        warnings.push(format!("{what}: no position opens, 0 trades"));
+    }
     Ok(Loaded {
         market,
         entries,
         source,
         rows,
         gaps,
+        warnings,
     })
 }
 
@@ -275,6 +402,9 @@ pub struct Summary {
     pub ambiguous_bars: u64,
     /// The whole run under the optimistic and the pessimistic intrabar order.
     pub band: Band,
+    /// What the run said about its inputs (absent when nothing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -299,7 +429,7 @@ pub fn run_settings(scenario: &Scenario) -> RunSettings {
             venue: scenario.exchange.venue,
             update_latency_ms: scenario.exchange.update_latency_ms as i64,
         },
-        taker_fee: scenario.exchange.taker_fee,
+        taker_fee: scenario.exchange.fee(),
         slippage_bps: scenario.exchange.slippage_bps,
     }
 }
@@ -467,6 +597,7 @@ pub fn report_from_runs(
             optimistic,
             pessimistic,
         },
+        warnings: loaded.warnings.clone(),
     };
     let events = main.into_iter().map(|r| (r.id, r.events)).collect();
     Ok(Report {

@@ -14,7 +14,7 @@ use crate::engine::{
 };
 use crate::scenario::DetailBars;
 use crate::sim::exchange::{Close, SimPosition, SimSnapshot, VenueModel};
-use crate::sim::path::{Bar, Point, Policy, bar_points};
+use crate::sim::path::{Bar, Point, Policy, bar_points, bar_span};
 
 use super::record::PositionRun;
 use super::skip::BarIndex;
@@ -151,8 +151,9 @@ impl Replay {
     /// Replays the bar at the cursor under the run's policy, counts it when the optimistic and
     /// the pessimistic order end differently, and replays it from detail data instead where the
     /// rules say so. `detail(bar, after, buf)` fills `buf` with the bar's finer points; it is
-    /// called only when those are used (at most once per bar). A position that closes inside the
-    /// bar stays closed; the cursor moves on either way.
+    /// called only when those are used (at most once per bar). `delta_ms` is the bar's own span
+    /// ([`crate::sim::path::bar_span`]). A position that closes inside the bar stays closed; the
+    /// cursor moves on either way.
     #[inline]
     pub fn step_bar<O: EventSink, D: FnMut(&Bar, After, &mut Vec<Point>)>(
         &mut self,
@@ -166,7 +167,8 @@ impl Replay {
 
     /// Passes the run of whole bars from the cursor in which nothing can happen to this
     /// position, at once (see [`super::skip`]); the state afterwards is exactly that of
-    /// stepping them one by one. Returns whether it looked: then the bar now at the cursor,
+    /// stepping them one by one. `delta_ms` is the series' interval (each bar's span is taken
+    /// from it and the next bar). Returns whether it looked: then the bar now at the cursor,
     /// if any, is known not to be quiet.
     #[inline]
     pub fn skip_quiet<O: EventSink>(
@@ -189,7 +191,9 @@ impl Replay {
         let end = if env.until_ts == i64::MAX {
             bars.len()
         } else {
-            // Bars whose last point (`ts + Δ - 1`) is before `until_ts`.
+            // Bars whose last point (`ts + Δ - 1`) is before `until_ts`, found from the
+            // interval: a bar shorter than it (the next one opens sooner) ends sooner, so this
+            // may stop a bar early, never late.
             super::market::first_bar_at_or_after(
                 bars,
                 delta_ms,
@@ -202,12 +206,13 @@ impl Replay {
         }
         let last_bar = &bars[run.end - 1];
         let last = Point {
-            ts: last_bar.ts + delta_ms - 1,
+            ts: last_bar.ts + bar_span(bars, run.end - 1, delta_ms) - 1,
             price: last_bar.close,
             gap: false,
         };
         // Momentum needs the run's points inside the window before its last one, in the
-        // policy's order (earlier ones would drop out of the window anyway).
+        // policy's order (earlier ones would drop out of the window anyway, so the interval's
+        // bound, which may take a bar or so more, is enough).
         let tail_from = match self.sim.engine.momentum_window_ms() {
             Some(w) => {
                 let since = last.ts - w;
@@ -217,9 +222,9 @@ impl Replay {
             None => run.end,
         };
         let (policy, side) = (self.rules.policy, self.sim.engine.side());
-        let tail = bars[tail_from..run.end]
-            .iter()
-            .flat_map(|b| bar_points(b, delta_ms, policy.low_first(side, b)))
+        let tail = (tail_from..run.end)
+            .map(|i| (&bars[i], bar_span(bars, i, delta_ms)))
+            .flat_map(|(b, span)| bar_points(b, span, policy.low_first(side, b)))
             .map(|p| (p.ts, p.price));
         self.sim
             .absorb_run(run.high, run.low, last, tail, 4 * (run.end - from) as u32);

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use crate::engine::{EngineError, EventSink, NoEvents, Position, TrailingConfig};
 use crate::sim::entries::EntrySpec;
 use crate::sim::exchange::VenueModel;
-use crate::sim::path::Point;
+use crate::sim::path::{Point, bar_span};
 
 use super::market::{Market, Series};
 pub use super::record::PositionRun;
@@ -47,12 +47,18 @@ fn resolve(
                 ))
             }
             Some(price) => {
-                // The first bar with a point after the entry: `ts + Δ - 1 > time`.
-                let b = super::market::first_bar_at_or_after(
+                // The first bar with a point after the entry: `ts + Δ - 1 > time`. Bars before
+                // the one found from the interval close earlier; a bar shorter than the
+                // interval (the next one opens sooner) may close before `time` too.
+                let mut b = super::market::first_bar_at_or_after(
                     bars,
                     *delta_ms,
                     entry.time - delta_ms + 2,
                 );
+                while b < bars.len() && bars[b].ts + bar_span(bars, b, *delta_ms) - 1 <= entry.time
+                {
+                    b += 1;
+                }
                 bars.get(b)?;
                 Some((
                     entry.time,
@@ -224,14 +230,15 @@ fn simulate<O: EventSink>(
                     let Some(candle) = bars.get(r.cursor.next) else {
                         break;
                     };
+                    let span = bar_span(bars, r.cursor.next, delta_ms);
                     r.step_bar_as(
                         candle,
-                        delta_ms,
+                        span,
                         |bar, after, buf| {
                             if let Some(d) = &market.detail {
                                 d.points_in(
                                     bar.ts,
-                                    bar.ts + delta_ms,
+                                    bar.ts + span,
                                     after,
                                     |fine| policy.low_first(side, fine),
                                     buf,

@@ -103,6 +103,7 @@ impl TraceCase {
                 detail_bars: None,
                 symbol: String::new(),
                 tick_size: self.tick_size,
+                interval: None,
             },
             entries: Default::default(),
             exchange: ExchangeSection {
@@ -150,6 +151,7 @@ impl TraceCase {
                 source,
                 rows,
                 gaps,
+                warnings: Vec::new(),
             },
         ))
     }

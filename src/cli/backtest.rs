@@ -26,6 +26,10 @@ pub struct BacktestArgs {
 pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let scenario = Scenario::load(&args.scenario, &args.set)?;
     let loaded = backtest::load(&scenario)?;
+    // Warnings go to stderr even with --quiet: they say the results may not mean what they seem.
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
     let bar = ProgressBar::new(loaded.entries.len() as u64 * 3);
     bar.set_style(
         ProgressStyle::with_template(

@@ -51,6 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Everything that can fail on the inputs fails before the database is touched.
     let scenario = Scenario::load(&args.scenario, &args.set)?;
     let loaded = backtest::load(&scenario)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
     let mut opts = OpenOptions::runner();
     if args.sync_full {
         opts.synchronous = Synchronous::Full;

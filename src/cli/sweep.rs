@@ -94,6 +94,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         command: command_line(),
     };
     let prepared = sweep::prepare(&opts)?;
+    for w in &prepared.0.loaded.warnings {
+        eprintln!("warning: {w}");
+    }
     let n = prepared.2.len();
     // First Ctrl-C: finish the running combinations, write what is done. Second: exit at once.
     let stop = Arc::new(AtomicBool::new(false));

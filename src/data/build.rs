@@ -73,7 +73,7 @@ impl CandleBuilder {
         let [t, o, h, l, c] = cells;
         let ts = self
             .ts_parser
-            .parse(t)
+            .parse_market(t)
             .map_err(|m| RowError::new(&n.time, m))?;
         let open = price(&n.open, o)?;
         let high = price(&n.high, h)?;
@@ -167,7 +167,7 @@ impl TradeBuilder {
         let [t, p] = cells;
         let ts = self
             .ts_parser
-            .parse(t)
+            .parse_market(t)
             .map_err(|m| RowError::new(&self.time_name, m))?;
         let value = price(&self.price_name, p)?;
         if let Some((prev, prev_loc)) = self.prev
@@ -210,7 +210,7 @@ mod tests {
         b.push(
             Loc::Row(1),
             [
-                Cell::Ms(0),
+                Cell::Ms(1_704_067_200_000),
                 Cell::Dec(o),
                 Cell::Dec(h),
                 Cell::Dec(l),
@@ -261,12 +261,12 @@ mod tests {
     #[test]
     fn trade_ties_are_kept_and_steps_back_rejected() {
         let mut b = TradeBuilder::new("time", "price");
-        b.push(Loc::Line(2), [Cell::Str("1000"), Cell::Str("5")])
+        b.push(Loc::Line(2), [Cell::Str("1704067200000"), Cell::Str("5")])
             .unwrap();
-        b.push(Loc::Line(3), [Cell::Str("1000"), Cell::Str("4")])
+        b.push(Loc::Line(3), [Cell::Str("1704067200000"), Cell::Str("4")])
             .unwrap();
         let e = b
-            .push(Loc::Line(4), [Cell::Str("999"), Cell::Str("4")])
+            .push(Loc::Line(4), [Cell::Str("1704067199999"), Cell::Str("4")])
             .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("time"));
         assert!(e.message.contains("before line 3's"), "{}", e.message);

@@ -158,6 +158,31 @@ pub(crate) fn missing_columns(path: &Path, missing: &[String], found: &str) -> D
         .field(missing.first().map(String::as_str))
 }
 
+/// A header naming one column twice (as matched: any case, spaces as `_`) leaves which one is
+/// read to chance: refused, naming both.
+fn no_duplicates(path: &Path, header: &[String], line: usize) -> Result<(), DataError> {
+    for (j, h) in header.iter().enumerate() {
+        let key = column_key(h);
+        if key.is_empty() {
+            continue;
+        }
+        if let Some(i) = header[..j].iter().position(|g| column_key(g) == key) {
+            return Err(DataError::new(
+                path,
+                format!(
+                    "the header names column `{}` twice (columns {} and {}): which one to read is ambiguous; rename or drop one",
+                    h.trim(),
+                    i + 1,
+                    j + 1
+                ),
+            )
+            .at(Loc::Line(line))
+            .field(Some(h.trim())));
+        }
+    }
+    Ok(())
+}
+
 /// Resolves the wanted columns (time first) against a header, or reports the missing ones.
 /// The time column is reported as `timestamp` (any of [`TIME_COLUMNS`] is accepted).
 fn resolve(path: &Path, header: &[String], wanted: &[&str]) -> Result<Vec<usize>, DataError> {
@@ -262,6 +287,7 @@ pub(crate) fn load_candles(path: &Path, bytes: &[u8]) -> Result<Candles, DataErr
         )
     } else {
         let header: Vec<String> = first.fields.iter().map(|f| f.to_string()).collect();
+        no_duplicates(path, &header, first.line)?;
         let cols = resolve(path, &header, &["open", "high", "low", "close"])
             .map_err(|e| e.at(Loc::Line(first.line)))?;
         let name = |i: usize| header[cols[i]].trim().to_owned();
@@ -326,6 +352,7 @@ pub(crate) fn load_trades(path: &Path, bytes: &[u8]) -> Result<Trades, DataError
         )
     } else {
         let header: Vec<String> = first.fields.iter().map(|f| f.to_string()).collect();
+        no_duplicates(path, &header, first.line)?;
         let cols = resolve(path, &header, &["price"]).map_err(|e| e.at(Loc::Line(first.line)))?;
         let names = (
             header[cols[0]].trim().to_owned(),
@@ -397,11 +424,31 @@ mod tests {
 
     #[test]
     fn line_numbers_count_blank_lines() {
-        let text = "time,open,high,low,close\n1,2,3,1,2\n\n\n4,2,1,1,2\n";
+        let text = "time,open,high,low,close\n1704067200,2,3,1,2\n\n\n1704067260,2,1,1,2\n";
         let e = load_candles(Path::new("x.csv"), text.as_bytes()).unwrap_err();
         assert_eq!(e.location.as_deref(), Some("line 5"));
         assert_eq!(e.field.as_deref(), Some("high"));
         assert_eq!(e.message, "high 1 is below max(open, close) 2");
+    }
+
+    #[test]
+    fn a_column_named_twice_is_refused() {
+        let text = "timestamp,open,high,low,close,Close\n1704067200000,1,2,1,1,2\n";
+        let e = load_candles(Path::new("x.csv"), text.as_bytes()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x.csv: line 1, field `Close`: the header names column `Close` twice (columns 5 and \
+             6): which one to read is ambiguous; rename or drop one"
+        );
+        let text = "time,price,qty,qty\n1704067200000,1,2,3\n";
+        let e = load_trades(Path::new("t.csv"), text.as_bytes()).unwrap_err();
+        assert!(
+            e.message.contains("column `qty` twice (columns 3 and 4)"),
+            "{e}"
+        );
+        // Empty names (trailing commas) are not names.
+        let text = "timestamp,open,high,low,close,,\n1704067200000,1,2,1,1,,\n";
+        load_candles(Path::new("x.csv"), text.as_bytes()).unwrap();
     }
 
     #[test]

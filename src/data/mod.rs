@@ -199,6 +199,11 @@ impl GapReport {
         let Some(interval) = interval_ms(ts) else {
             return GapReport::default();
         };
+        Self::with_interval(ts, interval)
+    }
+
+    /// The report for increasing timestamps at a given interval (`[data] interval`).
+    pub fn with_interval(ts: &[i64], interval: i64) -> GapReport {
         let mut report = GapReport {
             interval_ms: interval,
             count: 0,
@@ -384,8 +389,9 @@ mod tests {
 
     #[test]
     fn in_memory_candles_are_validated() {
+        const T: i64 = 1_704_067_200_000;
         let c = Candles::new(
-            vec![0, 60_000, 180_000],
+            vec![T, T + 60_000, T + 180_000],
             vec![dec!(10), dec!(11), dec!(12)],
             vec![dec!(11), dec!(12), dec!(13)],
             vec![dec!(9), dec!(10), dec!(11)],
@@ -397,7 +403,7 @@ mod tests {
         assert_eq!(c.gaps.count, 1);
         assert_eq!(c.gaps.longest_ms, 60_000);
         let e = Candles::new(
-            vec![0, 0],
+            vec![T, T],
             vec![dec!(1), dec!(1)],
             vec![dec!(1), dec!(1)],
             vec![dec!(1), dec!(1)],
@@ -406,9 +412,16 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.location.as_deref(), Some("row 2"));
         assert_eq!(e.field.as_deref(), Some("timestamp"));
-        let e = Trades::new(vec![5, 4], vec![dec!(1), dec!(1)]).unwrap_err();
+        let e = Trades::new(vec![T + 5, T + 4], vec![dec!(1), dec!(1)]).unwrap_err();
         assert!(e.message.contains("must not go back in time"), "{e}");
-        let t = Trades::new(vec![5, 5, 6], vec![dec!(1), dec!(2), dec!(3)]).unwrap();
+        let t = Trades::new(vec![T + 5, T + 5, T + 6], vec![dec!(1), dec!(2), dec!(3)]).unwrap();
+        // In-memory times are checked like a file's.
+        let e = Trades::new(vec![5], vec![dec!(1)]).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("datetime 1970-01-01T00:00:00.005Z, before 2009-01-03"),
+            "{e}"
+        );
         assert_eq!(t.price, vec![dec!(1), dec!(2), dec!(3)]);
     }
 

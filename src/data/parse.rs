@@ -184,6 +184,63 @@ impl TsParser {
         }
     }
 
+    /// [`TsParser::parse`] for market data: a time before [`EARLIEST_MS`] or after
+    /// [`LATEST_MS`] cannot be a crypto market's and is refused, naming the value and the unit
+    /// it was read in (an epoch in the wrong unit, or a time of day, lands there).
+    pub(crate) fn parse_market(&mut self, cell: Cell<'_>) -> Result<i64, String> {
+        let ms = self.parse(cell)?;
+        if (EARLIEST_MS..=LATEST_MS).contains(&ms) {
+            return Ok(ms);
+        }
+        let bound = if ms < EARLIEST_MS {
+            "before 2009-01-03 (the first Bitcoin block): no crypto market is that old"
+        } else {
+            "after 9999-12-31"
+        };
+        let read = match cell {
+            Cell::Ms(_) => format!("datetime {}", format_ms(ms)),
+            Cell::Str(s) if !looks_numeric(s.trim()) => {
+                format!("ISO-8601 time `{}` is {}", s.trim(), format_ms(ms))
+            }
+            _ => {
+                let unit = self.unit.map_or("milliseconds", EpochUnit::name);
+                format!(
+                    "epoch `{}` read as {unit} is {}",
+                    cell_text(cell),
+                    format_ms(ms)
+                )
+            }
+        };
+        let mut hint = String::new();
+        if let Some(v) = epoch_value(cell) {
+            let others: Vec<String> = [
+                EpochUnit::Seconds,
+                EpochUnit::Millis,
+                EpochUnit::Micros,
+                EpochUnit::Nanos,
+            ]
+            .into_iter()
+            .filter(|u| Some(*u) != self.unit)
+            .filter_map(|u| {
+                let t = u.dec_to_ms(v)?;
+                (EARLIEST_MS..=LATEST_MS)
+                    .contains(&t)
+                    .then(|| format!("as {} it would be {}", u.name(), format_ms(t)))
+            })
+            .collect();
+            if !others.is_empty() {
+                hint = format!(" ({}; convert the column to one unit)", others.join(", "));
+            } else if (Decimal::ZERO..Decimal::from(86_400_000)).contains(&v) {
+                hint = concat!(
+                    " (a time of day such as milliseconds since midnight? a timestamp needs",
+                    " the date: epoch s/ms/µs/ns since 1970-01-01, or ISO-8601)"
+                )
+                .to_owned();
+            }
+        }
+        Err(format!("{read}, {bound}{hint}"))
+    }
+
     fn check_unit(&mut self, unit: EpochUnit, text: &str) -> Result<(), String> {
         match self.unit {
             None => {
@@ -212,6 +269,35 @@ impl TsParser {
         self.check_unit(unit, text)?;
         unit.dec_to_ms(v)
             .ok_or_else(|| format!("epoch `{text}` is out of range"))
+    }
+}
+
+/// 2009-01-03T00:00:00Z, the day of the first Bitcoin block: no crypto market data is older.
+pub(crate) const EARLIEST_MS: i64 = 1_230_940_800_000;
+/// 9999-12-31T23:59:59.999Z, the last time ISO-8601's four-digit years write.
+pub(crate) const LATEST_MS: i64 = 253_402_300_799_999;
+
+/// An epoch cell's number, as an exact decimal (`None` for text that is not a number).
+fn epoch_value(cell: Cell<'_>) -> Option<Decimal> {
+    match cell {
+        Cell::Int(i) => Some(Decimal::from(i)),
+        Cell::Dec(d) => Some(d),
+        Cell::F64(f) => f64_to_decimal(f).ok(),
+        Cell::F32(f) => f32_to_decimal(f).ok(),
+        Cell::Str(s) if looks_numeric(s.trim()) => parse_decimal_text(s).ok(),
+        _ => None,
+    }
+}
+
+/// A cell as the file writes it (for messages).
+fn cell_text(cell: Cell<'_>) -> String {
+    match cell {
+        Cell::Str(s) => s.trim().to_owned(),
+        Cell::Int(i) | Cell::Ms(i) => i.to_string(),
+        Cell::F64(f) => f.to_string(),
+        Cell::F32(f) => f.to_string(),
+        Cell::Dec(d) => d.to_string(),
+        Cell::Null => "null".to_owned(),
     }
 }
 
@@ -319,7 +405,15 @@ pub(crate) fn parse_iso_ms(s: &str) -> Result<i64, &'static str> {
         b: s.as_bytes(),
         i: 0,
     };
-    let year = c.digits(4).ok_or(SHAPE)?;
+    // `±YYYYYY`: the expanded years `format_ms` writes outside 0000–9999.
+    let year = match c.peek() {
+        Some(sign @ (b'+' | b'-')) => {
+            c.i += 1;
+            let y = c.digits(6).ok_or(SHAPE)?;
+            if sign == b'-' { -y } else { y }
+        }
+        _ => c.digits(4).ok_or(SHAPE)?,
+    };
     if !c.eat(b'-') {
         return Err(SHAPE);
     }
@@ -403,10 +497,17 @@ pub fn format_ms(ms: i64) -> String {
         rem / 1000 % 60,
         rem % 1000,
     );
+    // Years past 9999 (or before year 0) in ISO-8601's expanded form, a sign and six digits:
+    // never a five-digit year that reads as something else.
+    let year = match y {
+        0..=9999 => format!("{y:04}"),
+        10_000.. => format!("+{y:06}"),
+        _ => format!("-{:06}", -y),
+    };
     if milli == 0 {
-        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+        format!("{year}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
     } else {
-        format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+        format!("{year}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
     }
 }
 
@@ -493,9 +594,75 @@ mod tests {
         assert_eq!(format_ms(T), "2022-12-13T00:00:00Z");
         assert_eq!(format_ms(T + 1), "2022-12-13T00:00:00.001Z");
         assert_eq!(format_ms(-1), "1969-12-31T23:59:59.999Z");
-        for ms in [0, T, 951_782_400_000, 4_102_444_800_000, 1_709_210_096_789] {
+        assert_eq!(format_ms(LATEST_MS), "9999-12-31T23:59:59.999Z");
+        // Past 9999: the expanded form, never a bare five-digit year.
+        assert_eq!(format_ms(LATEST_MS + 1), "+010000-01-01T00:00:00Z");
+        assert_eq!(
+            format_ms(100_000_000_000_000_000),
+            "+3170843-11-07T09:46:40Z"
+        );
+        assert_eq!(
+            format_ms(-62_167_219_200_001),
+            "-000001-12-31T23:59:59.999Z"
+        );
+        for ms in [
+            0,
+            T,
+            951_782_400_000,
+            4_102_444_800_000,
+            1_709_210_096_789,
+            LATEST_MS,
+            LATEST_MS + 1,
+            -62_167_219_200_001,
+        ] {
             assert_eq!(parse_iso_ms(&format_ms(ms)), Ok(ms));
         }
+    }
+
+    fn market(s: &str) -> Result<i64, String> {
+        TsParser::default().parse_market(Cell::Str(s))
+    }
+
+    #[test]
+    fn market_times_before_2009_or_after_9999_are_refused_with_their_unit() {
+        assert_eq!(market("1670889600000"), Ok(T));
+        assert_eq!(market("2009-01-03T00:00:00Z"), Ok(EARLIEST_MS));
+        // Milliseconds since midnight read as seconds: 1970.
+        assert_eq!(
+            market("60000").unwrap_err(),
+            "epoch `60000` read as seconds is 1970-01-01T16:40:00Z, before 2009-01-03 (the \
+             first Bitcoin block): no crypto market is that old (a time of day such as \
+             milliseconds since midnight? a timestamp needs the date: epoch s/ms/µs/ns since \
+             1970-01-01, or ISO-8601)"
+        );
+        // 9999-12-31 in seconds is read as milliseconds (1978).
+        assert_eq!(
+            market("253402300799").unwrap_err(),
+            "epoch `253402300799` read as milliseconds is 1978-01-11T21:31:40.799Z, before \
+             2009-01-03 (the first Bitcoin block): no crypto market is that old (as seconds it \
+             would be 9999-12-31T23:59:59Z; convert the column to one unit)"
+        );
+        assert_eq!(
+            market("1e23").unwrap_err(),
+            "epoch `1e23` read as nanoseconds is +3170843-11-07T09:46:40Z, after 9999-12-31"
+        );
+        assert_eq!(
+            market("2001-05-01").unwrap_err(),
+            "ISO-8601 time `2001-05-01` is 2001-05-01T00:00:00Z, before 2009-01-03 (the first \
+             Bitcoin block): no crypto market is that old"
+        );
+        let e = TsParser::default().parse_market(Cell::Ms(0)).unwrap_err();
+        assert!(
+            e.starts_with("datetime 1970-01-01T00:00:00Z, before 2009-01-03"),
+            "{e}"
+        );
+        // A year-9999 time in ms is read as µs: 1978, and named so.
+        let e = market("253402300799999").unwrap_err();
+        assert!(e.contains("read as microseconds is 1978-"), "{e}");
+        assert!(
+            e.contains("as milliseconds it would be 9999-12-31T23:59:59.999Z"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -42,6 +42,28 @@ pub enum EngineError {
     OutOfOrder { ts: i64, last: i64 },
     #[error("the position is already closed")]
     Closed,
+    /// A stop that rounding to the tick takes to zero (long) or to a single tick (short: the
+    /// price is below one tick): such a stop never protects anything.
+    #[error("{0}")]
+    CoarseTick(Box<CoarseTick>),
+}
+
+/// The details of [`EngineError::CoarseTick`] (boxed: the error stays small on the hot path).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error(
+    "position {id} ({side}, entry {entry}): the {origin} stop {stop} ({distance} % from {reference}) rounds {direction} to {rounded} at tick_size {tick}: the tick is too coarse for the price; use the instrument's tick"
+)]
+pub struct CoarseTick {
+    pub id: u64,
+    pub side: &'static str,
+    pub entry: Decimal,
+    pub origin: &'static str,
+    pub stop: Decimal,
+    pub distance: Decimal,
+    pub reference: Decimal,
+    pub direction: &'static str,
+    pub rounded: Decimal,
+    pub tick: Decimal,
 }
 
 /// What the engine asks its exchange side to do after a price point.
@@ -225,12 +247,66 @@ impl TrailingStop {
                     .normalize(),
             }
         );
+        if let Some(be) = stop.breakeven
+            && stop.coarse(be.stop)
+        {
+            let offset = c
+                .breakeven
+                .as_ref()
+                .map_or(Decimal::ZERO, |b| b.offset_percent);
+            return Err(stop.coarse_tick(StopOrigin::Breakeven, -offset, entry, be.stop));
+        }
         if let Some(pct) = c.initial_stop_percent {
             let initial = Ratio::one_plus(pct, -s).floor_to_tick(entry, tick);
+            if stop.coarse(initial) {
+                return Err(stop.coarse_tick(StopOrigin::Initial, pct, entry, initial));
+            }
             stop.offer(initial, StopOrigin::Initial, entry, ts, out);
         }
-        let intent = stop.step(entry, ts, out);
+        let intent = stop.step(entry, ts, out)?;
         Ok((stop, intent))
+    }
+
+    /// Whether a rounded (mirrored) stop lost its price to the tick: a long stop at zero, a short
+    /// one at a single tick (only a price below one tick rounds up to exactly one).
+    #[inline(always)]
+    fn coarse(&self, mirrored: i64) -> bool {
+        if self.sign > 0 {
+            mirrored <= 0
+        } else {
+            mirrored >= -self.tick
+        }
+    }
+
+    /// The error for a stop `distance` percent from `reference` (mirrored units) that rounds to
+    /// `rounded` (mirrored).
+    #[cold]
+    fn coarse_tick(
+        &self,
+        origin: StopOrigin,
+        distance: Decimal,
+        reference: i64,
+        rounded: i64,
+    ) -> EngineError {
+        let reference = self.dec(reference);
+        let sign = Decimal::from(self.sign);
+        let exact = reference * (Decimal::ONE - sign * distance / Decimal::ONE_HUNDRED);
+        EngineError::CoarseTick(Box::new(CoarseTick {
+            id: self.position.id,
+            side: self.side.as_str(),
+            entry: self.position.entry_price.normalize(),
+            origin: match origin {
+                StopOrigin::Initial => "initial",
+                StopOrigin::Breakeven => "breakeven",
+                StopOrigin::Trailing => "trailing",
+            },
+            stop: exact.normalize(),
+            distance: distance.abs().normalize(),
+            reference: reference.normalize(),
+            direction: if self.sign > 0 { "down" } else { "up" },
+            rounded: self.dec(rounded).normalize(),
+            tick: self.instrument.tick_size.normalize(),
+        }))
     }
 
     /// The engine with its exact thresholds, before any price point.
@@ -364,7 +440,7 @@ impl TrailingStop {
             });
         }
         self.last_ts = ts;
-        Ok(self.step(self.sign * price, ts, out))
+        self.step(self.sign * price, ts, out)
     }
 
     /// The exchange accepted the stop at `price` (units); it rests there now.
@@ -415,7 +491,12 @@ impl TrailingStop {
     }
 
     #[inline]
-    fn step<O: EventSink>(&mut self, p: i64, ts: i64, out: &mut O) -> Option<Intent> {
+    fn step<O: EventSink>(
+        &mut self,
+        p: i64,
+        ts: i64,
+        out: &mut O,
+    ) -> Result<Option<Intent>, EngineError> {
         let new_extreme = p > self.extreme;
         if new_extreme {
             self.extreme = p;
@@ -472,9 +553,18 @@ impl TrailingStop {
         if recompute && self.state == State::Active {
             let ratio = if fast { self.fast_trail } else { self.trail };
             let candidate = ratio.floor_to_tick(self.extreme, self.tick);
+            if self.coarse(candidate) {
+                let c = &self.config;
+                let factor = match &c.momentum {
+                    Some(m) if fast => m.distance_factor,
+                    _ => Decimal::ONE,
+                };
+                let d = c.distance_percent * factor;
+                return Err(self.coarse_tick(StopOrigin::Trailing, d, self.extreme, candidate));
+            }
             self.offer(candidate, StopOrigin::Trailing, p, ts, out);
         }
-        self.update_policy(p, ts, out)
+        Ok(self.update_policy(p, ts, out))
     }
 
     /// Takes `candidate` as the desired stop if it is strictly better (DESIGN §2.1 step 2).

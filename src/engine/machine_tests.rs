@@ -1536,3 +1536,61 @@ fn quiet_bounds_with_a_held_update() {
     let (intent, _) = feed(&mut s, dec!(100.5), 60_000);
     assert_eq!(intent, place(&s, dec!(99.89), StopOrigin::Trailing));
 }
+
+/// A tick too coarse for the price: a long stop that rounds down to zero, a short one that
+/// rounds up to a single tick, initial, breakeven or trailing, is an error naming the tick and
+/// the price (the XRP/ETH case: prices near 0.0014 on a 0.01 tick sent a stop at 0).
+#[test]
+fn stops_that_round_to_zero_or_to_one_tick_are_errors() {
+    let opened = |side, entry, c: &TrailingConfig| {
+        let position = Position::new(3, "XRPETH", side, entry, 0);
+        TrailingStop::open(&position, &Instrument::new(dec!(0.01)), c, &mut NoEvents)
+    };
+    // Long, trailing from the entry: 0.00141342 * 0.995 = 0.0014063529 -> 0.
+    let c = config(dec!(0), dec!(0.5));
+    let e = opened(LONG, dec!(0.00141342), &c).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "position 3 (long, entry 0.00141342): the trailing stop 0.0014063529 (0.5 % from \
+         0.00141342) rounds down to 0 at tick_size 0.01: the tick is too coarse for the price; \
+         use the instrument's tick"
+    );
+    // Short initial stop: 0.00141342 * 1.02 = 0.0014416884 -> 0.01.
+    let mut c = config(dec!(1), dec!(0.5));
+    c.initial_stop_percent = Some(dec!(2));
+    let e = opened(SHORT, dec!(0.00141342), &c).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "the initial stop 0.0014416884 (2 % from 0.00141342) rounds up to 0.01 at tick_size 0.01"
+        ),
+        "{e}"
+    );
+    // Breakeven: 0.005 * 1.001 -> 0, refused at open though it is not armed yet.
+    let mut c = config(dec!(5), dec!(1));
+    c.breakeven = Some(Breakeven {
+        trigger_percent: dec!(1),
+        offset_percent: dec!(0.1),
+    });
+    let e = opened(LONG, dec!(0.005), &c).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the breakeven stop 0.005005 (0.1 % from 0.005) rounds down to 0"),
+        "{e}"
+    );
+    // A short whose price falls below a tick: the stop that follows it rounds up to 0.01.
+    let c = config(dec!(0), dec!(1));
+    let (mut s, _, _) = open(SHORT, dec!(1), dec!(0.01), &c);
+    assert_eq!(s.sent_stop(), Some((dec!(1.01), 0)));
+    let mut events = Vec::new();
+    s.on_price(dec!(0.5), 1_000, &mut events).unwrap();
+    assert_eq!(s.desired_stop(), Some(dec!(0.51)));
+    let e = s.on_price(dec!(0.004), 2_000, &mut events).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "the trailing stop 0.00404 (1 % from 0.004) rounds up to 0.01 at tick_size 0.01"
+        ),
+        "{e}"
+    );
+    // One tick above zero is still a stop: 1.01 * 0.99 = 0.9999 -> 0.99.
+    open(LONG, dec!(1.01), dec!(0.01), &c);
+}

@@ -123,6 +123,11 @@ pub fn random(ts: &[i64], n: u32, seed: u64, rule: SideRule) -> Vec<EntrySpec> {
 
 /// Reads `time,side[,price][,quantity]` (a header line is optional); errors name file and line.
 pub fn read_file(path: &Path) -> Result<Vec<EntrySpec>, String> {
+    Ok(read_file_lines(path)?.into_iter().map(|(_, e)| e).collect())
+}
+
+/// [`read_file`] with each entry's 1-based line.
+pub fn read_file_lines(path: &Path) -> Result<Vec<(usize, EntrySpec)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -172,12 +177,15 @@ pub fn read_file(path: &Path) -> Result<Vec<EntrySpec>, String> {
             Some(s) => dec("quantity", s)?,
             None => None,
         };
-        out.push(EntrySpec {
-            time,
-            side,
-            price,
-            quantity,
-        });
+        out.push((
+            line_no,
+            EntrySpec {
+                time,
+                side,
+                price,
+                quantity,
+            },
+        ));
     }
     Ok(out)
 }

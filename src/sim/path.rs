@@ -90,8 +90,20 @@ pub struct Point {
     pub gap: bool,
 }
 
-/// The four points of `bar` with interval `delta_ms`: O at `t`, X at `t+⌊Δ/3⌋`, Y at
-/// `t+⌊2Δ/3⌋`, C at `t+Δ-1`; X/Y are the low and the high in the order `low_first` says.
+/// Candle `i`'s span Δ (DESIGN §3): the interval, but never reaching into the next candle
+/// (`min(interval, next.ts - ts)`); the last candle spans the interval. Sparse 1s candles and
+/// calendar months have steps shorter than the interval.
+#[inline]
+pub fn bar_span(bars: &[Bar], i: usize, interval_ms: i64) -> i64 {
+    match bars.get(i + 1) {
+        Some(next) => interval_ms.min(next.ts - bars[i].ts),
+        None => interval_ms,
+    }
+}
+
+/// The four points of `bar` with span `delta_ms` (see [`bar_span`]): O at `t`, X at
+/// `t+⌊Δ/3⌋`, Y at `t+⌊2Δ/3⌋`, C at `t+Δ-1`; X/Y are the low and the high in the order
+/// `low_first` says.
 #[inline]
 pub fn bar_points(bar: &Bar, delta_ms: i64, low_first: bool) -> [Point; 4] {
     let (x, y) = if low_first {
@@ -145,6 +157,24 @@ mod tests {
         let p = bar_points(&BAR, 100, false);
         assert_eq!(p.map(|p| p.ts), [60_000, 60_033, 60_066, 60_099]);
         assert_eq!(p.map(|p| p.price), [100, 110, 95, 105]);
+    }
+
+    #[test]
+    fn a_candle_spans_at_most_up_to_the_next_open() {
+        let bar = |ts| Bar { ts, ..BAR };
+        // 1m interval; the second candle follows after 1 s, the third after 30 s.
+        let bars = [bar(0), bar(1_000), bar(31_000), bar(91_000), bar(200_000)];
+        let spans: Vec<i64> = (0..bars.len())
+            .map(|i| bar_span(&bars, i, 60_000))
+            .collect();
+        // A gap longer than the interval keeps the interval; the last candle spans it.
+        assert_eq!(spans, [1_000, 30_000, 60_000, 60_000, 60_000]);
+        let p = bar_points(&bars[0], spans[0], true);
+        assert_eq!(p.map(|p| p.ts), [0, 333, 666, 999]);
+        // Consecutive candles 1 ms apart: all four points at the open, still in order.
+        let tight = [bar(0), bar(1)];
+        assert_eq!(bar_span(&tight, 0, 60_000), 1);
+        assert_eq!(bar_points(&tight[0], 1, true).map(|p| p.ts), [0; 4]);
     }
 
     #[test]

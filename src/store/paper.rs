@@ -256,7 +256,8 @@ fn step(
 fn market_input(market: &Market, g: usize) -> Input {
     match &market.series {
         Series::Candles { bars, delta_ms } => {
-            Input::bar(g, &bars[g], *delta_ms, &market.instrument)
+            let span = crate::sim::path::bar_span(bars, g, *delta_ms);
+            Input::bar(g, &bars[g], span, &market.instrument)
         }
         Series::Ticks { ts, price } => Input::Tick {
             index: g,

@@ -11,7 +11,7 @@ use crate::backtest::record::TradeRow;
 use crate::backtest::{self, Loaded};
 use crate::engine::Event;
 use crate::scenario::Scenario;
-use crate::sim::path::bar_points;
+use crate::sim::path::{bar_points, bar_span};
 
 use super::SweepError;
 use super::exec::{Job, bars_between};
@@ -238,12 +238,12 @@ fn peak(market: &Market, s: &Scenario, row: &TradeRow) -> Vec<(i64, f64)> {
             let a = bars
                 .partition_point(|b| b.ts <= row.entry_time)
                 .saturating_sub(1);
-            for bar in &bars[a..] {
+            for (i, bar) in bars.iter().enumerate().skip(a) {
                 if bar.ts > row.exit_time {
                     break;
                 }
                 let low_first = s.intrabar.policy.low_first(row.side, bar);
-                for pt in bar_points(bar, *delta_ms, low_first) {
+                for pt in bar_points(bar, bar_span(bars, i, *delta_ms), low_first) {
                     if pt.ts > row.entry_time && pt.ts <= row.exit_time {
                         see(pt.ts, pt.price, &mut out);
                     }
