@@ -1,0 +1,15 @@
+//! Live trading (`LIVE.md`, issue 11): the pure, sans-I/O parts so far.
+//!
+//! - [`config`]: `live.toml` (strict like scenarios; per-symbol `[trailing]` overrides).
+//! - [`credentials`]: API keys from the environment variables the config names, held as
+//!   [`Secret`](credentials::Secret)s that never print.
+//!
+//! Everything here but the signing needs no crate beyond the backtester's, so it is always
+//! built and tested; the feature `live` adds the HMAC crates now and the network crates
+//! (tokio, reqwest, tokio-tungstenite, the metrics exporter) when the adapters get their I/O.
+
+pub mod config;
+pub mod credentials;
+
+pub use config::{Exchange, LiveConfig, LiveConfigError, TriggerPrice};
+pub use credentials::{Credentials, CredentialsError, Secret};
