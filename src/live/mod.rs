@@ -2,7 +2,7 @@
 //!
 //! - [`config`]: `live.toml` (strict like scenarios; per-symbol `[trailing]` overrides).
 //! - [`credentials`]: API keys from the environment variables the config names, held as
-//!   [`Secret`](credentials::Secret)s that never print.
+//!   [`Secret`]s that never print.
 //! - [`bybit`]: the Bybit v5 adapter's pure parts: requests from seam commands, signing
 //!   (feature `live`), response classification, REST snapshots and stream messages.
 //!
