@@ -6,6 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod data;
 pub mod engine;
+pub mod live;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -462,7 +462,7 @@ impl Scenario {
 
 /// Removes `.` and `name/..` pairs without touching the file system (`scenarios/../data/x`
 /// becomes `data/x`).
-fn tidy(p: &Path) -> PathBuf {
+pub(crate) fn tidy(p: &Path) -> PathBuf {
     use std::path::Component;
     let mut out: Vec<Component> = Vec::new();
     for c in p.components() {
