@@ -160,8 +160,31 @@ pub struct Scenario {
     pub source: PathBuf,
 }
 
-/// Parses `key=value` into a path and a TOML value (a bare word that is not TOML is a string).
+/// The top-level sections of a scenario; a key given without one (`distance_percent`,
+/// `rate_limit.min_interval_seconds`) means `trailing.<key>`, in `--set` as in `--grid`.
+pub const SECTIONS: [&str; 7] = [
+    "name", "data", "entries", "exchange", "trailing", "intrabar", "sweep",
+];
+
+/// `distance_percent` → `["trailing", "distance_percent"]`; a key that starts with a section
+/// stays as it is.
+pub fn key_path(key: &str) -> Vec<String> {
+    let mut path: Vec<String> = key.split('.').map(|k| k.trim().to_string()).collect();
+    if !SECTIONS.contains(&path[0].as_str()) {
+        path.insert(0, "trailing".to_string());
+    }
+    path
+}
+
+/// Parses a scenario's `key=value` into a path and a TOML value (a bare word that is not TOML
+/// is a string). The key may leave out `trailing.` ([`key_path`]).
 pub fn parse_override(s: &str) -> Result<(Vec<String>, toml::Value), ScenarioError> {
+    let (key, value) = parse_override_as_written(s)?;
+    Ok((key_path(&key.join(".")), value))
+}
+
+/// [`parse_override`] for any TOML file: the key exactly as written.
+pub fn parse_override_as_written(s: &str) -> Result<(Vec<String>, toml::Value), ScenarioError> {
     let (key, value) = s
         .split_once('=')
         .ok_or_else(|| ScenarioError::BadOverride(s.to_string()))?;
@@ -215,13 +238,34 @@ pub fn table_from_text(
     path: &Path,
     overrides: &[String],
 ) -> Result<toml::Table, ScenarioError> {
+    overridden(text, path, overrides, parse_override)
+}
+
+/// Any TOML config's text (`live.toml`) as a table with `key=value` overrides applied, each key
+/// exactly as written.
+pub fn toml_table_from_text(
+    text: &str,
+    path: &Path,
+    overrides: &[String],
+) -> Result<toml::Table, ScenarioError> {
+    overridden(text, path, overrides, parse_override_as_written)
+}
+
+type ParseOverride = fn(&str) -> Result<(Vec<String>, toml::Value), ScenarioError>;
+
+fn overridden(
+    text: &str,
+    path: &Path,
+    overrides: &[String],
+    parse: ParseOverride,
+) -> Result<toml::Table, ScenarioError> {
     let parse_err = |message: String| ScenarioError::Parse {
         path: path.to_path_buf(),
         message,
     };
     let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
     for o in overrides {
-        let (key, value) = parse_override(o)?;
+        let (key, value) = parse(o)?;
         set_key(&mut table, &key, value).map_err(|m| parse_err(format!("--set {o}: {m}")))?;
     }
     Ok(table)
@@ -528,6 +572,33 @@ distance_percent = 0.8
         assert_eq!(s.intrabar.policy, Policy::Optimistic);
         assert_eq!(s.exchange.venue, Venue::Binance);
         assert_eq!(s.trailing.breakeven.unwrap().trigger_percent, dec!(0.3));
+    }
+
+    #[test]
+    fn overrides_may_leave_out_trailing_as_the_grid_does() {
+        let s = Scenario::from_text(
+            MINIMAL,
+            Path::new("t.toml"),
+            &[
+                "distance_percent=0.8".into(),
+                "rate_limit.min_interval_seconds=5".into(),
+                "breakeven.trigger_percent=0.3".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.trailing.distance_percent, dec!(0.8));
+        assert_eq!(s.trailing.rate_limit.min_interval_seconds, 5);
+        assert_eq!(s.trailing.breakeven.unwrap().trigger_percent, dec!(0.3));
+        // An unknown key is still an error that names it (as a trailing key).
+        let e = Scenario::from_text(MINIMAL, Path::new("t.toml"), &["distanse_percent=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("distanse_percent"), "{e}");
+        assert_eq!(key_path("data.symbol"), ["data", "symbol"]);
+        assert_eq!(
+            key_path("momentum.window_seconds"),
+            ["trailing", "momentum", "window_seconds"]
+        );
     }
 
     #[test]

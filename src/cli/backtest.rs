@@ -15,7 +15,8 @@ pub struct BacktestArgs {
     /// Output folder [default: reports/<scenario name>/].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Override any scenario key, e.g. --set trailing.distance_percent=0.8 (repeatable).
+    /// Override any scenario key, e.g. --set exchange.venue=binance or --set distance_percent=0.8
+    /// (a key without a section means trailing.<key>, as in --grid; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Print nothing but errors.

@@ -27,7 +27,8 @@ pub struct Args {
     /// Replay at N times real time, sleeping between steps [default: as fast as possible].
     #[arg(long, value_name = "N")]
     speed: Option<f64>,
-    /// Override any scenario key, e.g. --set trailing.distance_percent=0.8 (repeatable). A
+    /// Override any scenario key, e.g. --set distance_percent=0.8 (= trailing.distance_percent;
+    /// repeatable). A
     /// changed [trailing] config on a resumed run is shown and applied (the stop never loosens).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,

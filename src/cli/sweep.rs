@@ -19,7 +19,8 @@ pub struct Args {
     /// Output folder [default: reports/<scenario name>/].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Override any scenario key, e.g. --set exchange.venue=bybit (repeatable).
+    /// Override any scenario key, e.g. --set exchange.venue=bybit or --set distance_percent=0.8
+    /// (a key without a section means trailing.<key>, as in --grid; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Sweep a key: KEY=FROM:TO:STEP (exact decimals, end included) or KEY=A,B,C; replaces the

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::engine::TrailingConfig;
-use crate::scenario::{table_from_text, tidy};
+use crate::scenario::{tidy, toml_table_from_text};
 
 #[derive(Debug, Error)]
 pub enum LiveConfigError {
@@ -182,7 +182,7 @@ impl LiveConfig {
             // Straight from the text: the parser's errors then point at the line.
             toml::from_str(text).map_err(|e| parse_err(e.to_string()))?
         } else {
-            let table = table_from_text(text, path, overrides).map_err(|e| match e {
+            let table = toml_table_from_text(text, path, overrides).map_err(|e| match e {
                 crate::scenario::ScenarioError::Parse { message, .. } => parse_err(message),
                 other => parse_err(other.to_string()),
             })?;

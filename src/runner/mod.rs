@@ -130,7 +130,8 @@ impl<V: Venue> PositionRunner<V> {
                     // on the venue by someone else ends the same way (live adapters name it).
                     return Some(self.close(ExitReason::ExitNow, fill, ts, out));
                 }
-                None => {}
+                // Nothing for the engine: the stop order stands as the lifecycle says.
+                Some(EngineNews::Refused(_)) | None => {}
             }
             let command = r.command.take()?;
             let event = self.venue.execute(command, ts)?;

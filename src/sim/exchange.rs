@@ -164,15 +164,12 @@ impl PositionRunner<SimVenue> {
         )?;
         let sign = position.side.sign();
         // The latest order is always the latest send's (one order per send).
+        let seq = snap.engine.counters.stop_updates;
         let order = OrderRef {
             position: position.id,
-            seq: snap.engine.counters.stop_updates,
+            seq,
         };
-        let rest = |stop, origin| Rest {
-            order,
-            stop,
-            origin,
-        };
+        let rest = |stop, origin| Rest { seq, stop, origin };
         let phase = match (snap.closed, snap.resting, snap.pending) {
             (Some(_), _, _) => Phase::Closed,
             (None, _, Some(p)) => Phase::Placing {

@@ -13,11 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::exact_decimal;
 
-/// Top-level scenario sections; any other first key segment in `[sweep]` means `trailing.<key>`.
-const SECTIONS: [&str; 6] = [
-    "name", "data", "entries", "exchange", "trailing", "intrabar",
-];
-
 /// At most this many values per axis and combinations per grid (a typo in a step should fail
 /// fast, not allocate for an hour).
 pub const MAX_AXIS_VALUES: usize = 100_000;
@@ -109,11 +104,7 @@ pub fn canonical_key(key: &str) -> Result<String, String> {
     if first == "sweep" {
         return Err(format!("{key}: the [sweep] table itself cannot be swept"));
     }
-    if SECTIONS.contains(&first) {
-        Ok(key.to_string())
-    } else {
-        Ok(format!("trailing.{key}"))
-    }
+    Ok(crate::scenario::key_path(key).join("."))
 }
 
 /// Parses one decimal written as text or as a TOML number (a bare number means exactly the

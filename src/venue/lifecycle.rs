@@ -11,10 +11,11 @@ use crate::engine::{Intent, StopOrigin};
 
 use super::{Command, OrderRef, RejectReason, VenueEvent};
 
-/// A stop order: which, where (units, real sign) and where its price came from.
+/// A stop order of the lifecycle's position: which (the send's number), where (units, real
+/// sign) and where its price came from. Small on purpose: the simulator copies it per bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rest {
-    pub order: OrderRef,
+    pub seq: u32,
     pub stop: i64,
     pub origin: StopOrigin,
 }
@@ -59,6 +60,9 @@ pub enum EngineNews {
     Filled { fill: i64, origin: StopOrigin },
     /// The position closed at `fill`: by our close at market (`by_us`), or by someone else.
     Closed { fill: i64, by_us: bool },
+    /// The venue refused a command for a reason other than "would trigger": nothing for the
+    /// engine (a live driver retries or alerts; the simulated venue never refuses so).
+    Refused(RejectReason),
 }
 
 /// The lifecycle's answer to an intent or an event: at most one command to send now and at
@@ -67,9 +71,6 @@ pub enum EngineNews {
 pub struct Reaction {
     pub command: Option<Command>,
     pub news: Option<EngineNews>,
-    /// The venue refused a command for a reason other than "would trigger" (a live driver
-    /// retries or alerts; the simulated venue never refuses so).
-    pub refused: Option<RejectReason>,
 }
 
 impl Reaction {
@@ -162,10 +163,7 @@ impl StopOrder {
         match intent {
             Intent::PlaceStop { price, origin } => {
                 let rest = Rest {
-                    order: OrderRef {
-                        position: self.position,
-                        seq,
-                    },
+                    seq,
                     stop: price,
                     origin,
                 };
@@ -193,8 +191,8 @@ impl StopOrder {
                     next: None,
                 };
                 Reaction::command(Command::Amend {
-                    order: rest.order,
-                    replaces: order.order,
+                    order: self.oref(rest),
+                    replaces: self.oref(order),
                     stop: rest.stop,
                 })
             }
@@ -204,7 +202,9 @@ impl StopOrder {
                     from: order,
                     to: rest,
                 };
-                Reaction::command(Command::Cancel { order: order.order })
+                Reaction::command(Command::Cancel {
+                    order: self.oref(order),
+                })
             }
             Phase::Placing { order, .. } => {
                 self.phase = Phase::Placing {
@@ -240,7 +240,7 @@ impl StopOrder {
             next: None,
         };
         Reaction::command(Command::Place {
-            order: rest.order,
+            order: self.oref(rest),
             stop: rest.stop,
         })
     }
@@ -282,17 +282,36 @@ impl StopOrder {
         }
     }
 
+    #[inline]
+    fn oref(&self, r: Rest) -> OrderRef {
+        OrderRef {
+            position: self.position,
+            seq: r.seq,
+        }
+    }
+
     /// The order `r` refers to, if it is one this lifecycle holds.
+    #[inline]
     fn known(&self, r: OrderRef) -> Option<Rest> {
-        let candidates: [Option<Rest>; 3] = match self.phase {
-            Phase::Placing { order, next } => [Some(order), next, None],
-            Phase::Resting { order } => [Some(order), None, None],
-            Phase::Amending { from, to, next } => [Some(from), Some(to), next],
-            Phase::Cancelling { from, to } => [Some(from), Some(to), None],
-            Phase::Unknown { order, prior } => [Some(order), prior, None],
-            Phase::NoStop | Phase::Closing | Phase::Closed => [None; 3],
+        if r.position != self.position {
+            return None;
+        }
+        let is = |x: &Rest| x.seq == r.seq;
+        let pick = |a: Rest, b: Option<Rest>, c: Option<Rest>| {
+            if is(&a) {
+                Some(a)
+            } else {
+                b.filter(is).or(c.filter(is))
+            }
         };
-        candidates.into_iter().flatten().find(|x| x.order == r)
+        match self.phase {
+            Phase::Placing { order, next } => pick(order, next, None),
+            Phase::Resting { order } => pick(order, None, None),
+            Phase::Amending { from, to, next } => pick(from, Some(to), next),
+            Phase::Cancelling { from, to } => pick(from, Some(to), None),
+            Phase::Unknown { order, prior } => pick(order, prior, None),
+            Phase::NoStop | Phase::Closing | Phase::Closed => None,
+        }
     }
 
     fn accepted(&mut self, order: OrderRef, stop: i64, ts: i64) -> Reaction {
@@ -336,21 +355,18 @@ impl StopOrder {
                 stop: rest.stop,
                 market,
             }),
-            other => Reaction {
-                refused: Some(other),
-                ..Reaction::default()
-            },
+            other => Reaction::news(EngineNews::Refused(other)),
         }
     }
 
     fn cancelled(&mut self, order: OrderRef, ts: i64) -> Reaction {
         match self.phase {
-            Phase::Cancelling { from, to } if from.order == order => {
+            Phase::Cancelling { from, to } if self.oref(from) == order => {
                 // From the cancel's acknowledgement nothing rests until the create's.
                 self.phase = Phase::NoStop;
                 self.place(to, ts)
             }
-            Phase::Resting { order: r } if r.order == order => {
+            Phase::Resting { order: r } if self.oref(r) == order => {
                 // Cancelled by someone else: the position is bare; the driver replaces it.
                 self.unprotected_since.get_or_insert(ts);
                 self.phase = Phase::NoStop;
@@ -366,7 +382,7 @@ impl StopOrder {
         };
         let prior = match self.phase {
             Phase::Amending { from, .. } => Some(from),
-            Phase::Cancelling { from, .. } if from.order != order => Some(from),
+            Phase::Cancelling { from, .. } if self.oref(from) != order => Some(from),
             _ => None,
         };
         self.phase = Phase::Unknown { order: rest, prior };
@@ -563,7 +579,10 @@ mod tests {
             ts: 20,
             reason: RejectReason::Invalid { code: 10001 },
         });
-        assert_eq!(r.refused, Some(RejectReason::Invalid { code: 10001 }));
+        assert_eq!(
+            r.news,
+            Some(EngineNews::Refused(RejectReason::Invalid { code: 10001 }))
+        );
         assert_eq!(a.resting().map(|r| r.stop), Some(990));
     }
 
