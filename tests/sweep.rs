@@ -287,6 +287,30 @@ fn output_is_identical_for_any_thread_count_and_shards_merge_to_it() {
             "merged {name} differs from the unsharded run"
         );
     }
+    // The merged report's "reproduce with" is the unsharded sweep (into the merged folder),
+    // then how it was made here: the shards and the merge.
+    let merged_meta: Value =
+        serde_json::from_slice(&std::fs::read(merged.join("sweep.json")).unwrap()).unwrap();
+    let sweep_line = format!(
+        "trailstop sweep {QUICKSTART} --quiet {} --out {}",
+        grid.join(" "),
+        merged.display()
+    );
+    let merge_line = format!(
+        "# here as 3 shards (--shard K/3), merged by: trailstop merge {} {} --out {}",
+        s1.display(),
+        s2.display(),
+        merged.display()
+    );
+    assert_eq!(
+        merged_meta["command"].as_str().unwrap(),
+        format!("{sweep_line}\n{merge_line}")
+    );
+    let page = std::fs::read_to_string(merged.join("index.html")).unwrap();
+    assert!(
+        page.contains(&format!("<pre>{sweep_line}\n")),
+        "index.html does not show the sweep command"
+    );
 
     // `report` re-renders the same pictures and page from the saved results.
     let page = std::fs::read(one.join("index.html")).unwrap();

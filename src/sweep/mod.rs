@@ -433,15 +433,18 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
         ));
     }
     let job = job_from_meta(&first, &first_path)?;
+    let merge = format!(
+        "trailstop merge {} --out {}",
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        out.display()
+    );
     let meta = Meta {
-        command: format!(
-            "trailstop merge {} --out {}",
-            dirs.iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-            out.display()
-        ),
+        command: unsharded_command(&first.command, out).map_or(merge.clone(), |sweep| {
+            format!("{sweep}\n# here as {count} shards (--shard K/{count}), merged by: {merge}")
+        }),
         finished: rows.len() as u64,
         interrupted: false,
         shard: None,
@@ -449,6 +452,51 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
         ..first
     };
     finish(&job, meta, rows, out)
+}
+
+/// The unsharded sweep of a shard's command line (`trailstop sweep ... --shard K/N --out D`, as
+/// `cli::sweep::command_line` quotes it): without `--shard`, into `out`. None for another command.
+fn unsharded_command(shard: &str, out: &Path) -> Option<String> {
+    // Shell words: split at spaces outside '...' (a backslash outside quotes escapes one char).
+    let (mut words, mut word, mut quoted, mut escaped) = (Vec::new(), String::new(), false, false);
+    for c in shard.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if !quoted => escaped = true,
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => {
+                words.push(std::mem::take(&mut word));
+                continue;
+            }
+            _ => {}
+        }
+        word.push(c);
+    }
+    words.push(word);
+    if words.len() < 2 || words[0] != "trailstop" || words[1] != "sweep" {
+        return None;
+    }
+    let mut kept = Vec::new();
+    let mut it = words.into_iter().filter(|w| !w.is_empty());
+    while let Some(w) = it.next() {
+        if w == "--shard" || w == "--out" {
+            it.next();
+        } else if !w.starts_with("--shard=") && !w.starts_with("--out=") {
+            kept.push(w);
+        }
+    }
+    let out = out.display().to_string();
+    let plain = !out.is_empty()
+        && out
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    kept.push("--out".into());
+    kept.push(if plain {
+        out
+    } else {
+        format!("'{}'", out.replace('\'', r"'\''"))
+    });
+    Some(kept.join(" "))
 }
 
 /// Rebuilds the sweep's job (scenario and data) from its description.
@@ -484,4 +532,29 @@ fn job_from_meta(meta: &Meta, path: &Path) -> Result<Job, SweepError> {
         });
     }
     Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsharded_command_drops_the_shard_and_writes_into_the_merge() {
+        let shard = r"trailstop sweep 'my scen.toml' --shard 3/16 --grid 'a=1,2' --out 'x y' --set 'n=it'\''s'";
+        assert_eq!(
+            unsharded_command(shard, Path::new("out dir")).as_deref(),
+            Some(
+                r"trailstop sweep 'my scen.toml' --grid 'a=1,2' --set 'n=it'\''s' --out 'out dir'"
+            )
+        );
+        assert_eq!(
+            unsharded_command(
+                "trailstop sweep s.toml --out=o --shard=0/2 -q",
+                Path::new("m")
+            )
+            .as_deref(),
+            Some("trailstop sweep s.toml -q --out m")
+        );
+        assert_eq!(unsharded_command("made by a test", Path::new("m")), None);
+    }
 }
