@@ -6,6 +6,7 @@
 //! with random latency, all five policies, both sides, bar-open and priced entries.
 
 mod random_config;
+mod random_market;
 
 use std::path::PathBuf;
 
@@ -93,23 +94,7 @@ fn case() -> impl Strategy<Value = Case> {
                 steps,
                 inside,
             )| {
-                let mut open = 10_000i64;
-                let bars: Vec<Bar> = steps
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &(d, up, down))| {
-                        let close = (open + d).max(100);
-                        let b = Bar {
-                            ts: 1_704_067_200_000 + i as i64 * DELTA,
-                            open,
-                            high: open.max(close) + up,
-                            low: (open.min(close) - down).max(1),
-                            close,
-                        };
-                        open = close;
-                        b
-                    })
-                    .collect();
+                let bars: Vec<Bar> = random_market::walk(&steps, 1_704_067_200_000, DELTA);
                 let n = bars.len();
                 Case {
                     kind,

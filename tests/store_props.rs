@@ -4,6 +4,7 @@
 //! detail ticks), configs (every mode), venues, policies and sides.
 
 mod random_config;
+mod random_market;
 mod store_support;
 
 use proptest::prelude::*;
@@ -30,23 +31,7 @@ fn market() -> impl Strategy<Value = (Vec<Bar>, Option<Ticks>)> {
         )),
     )
         .prop_map(|(steps, ticks)| {
-            let mut open = 10_000i64;
-            let bars: Vec<Bar> = steps
-                .iter()
-                .enumerate()
-                .map(|(i, &(d, up, down))| {
-                    let close = (open + d).max(100);
-                    let b = Bar {
-                        ts: i as i64 * DELTA,
-                        open,
-                        high: open.max(close) + up,
-                        low: (open.min(close) - down).max(1),
-                        close,
-                    };
-                    open = close;
-                    b
-                })
-                .collect();
+            let bars: Vec<Bar> = random_market::walk(&steps, 0, DELTA);
             // Ticks at sorted offsets inside their bar, priced inside its range.
             let ticks = ticks.map(|per_bar| {
                 bars.iter()
