@@ -1,12 +1,12 @@
 //! The per-step write of the store (issue 4's target: ≥ 20k committed steps/s with
 //! `synchronous=NORMAL` in WAL on this machine; the figure for `FULL` beside it).
 //!
-//! One step = one transaction: the step's journal rows (its input and the engine events it
-//! produced) appended to `trailing_stop_events` and the position's `trailing_stop_state` row
+//! One step = one transaction: the step's journal rows (the runner's inputs and the engine
+//! events they produced) appended to `trailing_stop_events` and the position's `trailing_stop_state` row
 //! written with its version check — exactly what the paper runner commits per position step,
 //! the runner batching a market step's positions into one transaction on top of this. The steps
 //! are real: the quickstart scenario's day of 1m candles replayed for a position opened every
-//! 30 minutes (quickstart config), step by step through `store::journal::apply`; they are
+//! 30 minutes (quickstart config), step by step through the paper driver's `apply` with a recording tap; they are
 //! computed before timing, and only `Store::commit` is timed. The database is a file on disk
 //! (`CARGO_TARGET_TMPDIR`), not in memory, so `FULL` pays its fsyncs.
 //!
@@ -22,12 +22,16 @@ use trailstop::backtest::market::Series;
 use trailstop::backtest::replay::BarRules;
 use trailstop::backtest::run::plan_positions;
 use trailstop::backtest::{self};
-use trailstop::engine::Event;
+use trailstop::paper::step::{DetailSource, MarketStep, apply, apply_open};
+use trailstop::runner::{Entry, Recorder};
 use trailstop::scenario::Scenario;
-use trailstop::store::journal::{DetailSource, apply, apply_open};
-use trailstop::store::{Input, OpenOptions, PositionRecord, StepWrite, Store, Synchronous};
+use trailstop::store::{OpenOptions, PositionRecord, StepWrite, Store, Synchronous};
 
-type Step = (Input, Vec<Event>, PositionRecord);
+type Step = (Vec<Entry>, PositionRecord);
+
+fn driver(r: &trailstop::backtest::replay::Replay) -> String {
+    serde_json::to_string(&r.driver()).unwrap()
+}
 
 /// Every position step of the quickstart day with an entry every 30 minutes, in commit order
 /// per position.
@@ -47,7 +51,7 @@ fn steps() -> Vec<Step> {
     };
     let mut out = Vec::new();
     for p in plan_positions(market, &loaded.entries, &settings.symbol).unwrap() {
-        let input = Input::Open {
+        let input = MarketStep::Open {
             position: p.position.clone(),
             instrument: market.instrument,
             config: settings.trailing.clone(),
@@ -55,27 +59,28 @@ fn steps() -> Vec<Step> {
             rules: BarRules::of(opts, false),
             cursor: p.cursor,
         };
-        let mut events = Vec::new();
-        let (mut r, t) = apply_open(&input, &mut events).unwrap();
-        let mut rec = PositionRecord::after_step(None, &r, 1 + events.len() as u64, t);
-        out.push((input, events, rec.clone()));
+        let mut tap = Recorder::default();
+        let (mut r, _) = apply_open(&input, &mut tap).unwrap();
+        let mut rec = PositionRecord::after_step(None, r.sim.snapshot(), driver(&r), &tap.entries);
+        out.push((tap.entries, rec.clone()));
         while !r.is_closed() {
             let g = r.cursor.next;
             let mut input = match bars.get(g) {
                 Some(bar) => {
                     let span = trailstop::sim::path::bar_span(bars, g, *delta_ms);
-                    Input::bar(g, bar, span, &market.instrument)
+                    MarketStep::bar(g, bar, span, &market.instrument)
                 }
                 None => break,
             };
-            let mut events = Vec::new();
+            let mut tap = Recorder::default();
             let source = DetailSource::Market {
                 series: None,
                 policy: opts.policy,
             };
-            let t = apply(&mut r, &mut input, source, &mut events).unwrap();
-            rec = PositionRecord::after_step(Some(&rec), &r, 1 + events.len() as u64, t);
-            out.push((input, events, rec.clone()));
+            apply(&mut r, &mut input, source, &mut tap).unwrap();
+            rec =
+                PositionRecord::after_step(Some(&rec), r.sim.snapshot(), driver(&r), &tap.entries);
+            out.push((tap.entries, rec.clone()));
         }
     }
     out
@@ -93,9 +98,9 @@ fn db_path(name: &str) -> PathBuf {
 
 fn bench(c: &mut Criterion) {
     let pool = steps();
-    let events: usize = pool.iter().map(|s| s.1.len()).sum();
+    let events: usize = pool.iter().map(|s| s.0.len()).sum();
     eprintln!(
-        "{} steps in the pool ({:.2} events per step)",
+        "{} steps in the pool ({:.2} journal rows per step)",
         pool.len(),
         events as f64 / pool.len() as f64
     );
@@ -119,12 +124,11 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     let (round, k) = (next / pool.len(), next % pool.len());
                     next += 1;
-                    let (input, events, record) = &pool[k];
+                    let (entries, record) = &pool[k];
                     let mut record = record.clone();
-                    record.replay.sim.engine.position.id += (round * 1000) as u64;
+                    record.runner.engine.position.id += (round * 1000) as u64;
                     let w = [StepWrite {
-                        input,
-                        events,
+                        entries,
                         record: &record,
                     }];
                     let t = Instant::now();

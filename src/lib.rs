@@ -7,6 +7,7 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod live;
+pub mod paper;
 pub mod report;
 pub mod runner;
 pub mod scenario;

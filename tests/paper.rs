@@ -12,7 +12,8 @@ use std::str::FromStr;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
-use trailstop::store::{Input, OpenOptions, RowKind, Store};
+use trailstop::runner::Input;
+use trailstop::store::{OpenOptions, RowKind, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trailstop");
 const QUICKSTART: &str = "scenarios/quickstart.toml";
@@ -203,33 +204,42 @@ fn paper_equals_backtest_on_candles_ticks_and_detail() {
 }
 
 #[test]
-fn detail_bars_are_journalled_with_their_points() {
+fn detail_bars_are_journalled_as_the_trades_they_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let (_, detail) = eth_scenarios(dir.path());
     let (db, out) = (dir.path().join("db.sqlite"), dir.path().join("out"));
     ok(&mut paper(p(&detail), &db, &out, &[]));
+    // The trades, in units of the instrument (2 decimals).
+    let text = std::fs::read_to_string(root().join(ETH_TRADES)).unwrap();
+    let trades: std::collections::BTreeSet<(i64, i64)> = text
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let mut f = line.split(',');
+            let t: i64 = f.next().unwrap().parse().unwrap();
+            let price = Decimal::from_str(f.next().unwrap()).unwrap() * Decimal::from(100);
+            (t, i64::try_from(price).unwrap())
+        })
+        .collect();
     let store = Store::open(&db, OpenOptions::read_only()).unwrap();
-    let (mut bars, mut with_detail) = (0, 0);
+    let mut points = 0;
     for id in store.journal_ids().unwrap() {
         for row in store.journal(id).unwrap() {
             if row.kind != RowKind::Input {
                 continue;
             }
-            if let Input::Bar { ts, detail, .. } = serde_json::from_str(&row.payload).unwrap() {
-                bars += 1;
-                if let Some(points) = detail {
-                    with_detail += 1;
-                    assert!(
-                        points.iter().all(|pt| pt.0 >= ts && pt.0 < ts + 5000),
-                        "detail points lie inside their bar"
-                    );
-                }
+            if let Input::Price { ts, price } = serde_json::from_str(&row.payload).unwrap() {
+                points += 1;
+                assert!(
+                    trades.contains(&(ts, price)),
+                    "position {id}: price point {price} at {ts} is one of the trades"
+                );
             }
         }
     }
-    // Trade ticks as detail replay every bar (DESIGN §3): each bar input carries its trades.
-    assert!(bars > 100);
-    assert_eq!(with_detail, bars);
+    // Trade ticks as detail replay every bar (DESIGN §3): the journal holds their points, not
+    // the candles'.
+    assert!(points > 100, "{points} price points");
 }
 
 fn jsonl(text: &str) -> Vec<Value> {
@@ -271,7 +281,7 @@ fn state_lists_positions_and_events_as_the_backtest_reports_them() {
 
     let listing: Value =
         serde_json::from_str(&ok(&mut trailstop(&["state", "--db", p(&db), "--json"]))).unwrap();
-    assert_eq!(listing["schema_version"], 1);
+    assert_eq!(listing["schema_version"], 2);
     assert_eq!(listing["paper_next_index"], 1440);
     let positions = listing["positions"].as_array().unwrap();
     assert_eq!(positions.len(), rows.len());
@@ -284,11 +294,8 @@ fn state_lists_positions_and_events_as_the_backtest_reports_them() {
         assert_eq!(pos["stop_updates"].to_string(), r[11]);
         assert_eq!(pos["updates_held"].to_string(), r[12]);
         assert_eq!(pos["ambiguous_bars"].to_string(), r[15]);
-        // The synthetic order id counts the sends.
-        assert_eq!(
-            pos["exchange_order_id"],
-            format!("paper-{}-{}", r[0], r[11])
-        );
+        // The client order id counts the sends.
+        assert_eq!(pos["exchange_order_id"], format!("ts-{}-{}", r[0], r[11]));
     }
 
     // One position's journal: its inputs, and its events exactly as events.jsonl has them.
@@ -319,14 +326,33 @@ fn state_lists_positions_and_events_as_the_backtest_reports_them() {
         .map(|l| l["payload"].clone())
         .collect();
     assert_eq!(events, backtest_events);
-    let inputs = journal.iter().filter(|l| l["kind"] == "input").count();
-    let steps = journal.last().unwrap()["step"].as_u64().unwrap() as usize;
-    assert_eq!(inputs, steps, "one input per step");
+    // Every step opens with an input, and the inputs are the runner's: price points and the
+    // venue's answers, never a bar.
+    let steps = journal.last().unwrap()["step"].as_u64().unwrap();
+    for s in 1..=steps {
+        let first = journal.iter().find(|l| l["step"] == s).unwrap();
+        assert_eq!(first["kind"], "input", "step {s} opens with an input");
+    }
+    let kinds: std::collections::BTreeSet<&str> = journal
+        .iter()
+        .filter(|l| l["kind"] == "input")
+        .map(|l| l["payload"]["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.is_subset(&["open", "price", "venue", "close"].into()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains("price") && kinds.contains("venue"),
+        "{kinds:?}"
+    );
 
     let text = ok(&mut trailstop(&["state", "--db", p(&db), "--events", "3"]));
     assert_eq!(text.lines().count(), journal.len());
     assert!(
-        text.contains("StopRaised") && text.contains("▶ bar"),
+        text.contains("StopRaised")
+            && text.contains("▶ price")
+            && text.contains("▶ venue:accepted"),
         "{text}"
     );
 
@@ -392,7 +418,7 @@ fn config_change_on_restart_is_shown_and_never_loosens_the_stop() {
     };
     let open_before: Vec<u64> = before
         .values()
-        .filter(|r| r.replay.sim.closed.is_none())
+        .filter(|r| r.closed().is_none())
         .map(|r| r.id())
         .collect();
     assert!(open_before.len() >= 3, "positions were open at the kill");
@@ -436,35 +462,15 @@ fn config_change_on_restart_is_shown_and_never_loosens_the_stop() {
             .unwrap_or_else(|| panic!("position {id} journals the change"));
         assert_eq!(change.step, old.version + 1, "the change is the next step");
         // The stop never loosens: the desired and sent stops survive the change as they were.
-        let mut replay = None;
-        let mut events = Vec::new();
-        for row in journal.iter().filter(|r| r.step <= change.step) {
-            if row.kind == RowKind::Input {
-                let mut input: Input = serde_json::from_str(&row.payload).unwrap();
-                match replay.as_mut() {
-                    None => {
-                        replay = Some(
-                            trailstop::store::journal::apply_open(&input, &mut events)
-                                .unwrap()
-                                .0,
-                        )
-                    }
-                    Some(r) => {
-                        trailstop::store::journal::apply(
-                            r,
-                            &mut input,
-                            trailstop::store::journal::DetailSource::Journal,
-                            &mut events,
-                        )
-                        .unwrap();
-                    }
-                }
-            }
-        }
-        let after = replay.unwrap().snapshot();
-        assert_eq!(after.sim.engine.desired, old.replay.sim.engine.desired);
-        assert_eq!(after.sim.engine.sent, old.replay.sim.engine.sent);
-        assert_eq!(after.sim.engine.config.distance_percent, Decimal::new(5, 1));
+        let rows: Vec<_> = journal
+            .iter()
+            .filter(|r| r.step <= change.step)
+            .cloned()
+            .collect();
+        let after = trailstop::store::rebuild(&rows).unwrap().runner;
+        assert_eq!(after.engine.desired, old.engine().desired);
+        assert_eq!(after.engine.sent, old.engine().sent);
+        assert_eq!(after.engine.config.distance_percent, Decimal::new(5, 1));
         // Future moves use the new distance: a trailing raise at a new extreme p is
         // p * (1 - 0.5/100) rounded down (long) or p * (1 + 0.5/100) rounded up (short).
         let long = old.side() == trailstop::engine::Side::Long;
@@ -486,7 +492,7 @@ fn config_change_on_restart_is_shown_and_never_loosens_the_stop() {
     );
     // Closed positions keep the config they ran with.
     for r in store.records().unwrap() {
-        let d = r.replay.sim.engine.config.distance_percent.to_string();
+        let d = r.engine().config.distance_percent.to_string();
         if open_before.contains(&r.id()) || !before.contains_key(&r.id()) {
             assert_eq!(d, "0.5", "position {}", r.id());
         } else {
@@ -609,7 +615,7 @@ fn newer_schema_is_refused_untouched() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
-    refuses(&db, &["schema version 99 is newer", "(1)"]);
+    refuses(&db, &["schema version 99 is newer", "(2)"]);
 }
 
 #[test]

@@ -156,9 +156,12 @@ fn sigkill_at_random_moments_loses_nothing_and_resumes_to_the_backtest() {
         assert!(next >= clock, "kill {kills}: the clock went back");
         clock = next;
         for r in store.records().unwrap() {
-            if r.replay.sim.closed.is_none() {
+            if r.closed().is_none() {
+                // The paper driver's cursor, from its state blob.
+                let driver: trailstop::backtest::replay::ReplayDriver =
+                    serde_json::from_str(&r.driver).unwrap();
                 assert_eq!(
-                    r.replay.cursor.next,
+                    driver.cursor.next,
                     next,
                     "kill {kills}: open position {} is not at the committed clock",
                     r.id()

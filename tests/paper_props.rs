@@ -15,10 +15,10 @@ use rust_decimal::Decimal;
 use trailstop::backtest::market::{Market, Series};
 use trailstop::backtest::{self, Loaded, output};
 use trailstop::engine::{Instrument, Side, TrailingConfig};
+use trailstop::paper::{self, PaperOptions};
 use trailstop::scenario::{DetailBars, Scenario, Venue};
 use trailstop::sim::entries::EntrySpec;
 use trailstop::sim::path::{Bar, Policy};
-use trailstop::store::paper::{self, PaperOptions};
 use trailstop::store::{OpenOptions, Store};
 
 const DELTA: i64 = 60_000;

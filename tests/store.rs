@@ -106,25 +106,35 @@ fn a_committed_run_reads_back_and_rebuilds_from_its_journal() {
         commit(&mut store, std::slice::from_ref(s));
     }
     let stored = store.record(7).unwrap().unwrap();
-    assert_eq!(stored, steps.last().unwrap().2);
-    assert_eq!(stored.replay, r.snapshot());
+    assert_eq!(stored, steps.last().unwrap().1);
+    assert_eq!(stored.runner, r.sim.snapshot());
+    assert_eq!(stored, {
+        let mut again = steps.last().unwrap().1.clone();
+        again.driver = serde_json::to_string(&r.driver()).unwrap();
+        again
+    });
     assert_eq!(stored.version, steps.len() as u64);
     let rows = store.journal(7).unwrap();
-    let events: usize = steps.iter().map(|s| s.1.len()).sum();
-    assert_eq!(
-        rows.len(),
-        steps.len() + events,
-        "one input per step plus its events"
-    );
+    let entries: usize = steps.iter().map(|s| s.0.len()).sum();
+    assert_eq!(rows.len(), entries, "one row per input and per event");
     assert_eq!(stored.last_seq, rows.len() as u64);
-    assert_eq!(rebuild(&rows).unwrap(), stored);
+    assert_eq!(
+        rebuild(&rows).unwrap().with_driver(stored.driver.clone()),
+        stored
+    );
     assert_eq!(store.verify().unwrap(), 1);
-    // The data time of the last step, not the clock: the exit bar's last point (or the end).
-    let expected = match &steps.last().unwrap().0 {
-        trailstop::store::Input::Bar { ts, delta_ms, .. } => ts + delta_ms - 1,
-        trailstop::store::Input::EndOfData { ts, .. } => *ts,
-        other => panic!("the last step is {}", other.kind()),
-    };
+    // The data time of the last step's last input, not the clock.
+    let expected = steps
+        .last()
+        .unwrap()
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            trailstop::runner::Entry::Input(i) => Some(i.ts()),
+            trailstop::runner::Entry::Event(_) => None,
+        })
+        .max()
+        .unwrap();
     assert_eq!(stored.updated_at, expected);
     assert!(expected < case.bars.last().unwrap().ts + store_support::DELTA);
 }
@@ -137,28 +147,24 @@ fn several_steps_commit_in_one_transaction_or_not_at_all() {
     let (mut ra, sa) = open(&a, 1);
     let (_, sb) = open(&b, 2);
     commit(&mut store, &[sa.clone(), sb.clone()]);
-    let a2 = step(&a, &mut ra, &sa.2);
+    let a2 = step(&a, &mut ra, &sa.1);
     // Position 2's opening again is a conflict: the whole commit, a2 included, is rolled back.
     let writes = [a2.clone(), sb.clone()];
     let w: Vec<_> = writes
         .iter()
-        .map(|(input, events, record)| trailstop::store::StepWrite {
-            input,
-            events,
-            record,
-        })
+        .map(|(entries, record)| trailstop::store::StepWrite { entries, record })
         .collect();
     let e = store.commit(&w, &[("k", "v")]).err().unwrap();
     assert!(matches!(e, StoreError::Conflict { position: 2, .. }), "{e}");
     assert_eq!(
         store.record(1).unwrap().unwrap(),
-        sa.2,
+        sa.1,
         "a2 was not written"
     );
-    assert_eq!(store.journal(1).unwrap().len() as u64, sa.2.last_seq);
+    assert_eq!(store.journal(1).unwrap().len() as u64, sa.1.last_seq);
     assert_eq!(store.meta("k").unwrap(), None);
     commit(&mut store, std::slice::from_ref(&a2));
-    assert_eq!(store.record(1).unwrap().unwrap(), a2.2);
+    assert_eq!(store.record(1).unwrap().unwrap(), a2.1);
     assert_eq!(store.verify().unwrap(), 2);
 }
 
@@ -172,18 +178,15 @@ fn a_stale_writer_gets_a_conflict_and_writes_nothing() {
     commit(&mut first, std::slice::from_ref(&s1));
     let mut second = Store::open(&path, existing()).unwrap();
     // Both load version 1 and step it; the first commits version 2.
-    let mut r2 =
-        trailstop::backtest::replay::Replay::restore(&second.record(1).unwrap().unwrap().replay)
-            .unwrap();
-    let s2 = step(&case, &mut r, &s1.2);
+    let mut r2 = store_support::restore(&second.record(1).unwrap().unwrap());
+    let s2 = step(&case, &mut r, &s1.1);
     commit(&mut first, std::slice::from_ref(&s2));
-    let s2_again = step(&case, &mut r2, &s1.2);
-    assert_eq!(s2_again.2.version, 2);
+    let s2_again = step(&case, &mut r2, &s1.1);
+    assert_eq!(s2_again.1.version, 2);
     let before = second.journal(1).unwrap();
     let w = [trailstop::store::StepWrite {
-        input: &s2_again.0,
-        events: &s2_again.1,
-        record: &s2_again.2,
+        entries: &s2_again.0,
+        record: &s2_again.1,
     }];
     let e = second.commit(&w, &[]).err().unwrap();
     assert!(
@@ -199,7 +202,7 @@ fn a_stale_writer_gets_a_conflict_and_writes_nothing() {
     );
     assert!(e.to_string().contains("another writer"), "{e}");
     assert_eq!(second.journal(1).unwrap(), before);
-    assert_eq!(second.record(1).unwrap().unwrap(), s2.2);
+    assert_eq!(second.record(1).unwrap().unwrap(), s2.1);
 }
 
 #[test]
@@ -275,14 +278,15 @@ fn a_journal_that_does_not_replay_is_reported_with_its_step() {
     assert_eq!(dropped.step, 1);
     let (step, problem) = rebuild(&rows).err().unwrap();
     assert_eq!(step, 1);
-    assert!(problem.contains("events"), "{problem}");
-    // A bar with another price than was journalled.
+    assert!(problem.contains("journal has"), "{problem}");
+    // A price point with another price than was journalled.
     let mut rows = store.journal(1).unwrap();
-    let bar = rows
+    let point = rows
         .iter_mut()
-        .find(|r| r.payload.contains("\"type\":\"bar\""))
+        .rev()
+        .find(|r| r.payload.contains("\"type\":\"price\""))
         .unwrap();
-    bar.payload = bar.payload.replace("\"close\":\"", "\"close\":\"1");
+    point.payload = point.payload.replace("\"price\":", "\"price\":1");
     assert!(rebuild(&rows).is_err());
 }
 
@@ -297,13 +301,12 @@ fn a_read_only_store_writes_nothing() {
     );
     let mut ro = Store::open(&path, OpenOptions::read_only()).unwrap();
     let w = [trailstop::store::StepWrite {
-        input: &steps[2].0,
-        events: &steps[2].1,
-        record: &steps[2].2,
+        entries: &steps[2].0,
+        record: &steps[2].1,
     }];
     let e = ro.commit(&w, &[]).err().unwrap();
     assert!(matches!(e, StoreError::ReadOnly { .. }), "{e}");
-    assert_eq!(ro.record(1).unwrap().unwrap(), steps[1].2);
+    assert_eq!(ro.record(1).unwrap().unwrap(), steps[1].1);
 }
 
 #[test]

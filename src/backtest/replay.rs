@@ -9,12 +9,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{
-    EngineError, EventSink, Instrument, NoEvents, Position, TrailingConfig, TrailingStop,
-};
+use crate::engine::{EngineError, Instrument, NoEvents, Position, TrailingConfig, TrailingStop};
+use crate::runner::{RunnerSnapshot, Tap};
 use crate::scenario::DetailBars;
-use crate::sim::exchange::{Close, SimPosition, SimSnapshot, VenueModel};
+use crate::sim::exchange::{Close, SimPosition, SimSnapshot, SimVenue, VenueModel};
 use crate::sim::path::{Bar, Point, Policy, bar_points, bar_span};
+use crate::venue::{OrderRef, Phase};
 
 use super::record::PositionRun;
 use super::skip::BarIndex;
@@ -48,7 +48,7 @@ impl After {
 }
 
 #[inline(always)]
-pub(crate) fn run_bar<O: EventSink>(
+pub(crate) fn run_bar<O: Tap>(
     sim: &mut SimPosition,
     bar: &Bar,
     delta_ms: i64,
@@ -123,9 +123,85 @@ pub struct ReplaySnapshot {
     pub ambiguous_bars: u32,
 }
 
+/// The driver's part of a [`Replay`]: everything but the runner (the simulated venue's
+/// orders, the bar rules, the cursor, the ambiguity count). The store keeps it as an opaque
+/// blob beside the runner it journals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayDriver {
+    pub venue: SimVenue,
+    pub rules: BarRules,
+    pub cursor: Cursor,
+    pub ambiguous_bars: u32,
+}
+
+/// Why a replay cannot be put back together from a runner and a driver state.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(
+        "the simulated venue holds {venue} but the stop order's lifecycle is {phase}; \
+         the state row was changed"
+    )]
+    Venue { venue: String, phase: String },
+}
+
 impl Replay {
+    /// The driver's part.
+    pub fn driver(&self) -> ReplayDriver {
+        ReplayDriver {
+            venue: self.sim.venue.clone(),
+            rules: self.rules,
+            cursor: self.cursor,
+            ambiguous_bars: self.ambiguous_bars,
+        }
+    }
+
+    /// A replay from a runner and its driver's part, checked against each other: the venue's
+    /// resting or in-flight order must be the one the lifecycle holds.
+    pub fn from_parts(
+        runner: &RunnerSnapshot,
+        driver: ReplayDriver,
+    ) -> Result<Replay, RestoreError> {
+        let order = |seq| OrderRef {
+            position: runner.engine.position.id,
+            seq,
+        };
+        let v = &driver.venue;
+        let agrees = match runner.order.phase {
+            Phase::NoStop | Phase::Closed => v.resting.is_none() && v.pending.is_none(),
+            Phase::Resting { order: r } => {
+                v.resting == Some((order(r.seq), r.stop)) && v.pending.is_none()
+            }
+            Phase::Placing {
+                order: r,
+                next: None,
+            } => {
+                v.resting.is_none()
+                    && v.pending
+                        .is_some_and(|p| p.order == order(r.seq) && p.stop == r.stop)
+            }
+            // The simulated venue answers at once: nothing else is ever stored.
+            _ => false,
+        };
+        if !agrees {
+            return Err(RestoreError::Venue {
+                venue: format!("resting {:?}, in flight {:?}", v.resting, v.pending),
+                phase: format!("{:?}", runner.order.phase),
+            });
+        }
+        let sim = SimPosition::restore(runner, driver.venue)?;
+        Ok(Replay {
+            sim,
+            rules: driver.rules,
+            cursor: driver.cursor,
+            ambiguous_bars: driver.ambiguous_bars,
+            scratch: Vec::new(),
+        })
+    }
+
     /// Opens the position (its entry is its first price point) with the replay at `cursor`.
-    pub fn open<O: EventSink>(
+    pub fn open<O: Tap>(
         position: &Position,
         instrument: &Instrument,
         config: &TrailingConfig,
@@ -155,7 +231,7 @@ impl Replay {
     /// ([`crate::sim::path::bar_span`]). A position that closes inside the bar stays closed; the
     /// cursor moves on either way.
     #[inline]
-    pub fn step_bar<O: EventSink, D: FnMut(&Bar, After, &mut Vec<Point>)>(
+    pub fn step_bar<O: Tap, D: FnMut(&Bar, After, &mut Vec<Point>)>(
         &mut self,
         candle: &Bar,
         delta_ms: i64,
@@ -171,14 +247,18 @@ impl Replay {
     /// from it and the next bar). Returns whether it looked: then the bar now at the cursor,
     /// if any, is known not to be quiet.
     #[inline]
-    pub fn skip_quiet<O: EventSink>(
+    pub fn skip_quiet<O: Tap>(
         &mut self,
         bars: &[Bar],
         index: &BarIndex,
         delta_ms: i64,
         _out: &O,
     ) -> bool {
-        if self.cursor.after != After::ALL || matches!(self.rules.detail, Some(DetailBars::All)) {
+        // A recording tap sees every price point (the shortcut changes the engine without).
+        if O::RECORDING
+            || self.cursor.after != After::ALL
+            || matches!(self.rules.detail, Some(DetailBars::All))
+        {
             return false;
         }
         let from = self.cursor.next;
@@ -235,7 +315,7 @@ impl Replay {
     /// [`Replay::step_bar`]; `try_quiet` false skips the quiet-bar check (already done by
     /// [`Replay::skip_quiet`]).
     #[inline]
-    pub(super) fn step_bar_as<O: EventSink, D: FnMut(&Bar, After, &mut Vec<Point>)>(
+    pub(super) fn step_bar_as<O: Tap, D: FnMut(&Bar, After, &mut Vec<Point>)>(
         &mut self,
         candle: &Bar,
         delta_ms: i64,
@@ -256,6 +336,7 @@ impl Replay {
         // once (same state as point by point; not ambiguous). Not with `detail_bars = all`,
         // whose points come from the finer data.
         if try_quiet
+            && !O::RECORDING
             && !resolve
             && after == After::ALL
             && sim.absorb_quiet(&bar_points(candle, delta_ms, low_first), O::ENABLED)
@@ -307,7 +388,7 @@ impl Replay {
 
     /// Replays the trade tick at the cursor (a tick is a price point of its own).
     #[inline]
-    pub fn step_tick<O: EventSink>(&mut self, pt: Point, out: &mut O) -> Result<(), EngineError> {
+    pub fn step_tick<O: Tap>(&mut self, pt: Point, out: &mut O) -> Result<(), EngineError> {
         if self.is_closed() {
             return Err(EngineError::Closed);
         }
@@ -316,7 +397,7 @@ impl Replay {
     }
 
     /// Closes a position still open when the data ends.
-    pub fn end_of_data<O: EventSink>(&mut self, price: i64, ts: i64, out: &mut O) {
+    pub fn end_of_data<O: Tap>(&mut self, price: i64, ts: i64, out: &mut O) {
         self.sim.end_of_data(price, ts, out);
     }
 
@@ -342,7 +423,7 @@ impl Replay {
 
     pub fn snapshot(&self) -> ReplaySnapshot {
         ReplaySnapshot {
-            sim: self.sim.snapshot(),
+            sim: self.sim.sim_snapshot(),
             rules: self.rules,
             cursor: self.cursor,
             ambiguous_bars: self.ambiguous_bars,
@@ -361,7 +442,7 @@ impl Replay {
         snap: &ReplaySnapshot,
         config: &TrailingConfig,
     ) -> Result<Replay, EngineError> {
-        let mut sim = SimPosition::restore(&snap.sim)?;
+        let mut sim = SimPosition::restore_sim(&snap.sim)?;
         if *config != snap.sim.engine.config {
             sim.engine = TrailingStop::restore_with(&snap.sim.engine, config)?;
         }

@@ -2,7 +2,8 @@
 
 use rust_decimal::Decimal;
 
-use crate::engine::{EngineError, EventSink, NoEvents, Position, TrailingConfig};
+use crate::engine::{EngineError, NoEvents, Position, TrailingConfig};
+use crate::runner::Tap;
 use crate::sim::entries::EntrySpec;
 use crate::sim::exchange::VenueModel;
 use crate::sim::path::{Point, bar_span};
@@ -202,7 +203,7 @@ pub fn plan_positions(
 
 /// Replays one position over the whole series, bar by bar (or tick by tick) through
 /// [`Replay`], the same step the paper runner commits one at a time.
-fn simulate<O: EventSink>(
+fn simulate<O: Tap>(
     market: &Market,
     settings: &RunSettings,
     opts: RunOptions,

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::backtest::{self, output};
+use crate::paper::{self, Notice, PaperOptions};
 use crate::scenario::Scenario;
-use crate::store::paper::{self, Notice, PaperOptions};
 use crate::store::{OpenOptions, Store, Synchronous};
 
 #[derive(clap::Args)]
@@ -55,7 +55,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let mut opts = OpenOptions::runner();
+    // A database of an older trailstop is upgraded on open (in one transaction, or not at all).
+    let mut opts = OpenOptions::runner().upgrading(paper::upgrade_v1);
     if args.sync_full {
         opts.synchronous = Synchronous::Full;
     }

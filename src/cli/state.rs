@@ -56,7 +56,8 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 fn record_json(r: &PositionRecord) -> Value {
-    let e = &r.replay.sim.engine;
+    let e = r.engine();
+    let driver: Value = serde_json::from_str(&r.driver).unwrap_or(Value::Null);
     json!({
         "position_id": e.position.id,
         "symbol": e.position.symbol,
@@ -70,15 +71,18 @@ fn record_json(r: &PositionRecord) -> Value {
         "sent_stop": e.sent.map(|(d, _)| d.to_string()),
         "sent_at": e.sent.map(|(_, t)| t),
         "confirmed_stop": e.confirmed.map(|d| d.to_string()),
-        "exchange_order_id": r.exchange_order_id,
+        "exchange_order_id": r.exchange_order_id(),
         "activated_at": e.activated_at,
         "exit_reason": e.exit,
-        "exit_price": r.replay.sim.closed.map(|c| e.instrument.decimal(c.fill).to_string()),
+        "exit_price": r.closed().map(|c| e.instrument.decimal(c.fill).to_string()),
         "stop_updates": e.counters.stop_updates,
         "updates_held": e.counters.updates_held,
         "emergency_updates": e.counters.emergency_updates,
-        "ambiguous_bars": r.replay.ambiguous_bars,
-        "next_index": r.replay.cursor.next,
+        // The paper driver's own state (the market cursor, the ambiguity count).
+        "ambiguous_bars": driver.get("ambiguous_bars"),
+        "next_index": driver.pointer("/cursor/next"),
+        "order": r.runner.order,
+        "driver": driver,
         "config_hash": crate::store::config_hash(&e.config),
         "distance_percent": e.config.distance_percent.to_string(),
         "activation_percent": e.config.activation_percent.to_string(),
@@ -98,10 +102,7 @@ fn list(store: &Store, as_json: bool) -> anyhow::Result<String> {
         });
         return Ok(serde_json::to_string_pretty(&v)? + "\n");
     }
-    let open = records
-        .iter()
-        .filter(|r| r.replay.sim.closed.is_none())
-        .count();
+    let open = records.iter().filter(|r| r.closed().is_none()).count();
     let mut text = format!(
         "{}: {} positions ({open} open, {} closed)\n",
         store.path().display(),
@@ -114,7 +115,7 @@ fn list(store: &Store, as_json: bool) -> anyhow::Result<String> {
         "order id", "sent/held", "updated at (data time)", "version"
     ));
     for r in &records {
-        let e = &r.replay.sim.engine;
+        let e = r.engine();
         let desired = e.desired.map(|(d, o)| {
             format!(
                 "{d} ({})",
@@ -124,7 +125,7 @@ fn list(store: &Store, as_json: bool) -> anyhow::Result<String> {
                     .unwrap_or_default()
             )
         });
-        let state = match r.replay.sim.closed {
+        let state = match r.closed() {
             Some(c) => format!("closed:{}", c.reason.as_str()),
             None => serde_json::to_value(e.state)
                 .ok()
@@ -141,7 +142,7 @@ fn list(store: &Store, as_json: bool) -> anyhow::Result<String> {
             opt(desired),
             opt(e.sent.map(|(d, _)| d)),
             opt(e.confirmed),
-            opt(r.exchange_order_id.as_deref()),
+            opt(r.exchange_order_id()),
             format!("{}/{}", e.counters.stop_updates, e.counters.updates_held),
             iso_ms(r.updated_at),
             r.version
@@ -178,9 +179,25 @@ fn events(store: &Store, id: u64, as_json: bool) -> anyhow::Result<String> {
             text.push('\n');
             continue;
         }
-        let kind = payload.get("type").and_then(Value::as_str).unwrap_or("?");
-        let ts = payload.get("ts").and_then(Value::as_i64).map(iso_ms);
-        let mut rest = payload.clone();
+        // A venue input shows the venue's event in its place.
+        let (kind, mut rest) = match payload.get("event") {
+            Some(ev) => (
+                format!(
+                    "venue:{}",
+                    ev.get("type").and_then(Value::as_str).unwrap_or("?")
+                ),
+                ev.clone(),
+            ),
+            None => (
+                payload
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string(),
+                payload.clone(),
+            ),
+        };
+        let ts = rest.get("ts").and_then(Value::as_i64).map(iso_ms);
         if let Some(m) = rest.as_object_mut() {
             m.remove("type");
             m.remove("ts");

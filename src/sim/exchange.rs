@@ -7,10 +7,10 @@
 //! snapshot of a simulated position.
 
 use crate::engine::{
-    EngineError, EngineSnapshot, EventSink, ExitReason, Instrument, Position, StopOrigin,
-    TrailingConfig, TrailingStop, fixed,
+    EngineError, EngineSnapshot, ExitReason, Instrument, Position, StopOrigin, TrailingConfig,
+    TrailingStop, fixed,
 };
-use crate::runner::PositionRunner;
+use crate::runner::{PositionRunner, Tap};
 use crate::venue::{OrderRef, Phase, Rest, StopOrder, StopOrderSnapshot};
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,7 @@ pub enum BarOutcome {
 impl PositionRunner<SimVenue> {
     /// Opens the position on the simulated venue: the entry is its first price point (no
     /// exchange check, no slippage).
-    pub fn open_sim<O: EventSink>(
+    pub fn open_sim<O: Tap>(
         position: &Position,
         instrument: &Instrument,
         config: &TrailingConfig,
@@ -93,7 +93,7 @@ impl PositionRunner<SimVenue> {
     /// fill: then nothing else happens at this point), then the engine. Returns the close if
     /// the position closed at it.
     #[inline(always)]
-    pub fn on_point<O: EventSink>(
+    pub fn on_point<O: Tap>(
         &mut self,
         pt: Point,
         out: &mut O,
@@ -114,14 +114,14 @@ impl PositionRunner<SimVenue> {
     }
 
     /// Closes at the end of the data at `price` and `ts` (no slippage).
-    pub fn end_of_data<O: EventSink>(&mut self, price: i64, ts: i64, out: &mut O) -> Close {
+    pub fn end_of_data<O: Tap>(&mut self, price: i64, ts: i64, out: &mut O) -> Close {
         self.venue.pending = None;
         self.venue.resting = None;
         self.close(ExitReason::EndOfData, price, ts, out)
     }
 
     /// Everything needed to rebuild this position exactly (engine and exchange side).
-    pub fn snapshot(&self) -> SimSnapshot {
+    pub fn sim_snapshot(&self) -> SimSnapshot {
         let (resting, pending) = match self.order.phase() {
             Phase::Resting { order } => (Some((order.stop, order.origin)), None),
             Phase::Placing { order, next: None } => (
@@ -150,8 +150,8 @@ impl PositionRunner<SimVenue> {
         }
     }
 
-    /// Rebuilds a position from [`SimPosition::snapshot`].
-    pub fn restore(snap: &SimSnapshot) -> Result<SimPosition, EngineError> {
+    /// Rebuilds a position from [`SimPosition::sim_snapshot`].
+    pub fn restore_sim(snap: &SimSnapshot) -> Result<SimPosition, EngineError> {
         let engine = TrailingStop::restore(&snap.engine)?;
         let inst = engine.instrument();
         let position = &snap.engine.position;
@@ -399,8 +399,9 @@ mod tests {
                         break;
                     }
                 }
-                let json = serde_json::to_string(&b.snapshot()).unwrap();
-                let mut b = SimPosition::restore(&serde_json::from_str(&json).unwrap()).unwrap();
+                let json = serde_json::to_string(&b.sim_snapshot()).unwrap();
+                let mut b =
+                    SimPosition::restore_sim(&serde_json::from_str(&json).unwrap()).unwrap();
                 if !done {
                     for i in cut..prices.len() {
                         if b.on_point(point(i), &mut ev_b).unwrap().is_some() {
@@ -409,7 +410,7 @@ mod tests {
                     }
                 }
                 assert_eq!(ev_a, ev_b, "{side:?} cut at {cut}");
-                assert_eq!(a.snapshot(), b.snapshot(), "{side:?} cut at {cut}");
+                assert_eq!(a.sim_snapshot(), b.sim_snapshot(), "{side:?} cut at {cut}");
             }
             assert!(a.closed().is_some());
         }
@@ -510,7 +511,7 @@ mod tests {
                             }
                         }
                     }
-                    assert_eq!(a.snapshot(), b.snapshot(), "bar {i}");
+                    assert_eq!(a.sim_snapshot(), b.sim_snapshot(), "bar {i}");
                     if closed {
                         end = i + 1;
                         break;

@@ -36,15 +36,15 @@ impl VenueModel {
 }
 
 /// A create in flight: it rests (or is refused) at `at`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InFlight {
     pub order: OrderRef,
     pub stop: i64,
     pub at: i64,
 }
 
-/// One position's side of the simulated exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One position's side of the simulated exchange (serialised as a driver's state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimVenue {
     pub model: VenueModel,
     sign: i64,

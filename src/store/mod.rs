@@ -1,11 +1,18 @@
 //! Persistence on SQLite (DESIGN §6, issue 4): the trailing-stop state of every position
 //! survives restarts and crashes.
 //!
-//! - `trailing_stop_state`: one row per position with everything needed to rebuild its engine,
-//!   its simulated exchange side and its replay exactly (see `record.rs` for the columns).
-//! - `trailing_stop_events`: the append-only journal, one row per step input and per engine
-//!   event, numbered per position; replaying it rebuilds the state row ([`journal::rebuild`]).
-//! - `trailstop_meta`: what the paper runner needs to resume (its scenario, config and clock).
+//! - `trailing_stop_state`: one row per position with everything needed to rebuild its runner
+//!   (engine, stop order lifecycle, excursions, close) and its driver's own state as an opaque
+//!   blob (see `record.rs` for the columns).
+//! - `trailing_stop_events`: the append-only journal, one row per runner input (an opening, a
+//!   price point, a venue event, a close, a config change) and per engine event, numbered per
+//!   position; replaying it rebuilds the state row's runner ([`journal::rebuild`]).
+//! - `trailstop_meta`: what a driver needs to resume (for `paper`: its scenario, config and
+//!   clock).
+//!
+//! The store knows the engine, the runner and the venue vocabulary only: never a market, a
+//! bar or the simulator. A version-1 database (whose journal held the simulator's bars) is
+//! converted on open by the driver that wrote it ([`OpenOptions::upgrade_v1`]).
 //!
 //! Each [`Store::commit`] writes the steps' journal rows and the resulting state rows in one
 //! transaction, so after a crash the database holds every committed step and nothing of a
@@ -16,7 +23,6 @@
 //! newer-schema database is an error that names the file, and the file is left as it was.
 
 pub mod journal;
-pub mod paper;
 mod record;
 mod schema;
 
@@ -27,9 +33,9 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 use thiserror::Error;
 
-use crate::engine::Event;
+use crate::runner::Entry;
 
-pub use journal::{Input, JournalRow, PositionRecord, RowKind, rebuild};
+pub use journal::{JournalRow, PositionRecord, Rebuilt, RowKind, rebuild};
 pub use record::{config_hash, config_json, fnv1a};
 pub use schema::SCHEMA_VERSION;
 
@@ -94,6 +100,13 @@ pub enum StoreError {
         stored: String,
         journal: String,
     },
+    #[error("{path}: cannot upgrade schema version {from} to {to}: {problem}; nothing was changed")]
+    Upgrade {
+        path: PathBuf,
+        from: i64,
+        to: i64,
+        problem: String,
+    },
     #[error("{path}: {what}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -137,6 +150,18 @@ pub enum Synchronous {
     Full,
 }
 
+/// A version-1 position converted to version 2: its journal as steps of entries, and its
+/// record.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    pub steps: Vec<Vec<Entry>>,
+    pub record: PositionRecord,
+}
+
+/// Converts every position of a version-1 database (read from `db`, inside the migration's
+/// transaction). Only the driver that wrote them knows their inputs: `paper` supplies it.
+pub type UpgradeV1 = fn(db: &Connection) -> Result<Vec<Converted>, String>;
+
 /// How to open a database.
 #[derive(Debug, Clone, Copy)]
 pub struct OpenOptions {
@@ -150,6 +175,9 @@ pub struct OpenOptions {
     /// Hold the database for this process alone while it is open (a runner: `paper`, `live`):
     /// a second such open is refused at once, before anything is read or written.
     pub exclusive: bool,
+    /// Converts a version-1 database's positions on a writable open (without one, a
+    /// version-1 database with positions is refused).
+    pub upgrade_v1: Option<UpgradeV1>,
 }
 
 impl OpenOptions {
@@ -161,6 +189,7 @@ impl OpenOptions {
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(2),
             exclusive: false,
+            upgrade_v1: None,
         }
     }
 
@@ -169,6 +198,14 @@ impl OpenOptions {
         OpenOptions {
             exclusive: true,
             ..OpenOptions::create()
+        }
+    }
+
+    /// With a converter for version-1 databases.
+    pub fn upgrading(self, upgrade: UpgradeV1) -> OpenOptions {
+        OpenOptions {
+            upgrade_v1: Some(upgrade),
+            ..self
         }
     }
 
@@ -182,25 +219,21 @@ impl OpenOptions {
     }
 }
 
-/// One step to write: its input, the events it produced and the position's resulting record
-/// (whose `version` and `last_seq` already count this step).
+/// One step to write: its entries (the inputs and the events they produced) and the
+/// position's resulting record (whose `version` and `last_seq` already count this step). A
+/// step without entries writes the record alone (only the driver's state moved).
 #[derive(Debug, Clone, Copy)]
 pub struct StepWrite<'a> {
-    pub input: &'a Input,
-    pub events: &'a [Event],
+    pub entries: &'a [Entry],
     pub record: &'a PositionRecord,
 }
 
 impl<'a> StepWrite<'a> {
-    /// The writes of steps kept as `(input, events, record)`.
-    pub fn all(steps: &'a [(Input, Vec<Event>, PositionRecord)]) -> Vec<StepWrite<'a>> {
+    /// The writes of steps kept as `(entries, record)`.
+    pub fn all(steps: &'a [(Vec<Entry>, PositionRecord)]) -> Vec<StepWrite<'a>> {
         steps
             .iter()
-            .map(|(input, events, record)| StepWrite {
-                input,
-                events,
-                record,
-            })
+            .map(|(entries, record)| StepWrite { entries, record })
             .collect()
     }
 }
@@ -332,12 +365,21 @@ impl Store {
         };
         let version = store.check(exists)?;
         if opts.read_only {
-            if version < SCHEMA_VERSION {
+            if version == 0 {
                 return Err(StoreError::Corrupt {
                     path: path.to_path_buf(),
-                    detail: format!(
-                        "schema version {version}: no trailstop tables (a paper run creates them)"
-                    ),
+                    detail: "schema version 0: no trailstop tables (a paper run creates them)"
+                        .into(),
+                });
+            }
+            if version < SCHEMA_VERSION {
+                return Err(StoreError::Upgrade {
+                    path: path.to_path_buf(),
+                    from: version,
+                    to: SCHEMA_VERSION,
+                    problem: "a read-only open does not upgrade; run `trailstop paper` on it \
+                              once (with its scenario) and it is upgraded in place"
+                        .into(),
                 });
             }
             return Ok(store);
@@ -369,7 +411,7 @@ impl Store {
             .conn
             .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)
             .map_err(|e| err("setting wal_autocheckpoint", e))?;
-        store.migrate()?;
+        store.migrate(opts.upgrade_v1)?;
         Ok(store)
     }
 
@@ -448,7 +490,7 @@ impl Store {
         Ok(out)
     }
 
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    fn migrate(&mut self, upgrade_v1: Option<UpgradeV1>) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |what, e| StoreError::from_sqlite(&path, what, e);
         let tx = self
@@ -469,9 +511,55 @@ impl Store {
         if version == SCHEMA_VERSION {
             return Ok(());
         }
-        for sql in &schema::MIGRATIONS[version as usize..] {
-            tx.execute_batch(sql).map_err(|e| err("migrating", e))?;
+        if version < 1 {
+            tx.execute_batch(schema::V1)
+                .map_err(|e| err("migrating to version 1", e))?;
         }
+        // 2: the journal of runner inputs; version-1 positions are converted by their driver
+        // and checked against the new journal before the old tables go.
+        tx.execute_batch(schema::V2_CREATE)
+            .map_err(|e| err("migrating to version 2", e))?;
+        let upgrade = |problem: String| StoreError::Upgrade {
+            path: path.clone(),
+            from: version.max(1),
+            to: 2,
+            problem,
+        };
+        let old_rows: i64 = tx
+            .query_row(
+                "SELECT (SELECT count(*) FROM trailing_stop_state) + \
+                 (SELECT count(*) FROM trailing_stop_events)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| err("counting version-1 rows", e))?;
+        if old_rows > 0 {
+            let convert = upgrade_v1.ok_or_else(|| {
+                upgrade(
+                    "its positions were written by an older trailstop's paper runner; \
+                     `trailstop paper` upgrades it"
+                        .into(),
+                )
+            })?;
+            let converted = convert(&tx).map_err(upgrade)?;
+            for c in &converted {
+                write_converted(&tx, c, &mut self.configs, &path)?;
+                let rows = read_journal(&tx, &path, c.record.id(), "trailing_stop_events_v2")?;
+                let rebuilt = rebuild(&rows).map_err(|(step, m)| {
+                    upgrade(format!("position {}: step {step}: {m}", c.record.id()))
+                })?;
+                let again = rebuilt.with_driver(c.record.driver.clone());
+                if let Some((field, a, b)) = record::first_difference(&c.record, &again) {
+                    return Err(upgrade(format!(
+                        "position {}: `{field}` converts to {a} but the new journal rebuilds \
+                         {b}",
+                        c.record.id()
+                    )));
+                }
+            }
+        }
+        tx.execute_batch(schema::V2_SWAP)
+            .map_err(|e| err("migrating to version 2", e))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| err("setting the schema version", e))?;
         tx.commit().map_err(|e| err("committing the migration", e))
@@ -524,15 +612,14 @@ impl Store {
             for s in steps {
                 let r = s.record;
                 let id = r.id() as i64;
-                let rows = 1 + s.events.len() as u64;
+                let rows = s.entries.len() as u64;
                 assert!(
                     r.version >= 1 && r.last_seq >= rows,
                     "a step record counts its own step and rows"
                 );
                 let first = r.last_seq + 1 - rows;
-                let payloads = std::iter::once((RowKind::Input, to_json(s.input)))
-                    .chain(s.events.iter().map(|e| (RowKind::Event, to_json(e))));
-                for (k, (kind, payload)) in payloads.enumerate() {
+                for (k, entry) in s.entries.iter().enumerate() {
+                    let (kind, payload) = entry_row(entry);
                     let seq = (first + k as u64) as i64;
                     ev.execute(params![id, seq, r.version as i64, kind.as_str(), payload])
                         .map_err(|e| match e.sqlite_error_code() {
@@ -541,7 +628,7 @@ impl Store {
                         })?;
                 }
                 let values = record::params(r, &mut self.configs);
-                let changed = if r.version == 1 {
+                let changed = if r.version == 1 && rows > 0 {
                     insert
                         .execute(rusqlite::params_from_iter(values.iter()))
                         .map_err(|e| match e.sqlite_error_code() {
@@ -549,7 +636,9 @@ impl Store {
                             _ => err("inserting into trailing_stop_state", e),
                         })?
                 } else {
-                    let expected = rusqlite::types::Value::Integer(r.version as i64 - 1);
+                    // A step without entries keeps the version it found.
+                    let before = r.version - u64::from(rows > 0);
+                    let expected = rusqlite::types::Value::Integer(before as i64);
                     update
                         .execute(rusqlite::params_from_iter(
                             values.iter().chain(std::iter::once(&expected)),
@@ -609,40 +698,7 @@ impl Store {
 
     /// A position's journal, in sequence order.
     pub fn journal(&self, id: u64) -> Result<Vec<JournalRow>, StoreError> {
-        let err = |e| StoreError::from_sqlite(&self.path, "reading trailing_stop_events", e);
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, step, kind, payload FROM trailing_stop_events \
-                 WHERE position_id = ?1 ORDER BY seq",
-            )
-            .map_err(err)?;
-        let rows = st
-            .query_map([id as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(err)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, step, kind, payload) = row.map_err(err)?;
-            let kind = match kind.as_str() {
-                "input" => RowKind::Input,
-                _ => RowKind::Event,
-            };
-            out.push(JournalRow {
-                position_id: id,
-                seq: seq.max(0) as u64,
-                step: step.max(0) as u64,
-                kind,
-                payload,
-            });
-        }
-        Ok(out)
+        read_journal(&self.conn, &self.path, id, "trailing_stop_events")
     }
 
     /// The ids of the positions with a journal.
@@ -698,6 +754,7 @@ impl Store {
             let Some(row) = stored.iter().find(|r| r.id() == id) else {
                 return Err(diverged(id, "a journal without a state row".into()));
             };
+            let rebuilt = rebuilt.with_driver(row.driver.clone());
             if rebuilt != *row {
                 return Err(diverged(
                     id,
@@ -715,11 +772,13 @@ impl Store {
     /// exactly the row (the first differing column is named).
     pub fn check_row(&self, row: &PositionRecord) -> Result<(), StoreError> {
         let id = row.id();
-        let rebuilt = rebuild(&self.journal(id)?).map_err(|(step, m)| StoreError::Diverged {
-            path: self.path.clone(),
-            position: id,
-            problem: format!("step {step}: {m}"),
-        })?;
+        let rebuilt = rebuild(&self.journal(id)?)
+            .map_err(|(step, m)| StoreError::Diverged {
+                path: self.path.clone(),
+                position: id,
+                problem: format!("step {step}: {m}"),
+            })?
+            .with_driver(row.driver.clone());
         match record::first_difference(row, &rebuilt) {
             None => Ok(()),
             Some((field, stored, journal)) => Err(StoreError::RowMismatch {
@@ -821,6 +880,83 @@ fn lock_exclusive(path: &Path) -> Result<std::fs::File, StoreError> {
             detail: format!("taking its lock: {e}"),
         }),
     }
+}
+
+/// A journal entry as its row's kind and payload.
+fn entry_row(entry: &Entry) -> (RowKind, String) {
+    match entry {
+        Entry::Input(i) => (RowKind::Input, to_json(i)),
+        Entry::Event(e) => (RowKind::Event, to_json(e)),
+    }
+}
+
+/// A position's journal rows from `table`, in sequence order.
+fn read_journal(
+    conn: &Connection,
+    path: &Path,
+    id: u64,
+    table: &str,
+) -> Result<Vec<JournalRow>, StoreError> {
+    let err = |e| StoreError::from_sqlite(path, "reading trailing_stop_events", e);
+    let mut st = conn
+        .prepare_cached(&format!(
+            "SELECT seq, step, kind, payload FROM {table} WHERE position_id = ?1 ORDER BY seq"
+        ))
+        .map_err(err)?;
+    let rows = st
+        .query_map([id as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .map_err(err)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, step, kind, payload) = row.map_err(err)?;
+        let kind = match kind.as_str() {
+            "input" => RowKind::Input,
+            _ => RowKind::Event,
+        };
+        out.push(JournalRow {
+            position_id: id,
+            seq: seq.max(0) as u64,
+            step: step.max(0) as u64,
+            kind,
+            payload,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes a converted version-1 position into the version-2 tables.
+fn write_converted(
+    tx: &Connection,
+    c: &Converted,
+    configs: &mut record::ConfigCache,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let err = |what, e| StoreError::from_sqlite(path, what, e);
+    let id = c.record.id() as i64;
+    let mut seq = 0i64;
+    let mut ev = tx
+        .prepare_cached(&INSERT_EVENT.replace("trailing_stop_events", "trailing_stop_events_v2"))
+        .map_err(|e| err("preparing", e))?;
+    for (step, entries) in c.steps.iter().enumerate() {
+        for entry in entries {
+            seq += 1;
+            let (kind, payload) = entry_row(entry);
+            ev.execute(params![id, seq, step as i64 + 1, kind.as_str(), payload])
+                .map_err(|e| err("converting trailing_stop_events", e))?;
+        }
+    }
+    let values = record::params(&c.record, configs);
+    tx.prepare_cached(&INSERT_STATE.replace("trailing_stop_state", "trailing_stop_state_v2"))
+        .and_then(|mut st| st.execute(rusqlite::params_from_iter(values.iter())))
+        .map_err(|e| err("converting trailing_stop_state", e))?;
+    Ok(())
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {

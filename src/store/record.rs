@@ -1,21 +1,21 @@
 //! A [`PositionRecord`] as a `trailing_stop_state` row and back.
 //!
 //! Engine fields have columns of their own (decimals as exact text, readable with any SQLite
-//! client); the simulated exchange's side (integer units at `price_decimals`) and the replay's
-//! rules and partial-bar cursor are JSON, since only trailstop reads them.
+//! client), as do the trade's excursions and its close; the stop order's lifecycle is JSON
+//! (integer units at `price_decimals`), and the driver's state an opaque JSON blob.
 
 use std::str::FromStr;
 
 use rusqlite::Row;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 
-use crate::backtest::replay::{After, BarRules, Cursor, ReplaySnapshot};
 use crate::engine::{
     Counters, EngineSnapshot, ExitReason, Instrument, Position, Side, State, StopOrigin,
-    TrailingConfig,
+    TrailingConfig, fixed,
 };
-use crate::sim::exchange::{Close, Pending, SimSnapshot, VenueModel};
+use crate::runner::{Close, RunnerSnapshot};
+use crate::venue::StopOrderSnapshot;
 
 use super::journal::PositionRecord;
 
@@ -24,31 +24,10 @@ pub const COLUMNS: &str = "position_id, symbol, side, entry_price, quantity, ope
     tick_size, price_decimals, config_json, config_hash, state, extreme, desired_stop, \
     desired_origin, sent_stop, sent_at, confirmed_stop, exchange_order_id, activated_at, \
     breakeven_armed, momentum_fast, momentum_window, last_price_at, exit_reason, stop_updates, \
-    updates_held, emergency_updates, ambiguous_bars, next_index, exchange_json, replay_json, \
-    last_seq, version, updated_at";
+    updates_held, emergency_updates, order_json, best_price, worst_price, exit_price, exit_at, \
+    driver_json, last_seq, version, updated_at";
 
-pub const N_COLUMNS: usize = 34;
-
-/// The simulated exchange's side of a position (`exchange_json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct ExchangeSide {
-    model: VenueModel,
-    resting: Option<(i64, StopOrigin)>,
-    pending: Option<Pending>,
-    unprotected_since: Option<i64>,
-    unprotected_ms: i64,
-    last_price: i64,
-    best: i64,
-    worst: i64,
-    closed: Option<Close>,
-}
-
-/// The replay's rules and where in its entry bar it stands (`replay_json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct ReplaySide {
-    rules: BarRules,
-    after: After,
-}
+pub const N_COLUMNS: usize = 36;
 
 /// FNV-1a (64 bit) of the canonical config JSON: a stable fingerprint to notice a changed
 /// config (not a security measure).
@@ -111,27 +90,14 @@ impl ConfigCache {
 /// The row's values, in [`COLUMNS`] order.
 pub fn params(r: &PositionRecord, cache: &mut ConfigCache) -> [rusqlite::types::Value; N_COLUMNS] {
     use rusqlite::types::Value as V;
-    let e = &r.replay.sim.engine;
-    let s = &r.replay.sim;
+    let e = &r.runner.engine;
     let text = V::Text;
     let opt_text = |o: Option<String>| o.map_or(V::Null, V::Text);
     let int = |i: i64| V::Integer(i);
     let opt_int = |o: Option<i64>| o.map_or(V::Null, V::Integer);
-    let exchange = ExchangeSide {
-        model: s.model,
-        resting: s.resting,
-        pending: s.pending,
-        unprotected_since: s.unprotected_since,
-        unprotected_ms: s.unprotected_ms,
-        last_price: s.last_price,
-        best: s.best,
-        worst: s.worst,
-        closed: s.closed,
-    };
-    let replay = ReplaySide {
-        rules: r.replay.rules,
-        after: r.replay.cursor.after,
-    };
+    let inst = e.instrument;
+    let sign = e.position.side.sign();
+    let price = |mirrored: i64| dec(inst.decimal(sign * mirrored));
     let window: Vec<(i64, String)> = e.window.iter().map(|&(t, p)| (t, dec(p))).collect();
     let (config, hash) = cache.get(&e.config);
     [
@@ -152,7 +118,7 @@ pub fn params(r: &PositionRecord, cache: &mut ConfigCache) -> [rusqlite::types::
         opt_text(e.sent.map(|(d, _)| dec(d))),
         opt_int(e.sent.map(|(_, at)| at)),
         opt_text(e.confirmed.map(dec)),
-        opt_text(r.exchange_order_id.clone()),
+        opt_text(r.exchange_order_id()),
         opt_int(e.activated_at),
         int(i64::from(e.breakeven_armed)),
         int(i64::from(e.momentum_fast)),
@@ -162,10 +128,12 @@ pub fn params(r: &PositionRecord, cache: &mut ConfigCache) -> [rusqlite::types::
         int(i64::from(e.counters.stop_updates)),
         int(i64::from(e.counters.updates_held)),
         int(i64::from(e.counters.emergency_updates)),
-        int(i64::from(r.replay.ambiguous_bars)),
-        int(r.replay.cursor.next as i64),
-        text(serde_json::to_string(&exchange).expect("serialises")),
-        text(serde_json::to_string(&replay).expect("serialises")),
+        text(serde_json::to_string(&r.runner.order).expect("serialises")),
+        text(price(r.runner.best)),
+        text(price(r.runner.worst)),
+        opt_text(r.runner.closed.map(|c| dec(inst.decimal(c.fill)))),
+        opt_int(r.runner.closed.map(|c| c.ts)),
+        text(r.driver.clone()),
         int(r.last_seq as i64),
         int(r.version as i64),
         int(r.updated_at),
@@ -234,7 +202,8 @@ pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
         _ => return Err("sent_stop and sent_at must be set together".into()),
     };
     let confirmed = col.opt_decimal(16, "confirmed_stop")?;
-    let exchange_order_id: Option<String> = col.get(17, "exchange_order_id")?;
+    // Derived from the lifecycle (checked against it by the comparison with the journal).
+    let _exchange_order_id: Option<String> = col.get(17, "exchange_order_id")?;
     let activated_at: Option<i64> = col.get(18, "activated_at")?;
     let breakeven_armed: bool = col.get(19, "breakeven_armed")?;
     let momentum_fast: bool = col.get(20, "momentum_fast")?;
@@ -251,13 +220,31 @@ pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
         updates_held: col.get(25, "updates_held")?,
         emergency_updates: col.get(26, "emergency_updates")?,
     };
-    let ambiguous_bars: u32 = col.get(27, "ambiguous_bars")?;
-    let next: i64 = col.get(28, "next_index")?;
-    let exchange: ExchangeSide = col.json(29, "exchange_json")?;
-    let replay: ReplaySide = col.json(30, "replay_json")?;
-    let last_seq: i64 = col.get(31, "last_seq")?;
-    let version: i64 = col.get(32, "version")?;
-    let updated_at: i64 = col.get(33, "updated_at")?;
+    let order: StopOrderSnapshot = col.json(27, "order_json")?;
+    let sign = side.sign();
+    let units = |d: Decimal, name: &str| {
+        fixed::to_units(d, price_decimals)
+            .ok_or_else(|| format!("column {name}: {d} is not exact at {price_decimals} decimals"))
+    };
+    let best = sign * units(col.decimal(28, "best_price")?, "best_price")?;
+    let worst = sign * units(col.decimal(29, "worst_price")?, "worst_price")?;
+    let closed = match (
+        col.opt_decimal(30, "exit_price")?,
+        col.get::<Option<i64>>(31, "exit_at")?,
+        exit,
+    ) {
+        (Some(p), Some(ts), Some(reason)) => Some(Close {
+            ts,
+            fill: units(p, "exit_price")?,
+            reason,
+        }),
+        (None, None, _) => None,
+        _ => return Err("exit_price, exit_at and exit_reason must be set together".into()),
+    };
+    let driver: String = col.get(32, "driver_json")?;
+    let last_seq: i64 = col.get(33, "last_seq")?;
+    let version: i64 = col.get(34, "version")?;
+    let updated_at: i64 = col.get(35, "updated_at")?;
     let nonneg =
         |v: i64, what: &str| u64::try_from(v).map_err(|_| format!("{what} {v} is negative"));
     let engine = EngineSnapshot {
@@ -285,28 +272,14 @@ pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
         window,
     };
     Ok(PositionRecord {
-        replay: ReplaySnapshot {
-            sim: SimSnapshot {
-                engine,
-                model: exchange.model,
-                price_decimals,
-                resting: exchange.resting,
-                pending: exchange.pending,
-                unprotected_since: exchange.unprotected_since,
-                unprotected_ms: exchange.unprotected_ms,
-                last_price: exchange.last_price,
-                best: exchange.best,
-                worst: exchange.worst,
-                closed: exchange.closed,
-            },
-            rules: replay.rules,
-            cursor: Cursor {
-                next: nonneg(next, "next_index")? as usize,
-                after: replay.after,
-            },
-            ambiguous_bars,
+        runner: RunnerSnapshot {
+            engine,
+            order,
+            best,
+            worst,
+            closed,
         },
-        exchange_order_id,
+        driver,
         last_seq: nonneg(last_seq, "last_seq")?,
         version: nonneg(version, "version")?,
         updated_at,

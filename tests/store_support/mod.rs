@@ -1,5 +1,5 @@
-//! Shared by the store tests: a synthetic market and one position stepped through the journal's
-//! `apply`, the same path the paper runner takes.
+//! Shared by the store tests: a synthetic market and one position stepped through the paper
+//! driver's `apply` with a recording tap, the same path the paper runner takes.
 
 #![allow(dead_code)]
 
@@ -7,11 +7,12 @@ use rust_decimal::Decimal;
 use trailstop::backtest::market::Series;
 use trailstop::backtest::replay::{After, BarRules, Cursor, Replay};
 use trailstop::engine::{Event, Instrument, Position, Side, TrailingConfig};
+use trailstop::paper::step::{DetailSource, MarketStep as Input, apply, apply_open};
+use trailstop::runner::{Entry, Recorder};
 use trailstop::scenario::{DetailBars, Venue};
 use trailstop::sim::exchange::VenueModel;
 use trailstop::sim::path::{Bar, Policy};
-use trailstop::store::journal::{DetailSource, apply, apply_open};
-use trailstop::store::{Input, PositionRecord, StepWrite, Store};
+use trailstop::store::{PositionRecord, StepWrite, Store};
 
 pub const DELTA: i64 = 60_000;
 
@@ -116,25 +117,46 @@ impl Case {
     }
 }
 
-/// One applied step: its input (detail recorded), its events and the resulting record.
-pub type Step = (Input, Vec<Event>, PositionRecord);
+/// One applied step: its entries (inputs and events, as journalled) and the resulting record.
+pub type Step = (Vec<Entry>, PositionRecord);
+
+/// The engine events of a step.
+pub fn events(step: &Step) -> Vec<Event> {
+    step.0
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Event(ev) => Some(ev.clone()),
+            Entry::Input(_) => None,
+        })
+        .collect()
+}
+
+fn driver_json(r: &Replay) -> String {
+    serde_json::to_string(&r.driver()).unwrap()
+}
+
+/// The replay of a stored record (its runner and the paper driver's blob).
+pub fn restore(rec: &PositionRecord) -> Replay {
+    Replay::from_parts(&rec.runner, serde_json::from_str(&rec.driver).unwrap()).unwrap()
+}
 
 /// Opens position `id`.
 pub fn open(case: &Case, id: u64) -> (Replay, Step) {
     let input = case.open_input(id);
-    let mut events = Vec::new();
-    let (r, t) = apply_open(&input, &mut events).unwrap();
-    let rec = PositionRecord::after_step(None, &r, 1 + events.len() as u64, t);
-    (r, (input, events, rec))
+    let mut tap = Recorder::default();
+    let (r, _) = apply_open(&input, &mut tap).unwrap();
+    let rec = PositionRecord::after_step(None, r.sim.snapshot(), driver_json(&r), &tap.entries);
+    (r, (tap.entries, rec))
 }
 
 /// Applies the next step to an open position.
 pub fn step(case: &Case, r: &mut Replay, prev: &PositionRecord) -> Step {
     let mut input = case.next_input(r);
-    let mut events = Vec::new();
-    let t = apply(r, &mut input, case.source(), &mut events).unwrap();
-    let rec = PositionRecord::after_step(Some(prev), r, 1 + events.len() as u64, t);
-    (input, events, rec)
+    let mut tap = Recorder::default();
+    apply(r, &mut input, case.source(), &mut tap).unwrap();
+    let rec =
+        PositionRecord::after_step(Some(prev), r.sim.snapshot(), driver_json(r), &tap.entries);
+    (tap.entries, rec)
 }
 
 /// Every step of the position until it closes (at the latest at the end of the data).
@@ -142,7 +164,7 @@ pub fn run_all(case: &Case, id: u64) -> (Replay, Vec<Step>) {
     let (mut r, first) = open(case, id);
     let mut steps = vec![first];
     while !r.is_closed() {
-        let s = step(case, &mut r, &steps.last().unwrap().2);
+        let s = step(case, &mut r, &steps.last().unwrap().1);
         steps.push(s);
     }
     (r, steps)

@@ -3,10 +3,13 @@
 //!
 //! The market is walked in time order, one bar (or trade tick) at a time. At each index `g`,
 //! in one transaction: the positions whose replay starts at `g` open, every open position
-//! replays bar `g` (through [`apply`], the backtester's own [`Replay`] step), at the last index
-//! the still-open ones close at the end of the data, and the runner's clock moves to `g + 1`.
-//! Killed at any moment, a restart finds the last committed index and continues from there;
-//! positions are independent, so the result is the backtest's, byte for byte.
+//! replays bar `g` (through [`step::apply`], the backtester's own [`Replay`] step), at the last
+//! index the still-open ones close at the end of the data, and the runner's clock moves to
+//! `g + 1`. The store journals what the runner took in (price points, the simulated venue's
+//! answers, the close) through a recording tap; the replay's own state (the venue's orders,
+//! the cursor, the bar rules) is this driver's blob in the state row. Killed at any moment, a
+//! restart finds the last committed index and continues from there; positions are
+//! independent, so the result is the backtest's, byte for byte.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,14 +19,20 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::backtest::market::{Market, Series};
-use crate::backtest::replay::{BarRules, Replay};
+use crate::backtest::replay::{BarRules, Replay, ReplayDriver, RestoreError};
 use crate::backtest::run::{PlannedPosition, PositionRun, plan_positions};
 use crate::backtest::{self, BacktestError, Loaded, Report};
-use crate::engine::{EngineError, Event};
+use crate::engine::EngineError;
+use crate::runner::{Entry, Recorder};
 use crate::scenario::Scenario;
+use crate::store::{PositionRecord, RowKind, StepWrite, Store, StoreError, config_json, fnv1a};
 
-use super::journal::{ApplyError, DetailSource, Input, PositionRecord, RowKind, apply, apply_open};
-use super::{StepWrite, Store, StoreError, config_json, fnv1a};
+pub mod legacy;
+mod legacy_record;
+pub mod step;
+
+pub use legacy::upgrade_v1;
+use step::{ApplyError, DetailSource, MarketStep, apply, apply_open};
 
 /// `trailstop_meta` keys.
 const META_SCENARIO: &str = "paper.scenario";
@@ -51,6 +60,41 @@ pub enum PaperError {
     OtherRun { path: PathBuf, diff: String },
     #[error("{path}: {problem}; nothing was changed")]
     Inconsistent { path: PathBuf, problem: String },
+    #[error(
+        "{path}: position {position}: its paper state (driver_json): {problem}; nothing was changed"
+    )]
+    Driver {
+        path: PathBuf,
+        position: u64,
+        problem: String,
+    },
+}
+
+/// The replay of a stored position: its runner and this driver's blob, checked against each
+/// other.
+fn restore(store: &Store, rec: &PositionRecord) -> Result<Replay, PaperError> {
+    let bad = |problem: String| PaperError::Driver {
+        path: store.path().to_path_buf(),
+        position: rec.id(),
+        problem,
+    };
+    let driver = driver_of(store, rec)?;
+    Replay::from_parts(&rec.runner, driver).map_err(|e| match e {
+        RestoreError::Engine(e) => PaperError::Engine(e),
+        other => bad(other.to_string()),
+    })
+}
+
+fn driver_of(store: &Store, rec: &PositionRecord) -> Result<ReplayDriver, PaperError> {
+    serde_json::from_str(&rec.driver).map_err(|e| PaperError::Driver {
+        path: store.path().to_path_buf(),
+        position: rec.id(),
+        problem: e.to_string(),
+    })
+}
+
+fn driver_json(r: &Replay) -> String {
+    serde_json::to_string(&r.driver()).expect("a driver state serialises")
 }
 
 /// How to run.
@@ -139,13 +183,13 @@ pub fn run(
     let records = store.records()?;
     check_resume(store, &planned, &records, next)?;
     // Every open position's row must be what its journal rebuilds to, before anything moves.
-    for rec in records.iter().filter(|r| r.replay.sim.closed.is_none()) {
+    for rec in records.iter().filter(|r| r.closed().is_none()) {
         store.check_row(rec)?;
     }
     let mut open: BTreeMap<u64, (Replay, PositionRecord)> = BTreeMap::new();
     for rec in &records {
-        if rec.replay.sim.closed.is_none() {
-            open.insert(rec.id(), (Replay::restore(&rec.replay)?, rec.clone()));
+        if rec.closed().is_none() {
+            open.insert(rec.id(), (restore(store, rec)?, rec.clone()));
         }
     }
     if stored_fp.is_some() {
@@ -175,7 +219,7 @@ pub fn run(
         series: market.detail.as_ref(),
         policy: run_opts.policy,
     };
-    let mut steps: Vec<(Input, Vec<Event>, PositionRecord)> = Vec::new();
+    let mut steps: Vec<(Vec<Entry>, PositionRecord)> = Vec::new();
     for g in next..len {
         if let Some(speed) = opts.speed
             && g > next
@@ -185,7 +229,7 @@ pub fn run(
         }
         steps.clear();
         for p in starts.remove(&g).unwrap_or_default() {
-            let input = Input::Open {
+            let input = MarketStep::Open {
                 position: p.position.clone(),
                 instrument: market.instrument,
                 config: scenario.trailing.clone(),
@@ -193,17 +237,18 @@ pub fn run(
                 rules: BarRules::of(run_opts, market.detail.is_some()),
                 cursor: p.cursor,
             };
-            let mut events = Vec::new();
-            let (r, t) = apply_open(&input, &mut events).map_err(|source| PaperError::Step {
+            let mut tap = Recorder::default();
+            let (r, _) = apply_open(&input, &mut tap).map_err(|source| PaperError::Step {
                 position: p.position.id,
                 index: g,
                 source,
             })?;
-            let rec = PositionRecord::after_step(None, &r, 1 + events.len() as u64, t);
+            let rec =
+                PositionRecord::after_step(None, r.sim.snapshot(), driver_json(&r), &tap.entries);
             if !r.is_closed() {
                 open.insert(p.position.id, (r, rec.clone()));
             }
-            steps.push((input, events, rec));
+            steps.push((tap.entries, rec));
         }
         for (&id, (r, rec)) in open.iter_mut() {
             let mut input = market_input(market, g);
@@ -238,28 +283,29 @@ pub fn run(
     finish(scenario, loaded, store, &planned)
 }
 
-/// Applies one step to an open position and queues its write.
+/// Applies one step to an open position and queues its write: what the runner took in and
+/// emitted, and the record after it.
 fn step(
     r: &mut Replay,
     rec: &mut PositionRecord,
-    input: &mut Input,
+    input: &mut MarketStep,
     source: DetailSource<'_>,
-    steps: &mut Vec<(Input, Vec<Event>, PositionRecord)>,
+    steps: &mut Vec<(Vec<Entry>, PositionRecord)>,
 ) -> Result<(), ApplyError> {
-    let mut events = Vec::new();
-    let t = apply(r, input, source, &mut events)?;
-    *rec = PositionRecord::after_step(Some(rec), r, 1 + events.len() as u64, t);
-    steps.push((input.clone(), events, rec.clone()));
+    let mut tap = Recorder::default();
+    apply(r, input, source, &mut tap)?;
+    *rec = PositionRecord::after_step(Some(rec), r.sim.snapshot(), driver_json(r), &tap.entries);
+    steps.push((tap.entries, rec.clone()));
     Ok(())
 }
 
-fn market_input(market: &Market, g: usize) -> Input {
+fn market_input(market: &Market, g: usize) -> MarketStep {
     match &market.series {
         Series::Candles { bars, delta_ms } => {
             let span = crate::sim::path::bar_span(bars, g, *delta_ms);
-            Input::bar(g, &bars[g], span, &market.instrument)
+            MarketStep::bar(g, &bars[g], span, &market.instrument)
         }
-        Series::Ticks { ts, price } => Input::Tick {
+        Series::Ticks { ts, price } => MarketStep::Tick {
             index: g,
             ts: ts[g],
             price: market.instrument.decimal(price[g]),
@@ -268,7 +314,7 @@ fn market_input(market: &Market, g: usize) -> Input {
 }
 
 /// The end of the data: the last candle's close at `t + Δ - 1`, or the last tick.
-fn end_input(market: &Market) -> Input {
+fn end_input(market: &Market) -> MarketStep {
     let (price, ts) = match &market.series {
         Series::Candles { bars, delta_ms } => {
             let last = bars.last().expect("a market has data");
@@ -276,7 +322,7 @@ fn end_input(market: &Market) -> Input {
         }
         Series::Ticks { ts, price } => (price[price.len() - 1], ts[ts.len() - 1]),
     };
-    Input::EndOfData {
+    MarketStep::EndOfData {
         ts,
         price: market.instrument.decimal(price),
     }
@@ -302,7 +348,7 @@ fn change_config(
         if r.sim.engine.config() == &scenario.trailing {
             continue;
         }
-        let mut input = Input::ConfigChanged {
+        let mut input = MarketStep::ConfigChanged {
             ts: rec.updated_at,
             config: scenario.trailing.clone(),
         };
@@ -341,15 +387,15 @@ fn check_resume(
                 )));
             }
             (true, Some(r)) => {
-                if r.replay.sim.engine.position != p.position {
+                if r.engine().position != p.position {
                     return Err(bad(format!(
                         "position {id} is stored with another entry than the scenario's"
                     )));
                 }
-                if r.replay.sim.closed.is_none() && r.replay.cursor.next != next {
+                let at = driver_of(store, r)?.cursor.next;
+                if r.closed().is_none() && at != next {
                     return Err(bad(format!(
-                        "open position {id} stands at market index {}, the run at {next}",
-                        r.replay.cursor.next
+                        "open position {id} stands at market index {at}, the run at {next}"
                     )));
                 }
             }
@@ -387,7 +433,7 @@ fn finish(
     }
     let mut runs: Vec<PositionRun> = Vec::with_capacity(records.len());
     for rec in &records {
-        let replay = Replay::restore(&rec.replay)?;
+        let replay = restore(store, rec)?;
         let mut run = replay
             .run()
             .ok_or_else(|| bad(format!("position {} is still open at the end", rec.id())))?;
