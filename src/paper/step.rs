@@ -112,16 +112,35 @@ pub enum DetailSource<'a> {
 pub enum ApplyError {
     #[error("engine: {0}")]
     Engine(#[from] EngineError),
-    #[error("{0}")]
-    Journal(String),
+    #[error("{what} {value} is not exact at {decimals} decimals")]
+    NotExact {
+        what: &'static str,
+        value: Decimal,
+        decimals: u32,
+    },
+    #[error("the first step is {kind}, not open")]
+    FirstNotOpen { kind: &'static str },
+    #[error("the position opens twice")]
+    OpensTwice,
+    #[error("step at market index {index}, but the position is at {at}")]
+    WrongIndex { index: usize, at: usize },
+    #[error(
+        "bar {index}: the replay {} detail points but the journal {} them",
+        if *asked { "asks for" } else { "does not use" },
+        if *recorded { "has" } else { "lacks" }
+    )]
+    Detail {
+        index: usize,
+        asked: bool,
+        recorded: bool,
+    },
 }
 
-fn units(inst: &Instrument, what: &str, d: Decimal) -> Result<i64, ApplyError> {
-    inst.units(d).ok_or_else(|| {
-        ApplyError::Journal(format!(
-            "{what} {d} is not exact at {} decimals",
-            inst.price_decimals
-        ))
+fn units(inst: &Instrument, what: &'static str, d: Decimal) -> Result<i64, ApplyError> {
+    inst.units(d).ok_or(ApplyError::NotExact {
+        what,
+        value: d,
+        decimals: inst.price_decimals,
     })
 }
 
@@ -139,10 +158,7 @@ pub fn apply_open<O: Tap>(input: &MarketStep, out: &mut O) -> Result<(Replay, i6
             Replay::open(position, instrument, config, *model, *rules, *cursor, out)?,
             position.opened_at,
         )),
-        other => Err(ApplyError::Journal(format!(
-            "the first step is {}, not open",
-            other.kind()
-        ))),
+        other => Err(ApplyError::FirstNotOpen { kind: other.kind() }),
     }
 }
 
@@ -156,7 +172,7 @@ pub fn apply<O: Tap>(
     out: &mut O,
 ) -> Result<i64, ApplyError> {
     match input {
-        MarketStep::Open { .. } => Err(ApplyError::Journal("the position opens twice".into())),
+        MarketStep::Open { .. } => Err(ApplyError::OpensTwice),
         MarketStep::Bar {
             index,
             ts,
@@ -230,11 +246,11 @@ pub fn apply<O: Tap>(
                         out,
                     )?;
                     if asked != recorded.is_some() {
-                        return Err(ApplyError::Journal(format!(
-                            "bar {index}: the replay {} detail points but the journal {} them",
-                            if asked { "asks for" } else { "does not use" },
-                            if recorded.is_some() { "has" } else { "lacks" },
-                        )));
+                        return Err(ApplyError::Detail {
+                            index: *index,
+                            asked,
+                            recorded: recorded.is_some(),
+                        });
                     }
                 }
             }
@@ -270,10 +286,10 @@ pub fn apply<O: Tap>(
 
 fn check_index(r: &Replay, index: usize) -> Result<(), ApplyError> {
     if r.cursor.next != index {
-        return Err(ApplyError::Journal(format!(
-            "step at market index {index}, but the position is at {}",
-            r.cursor.next
-        )));
+        return Err(ApplyError::WrongIndex {
+            index,
+            at: r.cursor.next,
+        });
     }
     Ok(())
 }

@@ -126,14 +126,19 @@ pub struct JournalRow {
 
 impl JournalRow {
     /// The row's entry, parsed.
-    pub fn entry(&self) -> Result<Entry, String> {
+    pub fn entry(&self) -> Result<Entry, RebuildProblem> {
+        let bad = |e: serde_json::Error| RebuildProblem::BadRow {
+            seq: self.seq,
+            kind: self.kind.as_str(),
+            detail: e.to_string(),
+        };
         match self.kind {
             RowKind::Input => serde_json::from_str(&self.payload)
                 .map(Entry::Input)
-                .map_err(|e| format!("row {}: input: {e}", self.seq)),
+                .map_err(bad),
             RowKind::Event => serde_json::from_str(&self.payload)
                 .map(Entry::Event)
-                .map_err(|e| format!("row {}: event: {e}", self.seq)),
+                .map_err(bad),
         }
     }
 }
@@ -161,10 +166,54 @@ impl Rebuilt {
     }
 }
 
+/// Why a journal does not rebuild, at which step.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("step {step}: {problem}")]
+pub struct RebuildError {
+    pub step: u64,
+    pub problem: RebuildProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RebuildProblem {
+    #[error("no journal rows")]
+    Empty,
+    #[error("row {seq} should open step {step} with an input, found step {found} {kind}")]
+    StepStart {
+        seq: u64,
+        step: u64,
+        found: u64,
+        kind: &'static str,
+    },
+    #[error("row {seq}: {kind}: {detail}")]
+    BadRow {
+        seq: u64,
+        kind: &'static str,
+        detail: String,
+    },
+    #[error("the first input is {kind}, not open")]
+    FirstNotOpen { kind: &'static str },
+    #[error("the position opens twice")]
+    OpensTwice,
+    #[error("{kind} input: {source}")]
+    Engine {
+        kind: &'static str,
+        source: crate::engine::EngineError,
+    },
+    #[error("the {kind} input emits {emitted:?} where the journal has {journalled:?}")]
+    Events {
+        kind: &'static str,
+        emitted: Vec<&'static str>,
+        journalled: Vec<&'static str>,
+    },
+    #[error("sequence numbers skip: row {row} where {due} was due")]
+    SeqSkip { row: u64, due: u64 },
+}
+
 /// Rebuilds a position's runner from its journal alone: every input fed to a fresh runner,
 /// the events each emits checked against the journalled ones. The error names the step and
 /// what disagrees.
-pub fn rebuild(rows: &[JournalRow]) -> Result<Rebuilt, (u64, String)> {
+pub fn rebuild(rows: &[JournalRow]) -> Result<Rebuilt, RebuildError> {
     let mut runner: Option<PositionRunner<Silent>> = None;
     let mut prev: Option<PositionRecord> = None;
     let mut i = 0;
@@ -172,15 +221,15 @@ pub fn rebuild(rows: &[JournalRow]) -> Result<Rebuilt, (u64, String)> {
     let mut step_entries: Vec<Entry> = Vec::new();
     while i < rows.len() {
         let step = prev.as_ref().map_or(0, |r| r.version) + 1;
-        let fail = |m: String| (step, m);
+        let fail = |problem| RebuildError { step, problem };
         let head = &rows[i];
         if head.step != step || head.kind != RowKind::Input {
-            return Err(fail(format!(
-                "row {} should open step {step} with an input, found step {} {}",
-                head.seq,
-                head.step,
-                head.kind.as_str()
-            )));
+            return Err(fail(RebuildProblem::StepStart {
+                seq: head.seq,
+                step,
+                found: head.step,
+                kind: head.kind.as_str(),
+            }));
         }
         let mut j = i;
         step_entries.clear();
@@ -201,19 +250,26 @@ pub fn rebuild(rows: &[JournalRow]) -> Result<Rebuilt, (u64, String)> {
             emitted.clear();
             match runner.as_mut() {
                 None => match PositionRunner::open_from(input, &mut emitted) {
-                    Some(r) => runner = Some(r.map_err(|e| fail(format!("open: {e}")))?),
+                    Some(r) => {
+                        runner = Some(r.map_err(|source| {
+                            fail(RebuildProblem::Engine {
+                                kind: "open",
+                                source,
+                            })
+                        })?)
+                    }
                     None => {
-                        return Err(fail(format!(
-                            "the first input is {}, not open",
-                            input.kind()
-                        )));
+                        return Err(fail(RebuildProblem::FirstNotOpen { kind: input.kind() }));
                     }
                 },
                 Some(r) => match input {
-                    Input::Open { .. } => return Err(fail("the position opens twice".into())),
-                    _ => r
-                        .apply(input, &mut emitted)
-                        .map_err(|e| fail(format!("{} input: {e}", input.kind())))?,
+                    Input::Open { .. } => return Err(fail(RebuildProblem::OpensTwice)),
+                    _ => r.apply(input, &mut emitted).map_err(|source| {
+                        fail(RebuildProblem::Engine {
+                            kind: input.kind(),
+                            source,
+                        })
+                    })?,
                 },
             }
             let journalled = step_entries[k + 1..end].iter().map(|e| match e {
@@ -221,18 +277,17 @@ pub fn rebuild(rows: &[JournalRow]) -> Result<Rebuilt, (u64, String)> {
                 Entry::Input(_) => unreachable!("events only"),
             });
             if !emitted.iter().eq(journalled) {
-                return Err(fail(format!(
-                    "the {} input emits {:?} where the journal has {:?}",
-                    input.kind(),
-                    emitted.iter().map(Event::kind).collect::<Vec<_>>(),
-                    step_entries[k + 1..end]
+                return Err(fail(RebuildProblem::Events {
+                    kind: input.kind(),
+                    emitted: emitted.iter().map(Event::kind).collect(),
+                    journalled: step_entries[k + 1..end]
                         .iter()
                         .map(|e| match e {
                             Entry::Event(ev) => ev.kind(),
                             Entry::Input(_) => "input",
                         })
-                        .collect::<Vec<_>>()
-                )));
+                        .collect(),
+                }));
             }
             k = end;
         }
@@ -240,16 +295,18 @@ pub fn rebuild(rows: &[JournalRow]) -> Result<Rebuilt, (u64, String)> {
         let next =
             PositionRecord::after_step(prev.as_ref(), r.snapshot(), String::new(), &step_entries);
         if rows[j - 1].seq != next.last_seq {
-            return Err(fail(format!(
-                "sequence numbers skip: row {} where {} was due",
-                rows[j - 1].seq,
-                next.last_seq
-            )));
+            return Err(fail(RebuildProblem::SeqSkip {
+                row: rows[j - 1].seq,
+                due: next.last_seq,
+            }));
         }
         prev = Some(next);
         i = j;
     }
-    let p = prev.ok_or((0, "no journal rows".into()))?;
+    let p = prev.ok_or(RebuildError {
+        step: 0,
+        problem: RebuildProblem::Empty,
+    })?;
     Ok(Rebuilt {
         runner: p.runner,
         last_seq: p.last_seq,

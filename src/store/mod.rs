@@ -35,7 +35,9 @@ use thiserror::Error;
 
 use crate::runner::Entry;
 
-pub use journal::{JournalRow, PositionRecord, Rebuilt, RowKind, rebuild};
+pub use journal::{
+    JournalRow, PositionRecord, RebuildError, RebuildProblem, Rebuilt, RowKind, rebuild,
+};
 pub use record::{config_hash, config_json, fnv1a};
 pub use schema::SCHEMA_VERSION;
 
@@ -545,9 +547,8 @@ impl Store {
             for c in &converted {
                 write_converted(&tx, c, &mut self.configs, &path)?;
                 let rows = read_journal(&tx, &path, c.record.id(), "trailing_stop_events_v2")?;
-                let rebuilt = rebuild(&rows).map_err(|(step, m)| {
-                    upgrade(format!("position {}: step {step}: {m}", c.record.id()))
-                })?;
+                let rebuilt = rebuild(&rows)
+                    .map_err(|e| upgrade(format!("position {}: {e}", c.record.id())))?;
                 let again = rebuilt.with_driver(c.record.driver.clone());
                 if let Some((field, a, b)) = record::first_difference(&c.record, &again) {
                     return Err(upgrade(format!(
@@ -749,8 +750,7 @@ impl Store {
             return Err(diverged(r.id(), "a state row without a journal".into()));
         }
         for &id in &ids {
-            let rebuilt = rebuild(&self.journal(id)?)
-                .map_err(|(step, m)| diverged(id, format!("step {step}: {m}")))?;
+            let rebuilt = rebuild(&self.journal(id)?).map_err(|e| diverged(id, e.to_string()))?;
             let Some(row) = stored.iter().find(|r| r.id() == id) else {
                 return Err(diverged(id, "a journal without a state row".into()));
             };
@@ -773,10 +773,10 @@ impl Store {
     pub fn check_row(&self, row: &PositionRecord) -> Result<(), StoreError> {
         let id = row.id();
         let rebuilt = rebuild(&self.journal(id)?)
-            .map_err(|(step, m)| StoreError::Diverged {
+            .map_err(|e| StoreError::Diverged {
                 path: self.path.clone(),
                 position: id,
-                problem: format!("step {step}: {m}"),
+                problem: e.to_string(),
             })?
             .with_driver(row.driver.clone());
         match record::first_difference(row, &rebuilt) {
