@@ -61,8 +61,9 @@ fn steps() -> Vec<Step> {
         };
         let mut tap = Recorder::default();
         let (mut r, _) = apply_open(&input, &mut tap).unwrap();
-        let mut rec = PositionRecord::after_step(None, r.sim.snapshot(), driver(&r), &tap.entries);
-        out.push((tap.entries, rec.clone()));
+        let mut rec =
+            PositionRecord::after_step(None, r.sim.snapshot(), driver(&r), &tap.journal());
+        out.push((tap.journal(), rec.clone()));
         while !r.is_closed() {
             let g = r.cursor.next;
             let mut input = match bars.get(g) {
@@ -78,9 +79,13 @@ fn steps() -> Vec<Step> {
                 policy: opts.policy,
             };
             apply(&mut r, &mut input, source, &mut tap).unwrap();
-            rec =
-                PositionRecord::after_step(Some(&rec), r.sim.snapshot(), driver(&r), &tap.entries);
-            out.push((tap.entries, rec.clone()));
+            rec = PositionRecord::after_step(
+                Some(&rec),
+                r.sim.snapshot(),
+                driver(&r),
+                &tap.journal(),
+            );
+            out.push((tap.journal(), rec.clone()));
         }
     }
     out

@@ -228,7 +228,12 @@ fn detail_bars_are_journalled_as_the_trades_they_replayed() {
             if row.kind != RowKind::Input {
                 continue;
             }
-            if let Input::Price { ts, price } = serde_json::from_str(&row.payload).unwrap() {
+            let pts = match serde_json::from_str(&row.payload).unwrap() {
+                Input::Price { ts, price } => vec![(ts, price)],
+                Input::Prices { points } => points,
+                _ => continue,
+            };
+            for (ts, price) in pts {
                 points += 1;
                 assert!(
                     trades.contains(&(ts, price)),
@@ -339,11 +344,11 @@ fn state_lists_positions_and_events_as_the_backtest_reports_them() {
         .map(|l| l["payload"]["type"].as_str().unwrap())
         .collect();
     assert!(
-        kinds.is_subset(&["open", "price", "venue", "close"].into()),
+        kinds.is_subset(&["open", "price", "prices", "venue", "close"].into()),
         "{kinds:?}"
     );
     assert!(
-        kinds.contains("price") && kinds.contains("venue"),
+        kinds.contains("prices") && kinds.contains("venue"),
         "{kinds:?}"
     );
 

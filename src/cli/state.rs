@@ -164,6 +164,11 @@ fn events(store: &Store, id: u64, as_json: bool) -> anyhow::Result<String> {
             store.path().display()
         );
     }
+    // Runner inputs hold prices in integer units; the listing shows them as decimals.
+    let decimals = rows.first().and_then(|r| {
+        let v: Value = serde_json::from_str(&r.payload).ok()?;
+        v.pointer("/instrument/price_decimals")?.as_u64()
+    });
     let mut text = String::new();
     for row in &rows {
         let payload: Value = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
@@ -197,6 +202,22 @@ fn events(store: &Store, id: u64, as_json: bool) -> anyhow::Result<String> {
                 payload.clone(),
             ),
         };
+        if let (RowKind::Input, Some(d), Some(m)) = (row.kind, decimals, rest.as_object_mut()) {
+            let show =
+                |units: i64| Value::String(rust_decimal::Decimal::new(units, d as u32).to_string());
+            for key in ["price", "stop", "fill", "market", "entry"] {
+                if let Some(units) = m.get(key).and_then(Value::as_i64) {
+                    m.insert(key.into(), show(units));
+                }
+            }
+            if let Some(Value::Array(points)) = m.get_mut("points") {
+                for p in points.iter_mut() {
+                    if let Some(units) = p.get(1).and_then(Value::as_i64) {
+                        p[1] = show(units);
+                    }
+                }
+            }
+        }
         let ts = rest.get("ts").and_then(Value::as_i64).map(iso_ms);
         if let Some(m) = rest.as_object_mut() {
             m.remove("type");

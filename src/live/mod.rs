@@ -13,6 +13,7 @@
 pub mod bybit;
 pub mod config;
 pub mod credentials;
+pub mod reconcile;
 
 pub use config::{Exchange, LiveConfig, LiveConfigError, TriggerPrice};
 pub use credentials::{Credentials, CredentialsError, Secret};

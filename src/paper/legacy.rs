@@ -132,13 +132,14 @@ fn convert(rows: &[V1Row], v1: &V1Record) -> Result<Converted, String> {
         let r = replay.as_ref().expect("opened by the first step");
         if !rec.entries.is_empty() {
             let driver = serde_json::to_string(&r.driver()).expect("serialises");
+            let entries = rec.journal();
             record = Some(PositionRecord::after_step(
                 record.as_ref(),
                 r.sim.snapshot(),
                 driver,
-                &rec.entries,
+                &entries,
             ));
-            steps.push(rec.entries);
+            steps.push(entries);
         } else if let Some(prev) = record.as_mut() {
             // Only the cursor moved: the driver's state, not a journal step.
             prev.driver = serde_json::to_string(&r.driver()).expect("serialises");

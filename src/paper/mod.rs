@@ -243,12 +243,12 @@ pub fn run(
                 index: g,
                 source,
             })?;
-            let rec =
-                PositionRecord::after_step(None, r.sim.snapshot(), driver_json(&r), &tap.entries);
+            let entries = tap.journal();
+            let rec = PositionRecord::after_step(None, r.sim.snapshot(), driver_json(&r), &entries);
             if !r.is_closed() {
                 open.insert(p.position.id, (r, rec.clone()));
             }
-            steps.push((tap.entries, rec));
+            steps.push((entries, rec));
         }
         for (&id, (r, rec)) in open.iter_mut() {
             let mut input = market_input(market, g);
@@ -294,8 +294,9 @@ fn step(
 ) -> Result<(), ApplyError> {
     let mut tap = Recorder::default();
     apply(r, input, source, &mut tap)?;
-    *rec = PositionRecord::after_step(Some(rec), r.sim.snapshot(), driver_json(r), &tap.entries);
-    steps.push((tap.entries, rec.clone()));
+    let entries = tap.journal();
+    *rec = PositionRecord::after_step(Some(rec), r.sim.snapshot(), driver_json(r), &entries);
+    steps.push((entries, rec.clone()));
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 
 mod tap;
 
-pub use tap::{Entry, Input, Recorder, Silent, Tap};
+pub use tap::{Entry, Input, Recorder, Silent, Tap, compact};
 
 use serde::{Deserialize, Serialize};
 
@@ -217,6 +217,11 @@ impl<V: Venue> PositionRunner<V> {
             Input::Open { .. } => return Err(EngineError::Closed),
             Input::Price { ts, price } => {
                 self.on_price(*price, *ts, out)?;
+            }
+            Input::Prices { points } => {
+                for &(ts, price) in points {
+                    self.on_price(price, ts, out)?;
+                }
             }
             Input::Venue { event } => {
                 if self.closed.is_some() {

@@ -29,6 +29,9 @@ pub enum Input {
     },
     /// A price point for the engine.
     Price { ts: i64, price: i64 },
+    /// Price points in a row that emitted no event, `(ts, price)` each (a journal's compact
+    /// form of as many [`Input::Price`]s: one row instead of one per point).
+    Prices { points: Vec<(i64, i64)> },
     /// What the venue reported (an answer to a command, a fill, a position change).
     Venue { event: VenueEvent },
     /// The driver closed the position at `fill` without the venue (the end of the data).
@@ -49,6 +52,7 @@ impl Input {
         match self {
             Input::Open { .. } => "open",
             Input::Price { .. } => "price",
+            Input::Prices { .. } => "prices",
             Input::Venue { .. } => "venue",
             Input::Close { .. } => "close",
             Input::ConfigChanged { .. } => "config_changed",
@@ -63,6 +67,7 @@ impl Input {
                 *ts
             }
             Input::Venue { event } => event.ts(),
+            Input::Prices { points } => points.last().map_or(i64::MIN, |p| p.0),
         }
     }
 }
@@ -86,11 +91,51 @@ pub enum Entry {
     Event(Event),
 }
 
+/// The journal form of a step's entries: price points in a row that emitted no event become
+/// one [`Input::Prices`] (most points of a replay emit nothing, so a step is a row or two instead
+/// of one per point). Replaying it gives the same engine calls in the same order.
+pub fn compact(entries: &[Entry]) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::with_capacity(entries.len());
+    let mut i = 0;
+    while i < entries.len() {
+        let mut j = i;
+        while let Some(Entry::Input(Input::Price { .. })) = entries.get(j) {
+            // A point followed by its events stays on its own (the events belong to it).
+            if matches!(entries.get(j + 1), Some(Entry::Event(_))) {
+                break;
+            }
+            j += 1;
+        }
+        if j - i >= 2 {
+            let points = entries[i..j]
+                .iter()
+                .map(|e| match e {
+                    Entry::Input(Input::Price { ts, price }) => (*ts, *price),
+                    _ => unreachable!("price inputs only"),
+                })
+                .collect();
+            out.push(Entry::Input(Input::Prices { points }));
+            i = j;
+        } else {
+            out.push(entries[i].clone());
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Records inputs and events in one sequence (a journal step's rows); rolls back with the
 /// events when a simulator replays a bar another way.
 #[derive(Debug, Default, Clone)]
 pub struct Recorder {
     pub entries: Vec<Entry>,
+}
+
+impl Recorder {
+    /// The recorded entries in their journal form ([`compact`]).
+    pub fn journal(&self) -> Vec<Entry> {
+        compact(&self.entries)
+    }
 }
 
 impl EventSink for Recorder {
@@ -126,5 +171,41 @@ impl Venue for Silent {
     }
     fn execute(&mut self, _command: Command, _ts: i64) -> Option<VenueEvent> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(ts: i64) -> Entry {
+        Entry::Input(Input::Price { ts, price: ts * 10 })
+    }
+    fn event(ts: i64) -> Entry {
+        Entry::Event(Event::StopConfirmed {
+            ts,
+            stop: rust_decimal::Decimal::ONE,
+        })
+    }
+
+    /// Points in a row without events become one row; a point with events keeps them beside it.
+    #[test]
+    fn compact_joins_quiet_points_only() {
+        let entries = [price(1), price(2), price(3), event(3), price(4), price(5)];
+        assert_eq!(
+            compact(&entries),
+            vec![
+                Entry::Input(Input::Prices {
+                    points: vec![(1, 10), (2, 20)]
+                }),
+                price(3),
+                event(3),
+                Entry::Input(Input::Prices {
+                    points: vec![(4, 40), (5, 50)]
+                }),
+            ]
+        );
+        assert_eq!(compact(&[price(1), event(1)]), vec![price(1), event(1)]);
+        assert_eq!(compact(&[]), Vec::<Entry>::new());
     }
 }

@@ -145,8 +145,8 @@ pub fn open(case: &Case, id: u64) -> (Replay, Step) {
     let input = case.open_input(id);
     let mut tap = Recorder::default();
     let (r, _) = apply_open(&input, &mut tap).unwrap();
-    let rec = PositionRecord::after_step(None, r.sim.snapshot(), driver_json(&r), &tap.entries);
-    (r, (tap.entries, rec))
+    let rec = PositionRecord::after_step(None, r.sim.snapshot(), driver_json(&r), &tap.journal());
+    (r, (tap.journal(), rec))
 }
 
 /// Applies the next step to an open position.
@@ -155,8 +155,8 @@ pub fn step(case: &Case, r: &mut Replay, prev: &PositionRecord) -> Step {
     let mut tap = Recorder::default();
     apply(r, &mut input, case.source(), &mut tap).unwrap();
     let rec =
-        PositionRecord::after_step(Some(prev), r.sim.snapshot(), driver_json(r), &tap.entries);
-    (tap.entries, rec)
+        PositionRecord::after_step(Some(prev), r.sim.snapshot(), driver_json(r), &tap.journal());
+    (tap.journal(), rec)
 }
 
 /// Every step of the position until it closes (at the latest at the end of the data).
