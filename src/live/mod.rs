@@ -11,8 +11,12 @@
 //! (tokio, reqwest, tokio-tungstenite, the metrics exporter) when the adapters get their I/O.
 
 pub mod bybit;
+#[cfg(feature = "live")]
+pub mod clock;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "live")]
+pub mod fake_bybit;
 
 pub use config::{Exchange, LiveConfig, LiveConfigError, TriggerPrice};
 pub use credentials::{Credentials, CredentialsError, Secret};

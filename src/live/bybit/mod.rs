@@ -9,6 +9,9 @@
 //! - [`snapshot`]: `instruments-info` and `position/list` results.
 //! - [`stream`]: public `tickers` (snapshot + delta) and private `position`/`order`/`execution`
 //!   messages.
+//! - `rest` (feature `live`): the signed REST client (reqwest), server time and clock offset.
+//! - `ws` (feature `live`): the stream client (tokio-tungstenite): auth, subscribe, ping every
+//!   20 s, reconnect with resubscribe.
 //!
 //! Linear (USDT/USDC) perpetuals only: `category=linear` throughout.
 
@@ -16,9 +19,13 @@ pub mod json;
 pub mod request;
 pub mod response;
 #[cfg(feature = "live")]
+pub mod rest;
+#[cfg(feature = "live")]
 pub mod sign;
 pub mod snapshot;
 pub mod stream;
+#[cfg(feature = "live")]
+pub mod ws;
 
 pub use json::ParseError;
 
