@@ -449,11 +449,14 @@ async fn a_refused_auth_ends_the_private_stream() {
 #[tokio::test]
 async fn a_stop_triggered_by_the_replayed_mark_produces_the_private_messages() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/BTCUSDT-bybit-1m-20221213.csv");
-    let ticks = trailstop::live::fake_bybit::replay::load(&file, Policy::Olhc).unwrap();
+    let (ticks, tick) =
+        trailstop::live::fake_bybit::replay::load(&file, None, Policy::Olhc).unwrap();
+    assert_eq!(tick, dec!(0.01), "the prices' own decimals");
     let opening = Opening {
         at: ticks[0].ts,
         side: Side::Long,
         qty: dec!(0.5),
+        price: None,
     };
     let mut config = FakeConfig::new(Setup::new(
         KEY,

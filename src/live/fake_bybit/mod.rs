@@ -22,4 +22,4 @@ pub mod wire;
 pub use faults::{Fault, FaultKind};
 pub use model::{InstrumentSpec, Outgoing, Setup};
 pub use replay::{Opening, Replay, Tick};
-pub use server::{FakeBybit, FakeConfig, Pace, Stream};
+pub use server::{FakeBybit, FakeConfig, Pace, Stream, Tap};

@@ -337,6 +337,21 @@ impl Model {
         self.fill_open(symbol, side, qty, price, ts, "")
     }
 
+    /// Opens (or adds to) a position at a given price and time (an entry with its own price).
+    pub fn open_position_at(
+        &mut self,
+        symbol: &str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        ts: i64,
+    ) -> Result<Vec<Outgoing>, String> {
+        if price <= Decimal::ZERO {
+            return Err(format!("{symbol}: price {price} must be > 0"));
+        }
+        self.fill_open(symbol, side, qty, price, ts, "")
+    }
+
     fn fill_open(
         &mut self,
         symbol: &str,

@@ -7,11 +7,12 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use super::model::{Model, Outgoing};
-use crate::backtest::market::decimals_for;
-use crate::data::{self, Candles, Trades};
-use crate::engine::fixed::to_units;
-use crate::engine::{Instrument, Side};
-use crate::sim::path::{Bar, Policy, bar_points, bar_span};
+use crate::backtest::market::{Market, Series, decimals_for};
+use crate::backtest::{self, DataKind};
+use crate::data;
+use crate::engine::Side;
+use crate::scenario::Scenario;
+use crate::sim::path::{Policy, bar_points, bar_span};
 
 /// One replayed price: the mark (and last) price from data time `ts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,83 +23,102 @@ pub struct Tick {
     pub gap: bool,
 }
 
-/// A position the replay opens: at the first gap point (a candle's open, a trade) at or after
-/// `at`, at that point's price — as the backtester opens an entry.
+/// A position the replay opens, as the backtester opens an entry: without a price at the
+/// first gap point (a candle's open, a trade) at or after `at`, at that point's price; with
+/// one at that price, before the first point after `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opening {
     pub at: i64,
     pub side: Side,
     pub qty: Decimal,
+    pub price: Option<Decimal>,
 }
 
-/// The fewest decimals that write every candle price exactly: the tick a file's prices imply.
-pub fn implied_tick(values: &[Decimal]) -> Result<Decimal, String> {
+/// The fewest decimals that write every price exactly: the tick a file's prices imply.
+pub fn implied_tick<'a>(values: impl IntoIterator<Item = &'a Decimal>) -> Result<Decimal, String> {
     let dp = decimals_for(Decimal::ONE, values)?;
     Ok(Decimal::new(1, dp))
 }
 
-/// Candles → points in the order `policy` gives a long (one path serves every position, so
-/// a side-dependent policy is read as for a long; `ohlc`/`olhc` do not depend on the side).
-pub fn from_candles(c: &Candles, policy: Policy) -> Result<Vec<Tick>, String> {
-    let all: Vec<Decimal> = [&c.open, &c.high, &c.low, &c.close]
-        .into_iter()
-        .flatten()
-        .copied()
-        .collect();
-    let dp = decimals_for(Decimal::ONE, &all)?;
-    let instrument = Instrument::with_price_decimals(Decimal::new(1, dp), dp);
-    let units = |v: Decimal, row: usize, col: &str| {
-        to_units(v, dp).ok_or_else(|| format!("row {}: {col} {v} does not fit", row + 1))
-    };
-    let mut bars = Vec::with_capacity(c.len());
-    for i in 0..c.len() {
-        bars.push(Bar {
-            ts: c.ts[i],
-            open: units(c.open[i], i, "open")?,
-            high: units(c.high[i], i, "high")?,
-            low: units(c.low[i], i, "low")?,
-            close: units(c.close[i], i, "close")?,
-        });
-    }
-    let delta = c.interval_ms();
-    let mut ticks = Vec::with_capacity(bars.len() * 4);
-    for (i, bar) in bars.iter().enumerate() {
-        let low_first = policy.low_first(Side::Long, bar);
-        for p in bar_points(bar, bar_span(&bars, i, delta), low_first) {
-            ticks.push(Tick {
+/// The points of a loaded market, in the order `policy` gives a long: one path serves every
+/// position, so a side-dependent policy is read as for a long (`ohlc` and `olhc` do not
+/// depend on the side). Candles become their four DESIGN §3 points; ticks stay ticks.
+pub fn from_market(market: &Market, policy: Policy) -> Vec<Tick> {
+    let i = &market.instrument;
+    match &market.series {
+        Series::Candles { bars, delta_ms } => bars
+            .iter()
+            .enumerate()
+            .flat_map(|(k, bar)| {
+                bar_points(
+                    bar,
+                    bar_span(bars, k, *delta_ms),
+                    policy.low_first(Side::Long, bar),
+                )
+            })
+            .map(|p| Tick {
                 ts: p.ts,
-                price: instrument.decimal(p.price),
+                price: i.decimal(p.price),
                 gap: p.gap,
-            });
-        }
+            })
+            .collect(),
+        Series::Ticks { ts, price } => ts
+            .iter()
+            .zip(price)
+            .map(|(&ts, &p)| Tick {
+                ts,
+                price: i.decimal(p),
+                gap: true,
+            })
+            .collect(),
     }
-    Ok(ticks)
 }
 
-/// Trade ticks as points, each a gap.
-pub fn from_trades(t: &Trades) -> Vec<Tick> {
-    t.ts.iter()
-        .zip(&t.price)
-        .map(|(&ts, &price)| Tick {
-            ts,
-            price,
-            gap: true,
-        })
-        .collect()
-}
-
-/// A data file's points: trades when the file looks like ticks, else candles.
-pub fn load(path: &Path, policy: Policy) -> Result<Vec<Tick>, String> {
-    if data::looks_like_ticks(path) {
-        Ok(from_trades(
-            &data::load_trades(path).map_err(|e| e.to_string())?,
-        ))
+/// A data file's points (trades when the file looks like ticks, else candles), loaded as the
+/// backtester loads it, and the tick size used: `tick`, or the one its prices imply.
+pub fn load(
+    path: &Path,
+    tick: Option<Decimal>,
+    policy: Policy,
+) -> Result<(Vec<Tick>, Decimal), String> {
+    let kind = if data::looks_like_ticks(path) {
+        DataKind::Trades
     } else {
-        from_candles(
-            &data::load_candles(path).map_err(|e| e.to_string())?,
-            policy,
-        )
-    }
+        DataKind::Candles
+    };
+    let tick = match tick {
+        Some(t) => t,
+        None => match kind {
+            DataKind::Trades => {
+                implied_tick(&data::load_trades(path).map_err(|e| e.to_string())?.price)?
+            }
+            DataKind::Candles => {
+                let c = data::load_candles(path).map_err(|e| e.to_string())?;
+                implied_tick([&c.open, &c.high, &c.low, &c.close].into_iter().flatten())?
+            }
+        },
+    };
+    let (market, _, _) = backtest::load_market(kind, path, None, tick, std::iter::empty())
+        .map_err(|e| e.to_string())?;
+    Ok((from_market(&market, policy), tick))
+}
+
+/// A scenario's market (its data, tick size and intrabar policy) and its entries as the
+/// positions to open (quantity 1 unless the entry gives one), loaded as `backtest` loads them.
+pub fn from_scenario(scenario: &Scenario) -> Result<(Vec<Tick>, Vec<Opening>), String> {
+    let loaded = backtest::load(scenario).map_err(|e| e.to_string())?;
+    let ticks = from_market(&loaded.market, scenario.intrabar.policy);
+    let openings = loaded
+        .entries
+        .iter()
+        .map(|e| Opening {
+            at: e.time,
+            side: e.side,
+            qty: e.quantity.unwrap_or(Decimal::ONE),
+            price: e.price,
+        })
+        .collect();
+    Ok((ticks, openings))
 }
 
 /// A replay in progress over one symbol.
@@ -141,45 +161,75 @@ impl Replay {
     pub fn step(&mut self, model: &mut Model) -> Option<Vec<Outgoing>> {
         let tick = *self.ticks.get(self.next)?;
         self.next += 1;
-        let mut out = model.on_price(&self.symbol, tick.price, tick.gap, tick.ts);
+        let mut out = self.open_due(model, tick, true);
+        out.extend(model.on_price(&self.symbol, tick.price, tick.gap, tick.ts));
         if tick.gap {
-            for (i, o) in self.openings.iter().enumerate() {
-                if self.opened[i] || o.at > tick.ts {
-                    continue;
-                }
-                self.opened[i] = true;
-                match model.open_position(&self.symbol, o.side, o.qty, tick.ts) {
-                    Ok(more) => out.extend(more),
-                    Err(e) => self.refused.push(format!("opening at {}: {e}", o.at)),
-                }
-            }
+            out.extend(self.open_due(model, tick, false));
         }
         Some(out)
+    }
+
+    /// Opens what is due at `tick`: the priced openings before it (`before`), the others at it.
+    fn open_due(&mut self, model: &mut Model, tick: Tick, before: bool) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        for (i, o) in self.openings.iter().enumerate() {
+            let due = match (before, o.price) {
+                (true, Some(_)) => o.at < tick.ts,
+                (false, None) => o.at <= tick.ts,
+                _ => false,
+            };
+            if self.opened[i] || !due {
+                continue;
+            }
+            self.opened[i] = true;
+            let opened = match o.price {
+                Some(p) => model.open_position_at(&self.symbol, o.side, o.qty, p, o.at),
+                None => model.open_position(&self.symbol, o.side, o.qty, tick.ts),
+            };
+            match opened {
+                Ok(more) => out.extend(more),
+                Err(e) => self.refused.push(format!("opening at {}: {e}", o.at)),
+            }
+        }
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Instrument;
     use crate::live::fake_bybit::model::{InstrumentSpec, Setup};
+    use crate::sim::path::Bar;
     use rust_decimal_macros::dec;
 
     const T0: i64 = 1_670_889_600_000;
 
-    fn candles() -> Candles {
-        Candles::new(
-            vec![T0, T0 + 60_000],
-            vec![dec!(100), dec!(103)],
-            vec![dec!(105), dec!(104.5)],
-            vec![dec!(99), dec!(90)],
-            vec![dec!(104), dec!(91)],
+    /// Two 1m candles in units of 0.5 (price × 2).
+    fn market() -> Market {
+        let bar = |ts, o, h, l, c| Bar {
+            ts,
+            open: o,
+            high: h,
+            low: l,
+            close: c,
+        };
+        Market::new(
+            Instrument::with_price_decimals(dec!(0.5), 1),
+            Series::Candles {
+                bars: vec![
+                    bar(T0, 1000, 1050, 990, 1040),
+                    bar(T0 + 60_000, 1030, 1045, 900, 910),
+                ],
+                delta_ms: 60_000,
+            },
+            None,
         )
-        .unwrap()
     }
 
     #[test]
     fn candles_become_the_backtests_points() {
-        let t = from_candles(&candles(), Policy::Olhc).unwrap();
+        let t = from_market(&market(), Policy::Olhc);
         let got: Vec<(i64, Decimal, bool)> = t.iter().map(|t| (t.ts, t.price, t.gap)).collect();
         assert_eq!(
             got,
@@ -194,7 +244,7 @@ mod tests {
                 (T0 + 119_999, dec!(91), false),
             ]
         );
-        let ohlc = from_candles(&candles(), Policy::Ohlc).unwrap();
+        let ohlc = from_market(&market(), Policy::Ohlc);
         assert_eq!(ohlc[1].price, dec!(105));
         assert_eq!(implied_tick(&[dec!(1.25), dec!(3)]).unwrap(), dec!(0.01));
     }
@@ -206,21 +256,18 @@ mod tests {
             "s",
             vec![InstrumentSpec::new("BTCUSDT", dec!(0.5))],
         ));
-        let ticks = from_candles(&candles(), Policy::Olhc).unwrap();
+        let open = |at, side, price| Opening {
+            at,
+            side,
+            qty: dec!(1),
+            price,
+        };
         let mut r = Replay::new(
             "BTCUSDT",
-            ticks,
+            from_market(&market(), Policy::Olhc),
             vec![
-                Opening {
-                    at: T0 + 1,
-                    side: Side::Long,
-                    qty: dec!(1),
-                },
-                Opening {
-                    at: T0 + 60_000,
-                    side: Side::Short,
-                    qty: dec!(1),
-                },
+                open(T0 + 1, Side::Long, None),
+                open(T0 + 60_000, Side::Short, None),
             ],
         );
         for _ in 0..4 {
@@ -237,5 +284,34 @@ mod tests {
         assert_eq!(r.remaining(), 3);
         while r.step(&mut m).is_some() {}
         assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn a_priced_opening_opens_at_its_price_before_the_next_point() {
+        let mut m = Model::new(Setup::new(
+            "k",
+            "s",
+            vec![InstrumentSpec::new("BTCUSDT", dec!(0.5))],
+        ));
+        let mut r = Replay::new(
+            "BTCUSDT",
+            from_market(&market(), Policy::Olhc),
+            vec![Opening {
+                at: T0 + 30_000,
+                side: Side::Short,
+                qty: dec!(2),
+                price: Some(dec!(101)),
+            }],
+        );
+        r.step(&mut m).unwrap();
+        r.step(&mut m).unwrap();
+        assert_eq!(m.position("BTCUSDT", 0).side, None);
+        r.step(&mut m).unwrap();
+        let p = m.position("BTCUSDT", 0);
+        assert_eq!(
+            (p.side, p.avg_price, p.size),
+            (Some(Side::Short), dec!(101), dec!(2))
+        );
+        assert_eq!(p.created_ms, T0 + 30_000);
     }
 }

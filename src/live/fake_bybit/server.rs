@@ -67,6 +67,9 @@ pub struct FakeConfig {
     pub clock: Clock,
     pub replay: Option<Replay>,
     pub pace: Pace,
+    /// With [`Pace::Every`]: start replaying only once a stream subscription succeeded (so a
+    /// client started after the fake sees the series from its start).
+    pub start_on_subscribe: bool,
 }
 
 impl FakeConfig {
@@ -77,6 +80,7 @@ impl FakeConfig {
             clock: system_clock(),
             replay: None,
             pace: Pace::Manual,
+            start_on_subscribe: false,
         }
     }
 }
@@ -102,6 +106,8 @@ struct Shared {
     received: Mutex<Vec<(Stream, String)>>,
     connections: Mutex<BTreeMap<Stream, usize>>,
     conn_ids: AtomicUsize,
+    /// Raised on the first successful subscription.
+    subscribed: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -121,6 +127,23 @@ impl Shared {
             let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
             // No receiver (no stream connected) is not an error.
             let _ = self.tx.send(Wire::Out { seq, out: o });
+        }
+    }
+}
+
+/// The messages the fake publishes, as [`FakeBybit::tap`] hands them on.
+pub struct Tap(broadcast::Receiver<Wire>);
+
+impl Tap {
+    /// The next message published; `None` when the fake stopped. A reader too slow to keep
+    /// up skips what it missed.
+    pub async fn next(&mut self) -> Option<Outgoing> {
+        loop {
+            match self.0.recv().await {
+                Ok(Wire::Out { out, .. }) => return Some(out),
+                Ok(Wire::Drop(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
         }
     }
 }
@@ -148,6 +171,7 @@ impl FakeBybit {
             received: Mutex::new(Vec::new()),
             connections: Mutex::new(BTreeMap::new()),
             conn_ids: AtomicUsize::new(0),
+            subscribed: watch::channel(false).0,
         });
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(accept_loop(
@@ -157,7 +181,15 @@ impl FakeBybit {
         ))];
         if let Pace::Every(every) = config.pace {
             let (s, mut stop) = (shared.clone(), stop);
+            let mut subscribed = shared.subscribed.subscribe();
+            let wait = config.start_on_subscribe;
             tasks.push(tokio::spawn(async move {
+                if wait {
+                    tokio::select! {
+                        _ = subscribed.wait_for(|s| *s) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
                 let mut tick = tokio::time::interval(every);
                 loop {
                     tokio::select! {
@@ -271,6 +303,11 @@ impl FakeBybit {
     /// Skews the server clock by `ms` against the local one.
     pub fn set_clock_offset(&self, ms: i64) {
         self.shared.model().clock_offset_ms = ms;
+    }
+
+    /// Every message sent to the streams from now on (private and public), for a log.
+    pub fn tap(&self) -> Tap {
+        Tap(self.shared.tx.subscribe())
     }
 
     /// Every REST request received, in order.
@@ -666,6 +703,7 @@ fn op(
                 }
                 subscribed.insert(t, from);
             }
+            shared.subscribed.send_replace(true);
             replies
         }
         other => vec![wire::op_reply(
