@@ -807,6 +807,42 @@ async fn duplicate_out_of_order_and_spurious_messages_reach_the_client_as_sent()
     public.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_silent_connection_is_given_up_and_replaced() {
+    let fake = fake().await;
+    let mut c = WsConfig::new(
+        &fake.ws_url(),
+        StreamKind::Private,
+        vec!["position".into()],
+        system_clock(),
+    );
+    c.credentials = Some(creds(KEY, SECRET));
+    c.ping_every = Duration::from_millis(50);
+    c.silent_after = Duration::from_millis(300);
+    c.backoff = Duration::from_millis(50);
+    let mut ws = WsClient::spawn(c);
+    assert!(matches!(
+        within(ws.next()).await,
+        Some(WsEvent::Connected { connection: 0, .. })
+    ));
+    // No pong, no data: the link is dead though the socket is open.
+    fake.mute_streams(Some(Stream::Private));
+    let reason = next_matching(&mut ws, |e| match e {
+        WsEvent::Disconnected { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("nothing heard"), "{reason}");
+    fake.unmute_streams();
+    let n = next_matching(&mut ws, |e| match e {
+        WsEvent::Connected { connection, .. } => Some(*connection),
+        _ => None,
+    })
+    .await;
+    assert!(n >= 1);
+    ws.shutdown().await;
+}
+
 // --- Request shapes -----------------------------------------------------------------------------
 
 fn header<'a>(
@@ -937,6 +973,38 @@ async fn each_call_sends_exactly_these_bytes() {
             );
         }
     }
+}
+
+/// The private stream's first message, exactly: `expires` = the clock + 10 s, signed over
+/// `"GET/realtime" + expires` (computed independently with Python's `hmac`).
+#[tokio::test]
+async fn the_stream_auth_and_subscribe_are_exactly_these_messages() {
+    const T: i64 = 1_767_000_000_000;
+    let clock = ManualClock::new(T);
+    let mut config = FakeConfig::new(setup());
+    config.clock = clock.clock();
+    let fake = start(config).await;
+    let mut c = WsConfig::new(
+        &fake.ws_url(),
+        StreamKind::Private,
+        vec!["position".into(), "order".into(), "execution".into()],
+        clock.clock(),
+    );
+    c.credentials = Some(creds(KEY, SECRET));
+    let mut ws = WsClient::spawn(c);
+    assert!(matches!(
+        within(ws.next()).await,
+        Some(WsEvent::Connected { .. })
+    ));
+    let got: Vec<String> = fake.received().into_iter().map(|(_, t)| t).collect();
+    assert_eq!(
+        got,
+        [
+            r#"{"op":"auth","args":["fake-key-7Qx2",1767000010000,"8e6bf9a883fa01628bf6f10ab1c4de34478068102ec5236550f4212483a1f67d"]}"#,
+            r#"{"op":"subscribe","args":["position","order","execution"]}"#,
+        ]
+    );
+    ws.shutdown().await;
 }
 
 const SIGN_LIST: &str = "4688962627a1d7bf863f4a40619ec8d51f04df601cf0c604ec88c45fcc62c5d4";

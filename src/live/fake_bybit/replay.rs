@@ -287,6 +287,48 @@ mod tests {
     }
 
     #[test]
+    fn a_trade_file_replays_tick_by_tick_and_a_candle_file_by_its_points() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+        let (ticks, tick) = load(
+            &root.join("ETHUSDT-usdm-trades-20240808.csv"),
+            None,
+            Policy::Olhc,
+        )
+        .unwrap();
+        assert_eq!(ticks.len(), 14076, "one point per trade");
+        assert_eq!(tick, dec!(0.01));
+        assert_eq!(
+            ticks[0],
+            Tick {
+                ts: 1723161256560,
+                price: dec!(2681.62),
+                gap: true
+            }
+        );
+        assert!(ticks.iter().all(|t| t.gap));
+        assert!(ticks.windows(2).all(|w| w[0].ts <= w[1].ts));
+        let (points, tick) = load(
+            &root.join("BTCUSDT-bybit-1m-20221213.csv"),
+            Some(dec!(0.01)),
+            Policy::Ohlc,
+        )
+        .unwrap();
+        assert_eq!((points.len(), tick), (1440 * 4, dec!(0.01)));
+        // The first candle: 17208.86, 17212.99, 17205, 17205 (O, H, L, C under ohlc).
+        let first: Vec<(i64, Decimal, bool)> =
+            points[..4].iter().map(|t| (t.ts, t.price, t.gap)).collect();
+        assert_eq!(
+            first,
+            [
+                (T0, dec!(17208.86), true),
+                (T0 + 20_000, dec!(17212.99), false),
+                (T0 + 40_000, dec!(17205), false),
+                (T0 + 59_999, dec!(17205), false),
+            ]
+        );
+    }
+
+    #[test]
     fn a_priced_opening_opens_at_its_price_before_the_next_point() {
         let mut m = Model::new(Setup::new(
             "k",

@@ -108,6 +108,16 @@ struct Shared {
     conn_ids: AtomicUsize,
     /// Raised on the first successful subscription.
     subscribed: watch::Sender<bool>,
+    /// Streams that send nothing at all (no pongs, no data): a connection gone silent.
+    muted: Mutex<Option<Stream>>,
+    muted_all: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn is_muted(&self, stream: Stream) -> bool {
+        self.muted_all.load(Ordering::SeqCst)
+            || *self.muted.lock().unwrap_or_else(|e| e.into_inner()) == Some(stream)
+    }
 }
 
 impl Shared {
@@ -172,6 +182,8 @@ impl FakeBybit {
             connections: Mutex::new(BTreeMap::new()),
             conn_ids: AtomicUsize::new(0),
             subscribed: watch::channel(false).0,
+            muted: Mutex::new(None),
+            muted_all: std::sync::atomic::AtomicBool::new(false),
         });
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(accept_loop(
@@ -298,6 +310,20 @@ impl FakeBybit {
     /// Drops the stream connections (of one stream, or all) without a close frame.
     pub fn drop_streams(&self, which: Option<Stream>) {
         let _ = self.shared.tx.send(Wire::Drop(which));
+    }
+
+    /// Silences the streams (one, or all when `None`): they keep their connections but send
+    /// nothing, pongs included, as a dead link does. `unmute_streams` ends it.
+    pub fn mute_streams(&self, which: Option<Stream>) {
+        match which {
+            None => self.shared.muted_all.store(true, Ordering::SeqCst),
+            Some(s) => *self.shared.muted.lock().unwrap_or_else(|e| e.into_inner()) = Some(s),
+        }
+    }
+
+    pub fn unmute_streams(&self) {
+        self.shared.muted_all.store(false, Ordering::SeqCst);
+        *self.shared.muted.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Skews the server clock by `ms` against the local one.
@@ -592,6 +618,9 @@ async fn session<S>(
                     .unwrap_or_else(|e| e.into_inner())
                     .push((stream, text.clone()));
                 let replies = op(&text, private, &mut authed, &mut subscribed, &shared, &conn);
+                if shared.is_muted(stream) {
+                    continue;
+                }
                 for r in replies {
                     if sink.send(Message::Text(r.into())).await.is_err() {
                         return;
@@ -603,7 +632,7 @@ async fn session<S>(
                     let topic = topic_of(&out);
                     let wanted = matches!(out, Outgoing::Private { .. }) == private
                         && subscribed.get(&topic).is_some_and(|from| seq > *from);
-                    if wanted {
+                    if wanted && !shared.is_muted(stream) {
                         let (Outgoing::Public { text, .. } | Outgoing::Private { text, .. }) = out;
                         if sink.send(Message::Text(text.into())).await.is_err() {
                             return;
