@@ -10,6 +10,8 @@
 //! - [`stream`]: public `tickers` (snapshot + delta) and private `position`/`order`/`execution`
 //!   messages.
 //! - `rest` (feature `live`): the signed REST client (reqwest), server time and clock offset.
+//! - `venue` (feature `live`): the async adapter: seam commands → REST calls, stream
+//!   messages → venue events, per managed position.
 //! - `ws` (feature `live`): the stream client (tokio-tungstenite): auth, subscribe, ping every
 //!   20 s, reconnect with resubscribe.
 //!
@@ -24,6 +26,8 @@ pub mod rest;
 pub mod sign;
 pub mod snapshot;
 pub mod stream;
+#[cfg(feature = "live")]
+pub mod venue;
 #[cfg(feature = "live")]
 pub mod ws;
 
