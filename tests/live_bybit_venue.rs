@@ -408,3 +408,54 @@ async fn spurious_resized_foreign_and_cancelled_by_others() {
     );
     private.shutdown().await;
 }
+
+#[tokio::test]
+async fn venue_faults_become_events_or_actions() {
+    let (fake, mut venue) = setup(Duration::from_secs(5)).await;
+    let place = |seq| Command::Place {
+        order: oref(seq),
+        stop: u(dec!(16900)),
+    };
+    // 10006: refused for now, with the wait the reset header gives.
+    fake.inject(Fault::on(
+        request::PATH_TRADING_STOP,
+        FaultKind::RateLimited { reset_in_ms: 800 },
+    ));
+    let got = events(within(venue.execute(place(1), 1)).await);
+    assert!(
+        matches!(
+            got[..],
+            [VenueEvent::Rejected {
+                reason: RejectReason::RateLimited { retry_after_ms },
+                ..
+            }] if (500..=800).contains(&retry_after_ms)
+        ),
+        "{got:?}"
+    );
+    // 10002 once: resynced and sent again inside the one call.
+    fake.inject(Fault::on(request::PATH_TRADING_STOP, FaultKind::ClockSkew));
+    assert!(matches!(
+        events(within(venue.execute(place(2), 2)).await)[..],
+        [VenueEvent::Accepted { .. }]
+    ));
+    // 403: no event, halt.
+    fake.inject(Fault::on(request::PATH_TRADING_STOP, FaultKind::Forbidden));
+    assert_eq!(
+        within(venue.execute(place(3), 3)).await.action,
+        Some(Action::Halt)
+    );
+    // A close whose answer is lost after it acted: read back flat, closed at the last fill.
+    fake.inject(Fault::on(
+        request::PATH_ORDER_CREATE,
+        FaultKind::ServerErrorAfterApply,
+    ));
+    let close = Command::CloseAtMarket { position: 1 };
+    assert_eq!(
+        events(within(venue.execute(close, 4)).await),
+        [VenueEvent::PositionClosed {
+            position: 1,
+            ts: 4,
+            fill: u(dec!(17000))
+        }]
+    );
+}

@@ -363,15 +363,34 @@ impl BybitVenue {
         let m = self.managed[&position].clone();
         match self.read(&m).await {
             Ok(Some(p)) if p.is_open() => Executed::action(Action::Retry),
-            Ok(_) => self
-                .closed_event(position, ts)
-                .map_or_else(Executed::default, Executed::event),
+            Ok(p) => {
+                if m.closed {
+                    return Executed::default();
+                }
+                let mark = p.and_then(|p| p.mark_price);
+                match self.closed_event(position, ts, mark) {
+                    Some(e) => Executed::event(e),
+                    None => Executed::action(Action::Fatal {
+                        code: 0,
+                        message: format!(
+                            "{}: the position is flat, and no price is known to close it at",
+                            m.symbol
+                        ),
+                    }),
+                }
+            }
             Err(outcome) => Self::read_failed(outcome),
         }
     }
 
-    /// `PositionClosed` for `position`, once.
-    fn closed_event(&mut self, position: u64, ts: i64) -> Option<VenueEvent> {
+    /// `PositionClosed` for `position`, once: at the last reducing fill seen, else the last
+    /// trigger price from the stream, else `mark` (a read-back's); `None` without a price.
+    fn closed_event(
+        &mut self,
+        position: u64,
+        ts: i64,
+        mark: Option<Decimal>,
+    ) -> Option<VenueEvent> {
         let market = self
             .managed
             .get(&position)
@@ -380,11 +399,12 @@ impl BybitVenue {
         if m.closed {
             return None;
         }
-        m.closed = true;
         let fill = m
             .last_close_fill
             .and_then(|p| m.instrument.units(p))
-            .or(market)?;
+            .or(market)
+            .or(mark.and_then(|p| m.instrument.units(p)))?;
+        m.closed = true;
         Some(VenueEvent::PositionClosed { position, ts, fill })
     }
 
@@ -528,7 +548,7 @@ impl BybitVenue {
                         if let Some(m) = self.managed.get_mut(&position) {
                             m.last = Some(p.clone());
                         }
-                        if let Some(e) = self.closed_event(position, ts) {
+                        if let Some(e) = self.closed_event(position, ts, p.mark_price) {
                             news.events.push(e);
                         }
                     }

@@ -1235,6 +1235,101 @@ mod tests {
     }
 
     #[test]
+    fn hedge_mode_keys_positions_by_side_and_market_orders_open_them() {
+        let mut setup = Setup::new(
+            "key",
+            "secret",
+            vec![InstrumentSpec::new("BTCUSDT", dec!(0.5))],
+        );
+        setup.hedge = true;
+        let mut m = Model::new(setup);
+        let now = 5_000_000;
+        m.on_price("BTCUSDT", dec!(17000), true, 100);
+        // A plain market buy opens the Buy side (positionIdx 1) at the mark.
+        let buy = r#"{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"0.2","positionIdx":1}"#;
+        let (r, out) = m.handle(&signed("POST", "/v5/order/create", buy, now), now);
+        assert_eq!(code(&r).0, 0);
+        assert_eq!(out.len(), 3);
+        let p = m.position("BTCUSDT", 1);
+        assert_eq!(
+            (p.side, p.size, p.avg_price),
+            (Some(Side::Long), dec!(0.2), dec!(17000))
+        );
+        m.open_position("BTCUSDT", Side::Short, dec!(1), 100)
+            .unwrap();
+        assert_eq!(m.position("BTCUSDT", 2).side, Some(Side::Short));
+        // One-way's index is the wrong mode here.
+        let one_way = signed(
+            "POST",
+            "/v5/position/trading-stop",
+            &stop_body("16900"),
+            now,
+        );
+        let (c, msg) = code(&m.handle(&one_way, now).0);
+        assert_eq!(
+            (c, msg.as_str()),
+            (10001, "position idx not match position mode")
+        );
+        let short_stop = stop_body("17100").replace(r#""positionIdx":0"#, r#""positionIdx":2"#);
+        let req = signed("POST", "/v5/position/trading-stop", &short_stop, now);
+        assert_eq!(code(&m.handle(&req, now).0).0, 0);
+        assert_eq!(m.position("BTCUSDT", 2).stop_loss, Some(dec!(17100)));
+        assert_eq!(m.position("BTCUSDT", 1).stop_loss, None);
+        // The list shows both sides.
+        let list = signed(
+            "GET",
+            "/v5/position/list",
+            "category=linear&symbol=BTCUSDT",
+            now,
+        );
+        let v: Value = serde_json::from_str(&m.handle(&list, now).0.body).unwrap();
+        assert_eq!(v["result"]["list"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn trading_stop_refuses_what_bybit_refuses() {
+        let mut m = model();
+        let now = 5_000_000;
+        m.on_price("BTCUSDT", dec!(17000), true, 100);
+        m.open_position("BTCUSDT", Side::Long, dec!(0.5), 100)
+            .unwrap();
+        for (body, want) in [
+            (
+                stop_body("16900").replace(r#""tpslMode":"Full","#, ""),
+                "slOrderType can not have a value when tpSlMode is empty",
+            ),
+            (
+                stop_body("16900").replace("Full", "Partial"),
+                "the fake venue supports tpslMode Full only",
+            ),
+            (
+                stop_body("16900").replace(r#""positionIdx":0,"#, ""),
+                "position idx not match position mode",
+            ),
+            (
+                stop_body("16900").replace("MarkPrice", "Mid"),
+                "slTriggerBy invalid",
+            ),
+            (
+                stop_body("16900").replace("BTCUSDT", "DOGEUSDT"),
+                "symbol invalid",
+            ),
+            ("{".to_string(), "request body is not JSON"),
+        ] {
+            let req = signed("POST", "/v5/position/trading-stop", &body, now);
+            assert_eq!(
+                code(&m.handle(&req, now).0),
+                (10001, want.to_string()),
+                "{body}"
+            );
+        }
+        assert_eq!(m.position("BTCUSDT", 0).stop_loss, None);
+        // A GET to a POST endpoint is not found.
+        let get = signed("GET", "/v5/position/trading-stop", "", now);
+        assert_eq!(m.handle(&get, now).0.status, 404);
+    }
+
+    #[test]
     fn order_calls_are_rate_limited_per_second() {
         let mut m = model();
         m.on_price("BTCUSDT", dec!(17000), true, 100);
