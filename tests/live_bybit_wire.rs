@@ -808,6 +808,45 @@ async fn duplicate_out_of_order_and_spurious_messages_reach_the_client_as_sent()
 }
 
 #[tokio::test]
+async fn a_venue_not_up_yet_is_retried_until_it_is() {
+    // A free port, then nothing on it for a while.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = WsConfig::new(
+        &format!("ws://127.0.0.1:{port}"),
+        StreamKind::Public,
+        vec!["tickers.BTCUSDT".into()],
+        system_clock(),
+    );
+    c.backoff = Duration::from_millis(20);
+    c.max_backoff = Duration::from_millis(80);
+    let mut ws = WsClient::spawn(c);
+    for _ in 0..2 {
+        match within(ws.next()).await {
+            Some(WsEvent::Disconnected { reason, .. }) => {
+                assert!(reason.starts_with("connect: "), "{reason}")
+            }
+            other => panic!("expected a failed connect, got {other:?}"),
+        }
+    }
+    let mut config = FakeConfig::new(setup());
+    config.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let fake = start(config).await;
+    // Failed attempts are not connections: the first success is connection 0.
+    let n = next_matching(&mut ws, |e| match e {
+        WsEvent::Connected { connection, .. } => Some(*connection),
+        _ => None,
+    })
+    .await;
+    assert_eq!(n, 0);
+    assert_eq!(fake.connections(Stream::Public), 1);
+    ws.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_silent_connection_is_given_up_and_replaced() {
     let fake = fake().await;
     let mut c = WsConfig::new(

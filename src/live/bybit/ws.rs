@@ -96,8 +96,9 @@ impl WsConfig {
 /// What the client hands on, in arrival order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WsEvent {
-    /// Connected, authenticated (private) and subscribed. `connection` counts from 0; any
-    /// later one is a reconnect, after which the gap must be re-checked over REST.
+    /// Connected, authenticated (private) and subscribed. `connection` counts the successful
+    /// connections before this one: any but 0 is a reconnect, after which the gap must be
+    /// re-checked over REST.
     Connected {
         kind: StreamKind,
         connection: u64,
@@ -171,22 +172,32 @@ async fn run(config: WsConfig, tx: mpsc::Sender<WsEvent>, mut stop: watch::Recei
     let mut backoff = config.backoff;
     let mut connection = 0u64;
     loop {
+        let mut connected = false;
         let end = tokio::select! {
-            end = session(&config, connection, &tx) => end,
+            end = session(&config, connection, &tx, &mut connected) => end,
             _ = stop.changed() => End::Stop,
         };
-        let (event, wait) = match end {
+        let reason = match end {
             End::Stop => return,
             End::Refused(reason) => {
                 let _ = tx.send(WsEvent::Refused { kind, reason }).await;
                 return;
             }
-            End::Lost(reason) => (WsEvent::Disconnected { kind, reason }, backoff),
+            End::Lost(reason) => reason,
         };
-        if tx.send(event).await.is_err() {
+        if tx
+            .send(WsEvent::Disconnected { kind, reason })
+            .await
+            .is_err()
+        {
             return;
         }
-        connection += 1;
+        // A connection that worked starts the backoff over; failed attempts double it.
+        if connected {
+            connection += 1;
+            backoff = config.backoff;
+        }
+        let wait = backoff + jitter(backoff, (config.clock)());
         backoff = (backoff * 2).min(config.max_backoff);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -195,7 +206,19 @@ async fn run(config: WsConfig, tx: mpsc::Sender<WsEvent>, mut stop: watch::Recei
     }
 }
 
-async fn session(config: &WsConfig, connection: u64, tx: &mpsc::Sender<WsEvent>) -> End {
+/// Up to a quarter of `backoff`, from the clock's milliseconds: reconnects of many clients
+/// (or streams) after one outage spread out instead of arriving together.
+fn jitter(backoff: Duration, now_ms: i64) -> Duration {
+    let span = (backoff.as_millis() / 4) as u64 + 1;
+    Duration::from_millis(now_ms.unsigned_abs() % span)
+}
+
+async fn session(
+    config: &WsConfig,
+    connection: u64,
+    tx: &mpsc::Sender<WsEvent>,
+    connected: &mut bool,
+) -> End {
     let kind = config.kind;
     let connect = tokio_tungstenite::connect_async(config.url());
     let (ws, _) = match tokio::time::timeout(config.answer_within, connect).await {
@@ -228,6 +251,7 @@ async fn session(config: &WsConfig, connection: u64, tx: &mpsc::Sender<WsEvent>)
             return end;
         }
     }
+    *connected = true;
     if tx
         .send(WsEvent::Connected { kind, connection })
         .await
@@ -319,5 +343,23 @@ where
             Ok(m) => early.push(WsEvent::Message(m)),
             Err(error) => early.push(WsEvent::Unreadable { kind, error }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_a_quarter_of_the_backoff() {
+        let b = Duration::from_millis(400);
+        for now in [0, 1, 99, 100, 101, 1_767_000_000_123, -5] {
+            assert!(jitter(b, now) <= Duration::from_millis(100), "{now}");
+        }
+        assert_eq!(
+            jitter(b, 1_767_000_000_050),
+            Duration::from_millis(1_767_000_000_050 % 101)
+        );
+        assert_eq!(jitter(Duration::ZERO, 12345), Duration::ZERO);
     }
 }
