@@ -221,6 +221,25 @@ async fn a_stop_through_the_market_is_refused_with_the_last_mark_seen() {
 }
 
 #[tokio::test]
+async fn without_a_streamed_price_the_refusal_carries_the_mark_read_back() {
+    let (_fake, mut venue) = setup(Duration::from_secs(5)).await;
+    let place = Command::Place {
+        order: oref(1),
+        stop: u(dec!(17000)),
+    };
+    assert_eq!(
+        events(within(venue.execute(place, 21)).await),
+        [VenueEvent::Rejected {
+            order: oref(1),
+            ts: 21,
+            reason: RejectReason::WouldTrigger {
+                market: u(dec!(17000))
+            }
+        }]
+    );
+}
+
+#[tokio::test]
 async fn an_ambiguous_amend_is_resolved_by_the_query_either_way() {
     let (fake, mut venue) = setup(Duration::from_millis(300)).await;
     let place = Command::Place {

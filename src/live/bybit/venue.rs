@@ -216,6 +216,13 @@ impl BybitVenue {
         }
     }
 
+    fn no_market(symbol: &str) -> Executed {
+        Executed::action(Action::Fatal {
+            code: response::code::PARAMS,
+            message: format!("{symbol}: the stop would trigger now, and no market price is known"),
+        })
+    }
+
     fn unmanaged(position: u64) -> Executed {
         Executed::action(Action::Fatal {
             code: 0,
@@ -236,7 +243,7 @@ impl BybitVenue {
         let Some(m) = self.managed.get(&position).cloned() else {
             return Self::unmanaged(position);
         };
-        let market = self.market_units(&m.symbol).unwrap_or(0);
+        let streamed = self.market_units(&m.symbol);
         let target = Target {
             symbol: &m.symbol,
             position_idx: m.idx,
@@ -276,6 +283,22 @@ impl BybitVenue {
             }
         }
         let reply = self.rest.send_resyncing(&req).await;
+        // "Would trigger" carries the market the stop was judged against: the stream's last
+        // trigger price, else the mark read back now (Bybit's text gives it in no stated scale).
+        let market = match (streamed, &reply.outcome) {
+            (Some(p), _) => p,
+            (None, Outcome::WouldTrigger) => match self.read(&m).await {
+                Ok(Some(PositionInfo {
+                    mark_price: Some(mark),
+                    ..
+                })) => match m.instrument.units(mark) {
+                    Some(u) => u,
+                    None => return Self::no_market(&m.symbol),
+                },
+                _ => return Self::no_market(&m.symbol),
+            },
+            (None, _) => 0,
+        };
         let answer = response::answer(&command, &reply.outcome, ts, market);
         if let Some(m) = self.managed.get_mut(&position) {
             if matches!(command, Command::CloseAtMarket { .. }) {
