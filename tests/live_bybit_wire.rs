@@ -659,6 +659,49 @@ async fn rate_limit_10006_waits_until_the_reset_header() {
 }
 
 #[tokio::test]
+async fn the_eleventh_order_call_in_a_second_is_rate_limited_until_the_reset() {
+    let fake = fake().await;
+    long_at_17000(&fake);
+    let c = client(&fake);
+    let i = instrument();
+    let mut outcomes = Vec::new();
+    for k in 0..11 {
+        let price = dec!(16000) + Decimal::from(k);
+        outcomes.push(within(c.send(&set_stop(&i, price))).await);
+    }
+    assert!(outcomes[..10].iter().all(|r| r.outcome == Outcome::Done));
+    let last = &outcomes[10];
+    assert_eq!(last.envelope.as_ref().unwrap().ret_code, 10006);
+    assert_eq!(last.rate.limit, Some(10));
+    assert_eq!(last.rate.remaining, Some(0));
+    let Outcome::RateLimited { retry_after_ms } = last.outcome else {
+        panic!("{:?}", last.outcome)
+    };
+    assert!((0..=1000).contains(&retry_after_ms), "{retry_after_ms}");
+    // The header on a success says what is left.
+    assert_eq!(outcomes[0].rate.remaining, Some(9));
+}
+
+#[tokio::test]
+async fn a_refused_subscription_ends_the_stream() {
+    let fake = fake().await;
+    let mut ws = WsClient::spawn(WsConfig::new(
+        &fake.ws_url(),
+        StreamKind::Public,
+        vec!["tickers.NOPEUSDT".into()],
+        system_clock(),
+    ));
+    match within(ws.next()).await {
+        Some(WsEvent::Refused { reason, .. }) => {
+            assert!(reason.contains("subscribe refused"), "{reason}");
+            assert!(reason.contains("tickers.NOPEUSDT"), "{reason}");
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert_eq!(within(ws.next()).await, None);
+}
+
+#[tokio::test]
 async fn http_403_is_banned_and_halts() {
     let (outcome, _, _fake) = amend_under(FaultKind::Forbidden).await;
     assert_eq!(outcome, Outcome::Banned);

@@ -1330,6 +1330,73 @@ mod tests {
     }
 
     #[test]
+    fn the_full_mode_stop_closes_the_whole_position_after_it_grew() {
+        let mut m = model();
+        let now = 5_000_000;
+        m.on_price("BTCUSDT", dec!(17000), true, 100);
+        m.open_position("BTCUSDT", Side::Long, dec!(0.5), 100)
+            .unwrap();
+        let set = signed(
+            "POST",
+            "/v5/position/trading-stop",
+            &stop_body("16900"),
+            now,
+        );
+        assert_eq!(code(&m.handle(&set, now).0).0, 0);
+        m.on_price("BTCUSDT", dec!(17100), false, 200);
+        m.open_position("BTCUSDT", Side::Long, dec!(1.5), 200)
+            .unwrap();
+        let out = m.on_price("BTCUSDT", dec!(16800), true, 300);
+        let Outgoing::Private { text, .. } = &out[2] else {
+            panic!("{out:?}")
+        };
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["data"][0]["execQty"], "2");
+        // A gap through the stop fills at the point.
+        assert_eq!(v["data"][0]["execPrice"], "16800");
+        assert_eq!(m.position("BTCUSDT", 0).side, None);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives — any method, path, query, headers and body — the venue answers
+        /// and never panics.
+        #[test]
+        fn any_request_gets_an_answer(
+            method in proptest::sample::select(vec!["GET", "POST", "PUT"]),
+            path in proptest::sample::select(vec![
+                "/v5/market/time", "/v5/market/instruments-info", "/v5/position/list",
+                "/v5/position/trading-stop", "/v5/order/create", "/v5/nothing",
+            ]),
+            query in ".{0,40}",
+            body in ".{0,120}",
+            ts in proptest::option::of(".{0,16}"),
+            sign in proptest::bool::ANY,
+        ) {
+            let mut m = model();
+            m.on_price("BTCUSDT", dec!(17000), true, 100);
+            m.open_position("BTCUSDT", Side::Long, dec!(0.5), 100).unwrap();
+            let now = 5_000_000;
+            let mut req = if sign {
+                let payload = if method == "GET" { query.clone() } else { body.clone() };
+                signed(method, path, &payload, now)
+            } else {
+                HttpRequest {
+                    method: method.into(),
+                    path: path.into(),
+                    query: query.clone(),
+                    headers: vec![],
+                    body: body.clone(),
+                }
+            };
+            if let Some(ts) = ts {
+                req.headers.push(("x-bapi-timestamp".into(), ts));
+            }
+            let (reply, _) = m.handle(&req, now);
+            proptest::prop_assert!(reply.status == 200 || reply.status == 404);
+        }
+    }
+
+    #[test]
     fn order_calls_are_rate_limited_per_second() {
         let mut m = model();
         m.on_price("BTCUSDT", dec!(17000), true, 100);
