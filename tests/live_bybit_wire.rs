@@ -21,8 +21,8 @@ use trailstop::live::bybit::stream::{OrderStatus, StreamMessage, TickerBook, Tic
 use trailstop::live::bybit::ws::{StreamKind, WsClient, WsConfig, WsEvent};
 use trailstop::live::clock::{ManualClock, system_clock};
 use trailstop::live::fake_bybit::{
-    FakeBybit, FakeConfig, Fault, FaultKind, InstrumentSpec, Opening, Outgoing, Replay, Setup,
-    Stream,
+    FakeBybit, FakeConfig, Fault, FaultKind, InstrumentSpec, Opening, Outgoing, Pace, Replay,
+    Setup, Stream, Tick,
 };
 use trailstop::live::{Credentials, Secret};
 use trailstop::sim::path::Policy;
@@ -541,6 +541,83 @@ async fn a_stop_triggered_by_the_replayed_mark_produces_the_private_messages() {
     assert_eq!(closed.0, ticks[hit].ts);
     assert!(!closed.1.is_open());
     assert_eq!(fake.position(BTC, 0).side, None);
+    ws.shutdown().await;
+}
+
+/// A stand-in for `trailstop live`'s `GET /status`: `last_price_ts` is what the test sets.
+async fn status_server(last: std::sync::Arc<std::sync::atomic::AtomicI64>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/status", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let last = last.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = format!(
+                    r#"{{"reconciled":true,"symbols":{{"BTCUSDT":{{"last_price_ts":{},"price":"1"}}}},"positions":[]}}"#,
+                    last.load(std::sync::atomic::Ordering::SeqCst)
+                );
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// Lockstep: the fake replays the next point only once the client's status shows the last one
+/// processed.
+#[tokio::test]
+async fn a_lockstep_replay_waits_for_the_client_status() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let last = Arc::new(AtomicI64::new(0));
+    let url = status_server(last.clone()).await;
+    let ticks: Vec<Tick> = (0..3)
+        .map(|k| Tick {
+            ts: T0 + k * 1000,
+            price: dec!(17000) + Decimal::from(k),
+            gap: true,
+        })
+        .collect();
+    let mut config = FakeConfig::new(setup());
+    config.replay = Some(Replay::new(BTC, ticks, Vec::new()));
+    config.pace = Pace::Lockstep {
+        status_url: url,
+        symbol: BTC.into(),
+        poll: Duration::from_millis(5),
+    };
+    let fake = start(config).await;
+    let mut ws = open_stream(&fake, StreamKind::Public, &["tickers.BTCUSDT"]).await;
+    let ticker = |e: &WsEvent| match e {
+        WsEvent::Message(StreamMessage::Ticker(t)) => Some(t.ts),
+        _ => None,
+    };
+    assert_eq!(next_matching(&mut ws, ticker).await, T0);
+    // Not processed yet: nothing more comes.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(fake.remaining(), 2);
+    last.store(T0, Ordering::SeqCst);
+    assert_eq!(next_matching(&mut ws, ticker).await, T0 + 1000);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(fake.remaining(), 1);
+    last.store(T0 + 1000, Ordering::SeqCst);
+    assert_eq!(next_matching(&mut ws, ticker).await, T0 + 2000);
+    assert_eq!(fake.remaining(), 0);
     ws.shutdown().await;
 }
 

@@ -46,6 +46,11 @@ pub struct Args {
     /// Milliseconds between replayed points.
     #[arg(long, default_value_t = 100)]
     interval_ms: u64,
+    /// Step in lockstep with a client's status endpoint (`trailstop live`'s `GET /status`):
+    /// the next point only once `symbols.<symbol>.last_price_ts` there reached the last one
+    /// (replaces --interval-ms).
+    #[arg(long, value_name = "URL")]
+    lockstep: Option<String>,
     /// Start replaying at once instead of when the first stream subscribes.
     #[arg(long)]
     no_wait: bool,
@@ -209,7 +214,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut config = FakeConfig::new(setup);
     config.listen = args.listen;
     config.replay = Some(Replay::new(&symbol, ticks, openings));
-    config.pace = Pace::Every(Duration::from_millis(args.interval_ms.max(1)));
+    config.pace = match &args.lockstep {
+        Some(url) => Pace::Lockstep {
+            status_url: url.clone(),
+            symbol: symbol.clone(),
+            poll: Duration::from_millis(2),
+        },
+        None => Pace::Every(Duration::from_millis(args.interval_ms.max(1))),
+    };
     config.start_on_subscribe = !args.no_wait;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

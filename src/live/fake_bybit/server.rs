@@ -50,12 +50,65 @@ impl Stream {
 }
 
 /// How the replay advances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pace {
     /// Only when told ([`FakeBybit::step`]): tests step in lockstep.
     Manual,
     /// One point every interval, from the start.
     Every(Duration),
+    /// In lockstep with a client's `GET /status` (`LIVE.md` §6): after a point at `ts`, the
+    /// next comes once `symbols.<symbol>.last_price_ts` there is at or past `ts` (the client
+    /// has processed it and its commands were answered), polled every `poll`.
+    Lockstep {
+        status_url: String,
+        symbol: String,
+        poll: Duration,
+    },
+}
+
+/// Runs the replay at `pace` to its end.
+async fn pace_replay(shared: &Shared, pace: Pace) {
+    match pace {
+        Pace::Manual => {}
+        Pace::Every(every) => {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if !step(shared) {
+                    return;
+                }
+            }
+        }
+        Pace::Lockstep {
+            status_url,
+            symbol,
+            poll,
+        } => {
+            let http = reqwest::Client::new();
+            loop {
+                let Some(ts) = step_ts(shared) else { return };
+                // Until the client says it has this point (or the fake stops).
+                while processed_ts(&http, &status_url, &symbol).await < Some(ts) {
+                    tokio::time::sleep(poll).await;
+                }
+            }
+        }
+    }
+}
+
+/// `symbols.<symbol>.last_price_ts` of a `/status` answer (`None` while unreachable).
+async fn processed_ts(http: &reqwest::Client, url: &str, symbol: &str) -> Option<i64> {
+    let resp = http
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let v: Value = serde_json::from_str(&resp.text().await.ok()?).ok()?;
+    v.get("symbols")?
+        .get(symbol)?
+        .get("last_price_ts")?
+        .as_i64()
 }
 
 /// What to start.
@@ -191,10 +244,11 @@ impl FakeBybit {
             shared.clone(),
             stop.clone(),
         ))];
-        if let Pace::Every(every) = config.pace {
+        if config.pace != Pace::Manual {
             let (s, mut stop) = (shared.clone(), stop);
             let mut subscribed = shared.subscribed.subscribe();
             let wait = config.start_on_subscribe;
+            let pace = config.pace.clone();
             tasks.push(tokio::spawn(async move {
                 if wait {
                     tokio::select! {
@@ -202,16 +256,9 @@ impl FakeBybit {
                         _ = stop.changed() => return,
                     }
                 }
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {
-                            if !step(&s) {
-                                break;
-                            }
-                        }
-                        _ = stop.changed() => break,
-                    }
+                tokio::select! {
+                    _ = pace_replay(&s, pace) => {}
+                    _ = stop.changed() => {}
                 }
             }));
         }
@@ -377,6 +424,15 @@ impl Drop for FakeBybit {
             t.abort();
         }
     }
+}
+
+/// Replays the next point; its data time, `None` at the end.
+fn step_ts(shared: &Shared) -> Option<i64> {
+    let ts = {
+        let r = shared.replay.lock().unwrap_or_else(|e| e.into_inner());
+        r.as_ref()?.next_ts()?
+    };
+    step(shared).then_some(ts)
 }
 
 fn step(shared: &Shared) -> bool {
