@@ -966,6 +966,48 @@ async fn a_venue_not_up_yet_is_retried_until_it_is() {
     ws.shutdown().await;
 }
 
+/// `https://` and `wss://` go through rustls (ring, the system's roots): against a plain-HTTP
+/// port the handshake fails, and that is an outcome and an event, not a panic (no crypto
+/// provider missing, no second TLS stack).
+#[tokio::test]
+async fn tls_to_a_plain_port_fails_cleanly() {
+    let fake = fake().await;
+    let https = RestClient::new(
+        RestConfig {
+            base_url: format!("https://{}", fake.addr()),
+            recv_window_ms: 5000,
+            timeout: Duration::from_secs(5),
+            clock: system_clock(),
+        },
+        Some(creds(KEY, SECRET)),
+    )
+    .unwrap();
+    let r = within(https.send(&request::server_time())).await;
+    assert!(
+        matches!(
+            r.outcome,
+            Outcome::NotSent { .. } | Outcome::Ambiguous { .. }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(r.status, None);
+    let mut c = WsConfig::new(
+        &format!("wss://{}", fake.addr()),
+        StreamKind::Public,
+        vec!["tickers.BTCUSDT".into()],
+        system_clock(),
+    );
+    c.backoff = Duration::from_secs(5);
+    let mut ws = WsClient::spawn(c);
+    match within(ws.next()).await {
+        Some(WsEvent::Disconnected { reason, .. }) => {
+            assert!(reason.starts_with("connect: "), "{reason}")
+        }
+        other => panic!("expected a failed connect, got {other:?}"),
+    }
+    ws.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_silent_connection_is_given_up_and_replaced() {
     let fake = fake().await;
