@@ -478,3 +478,62 @@ async fn venue_faults_become_events_or_actions() {
         }]
     );
 }
+
+/// Messages lost in a stream gap (a muted private stream): the REST re-check finds what
+/// happened — a resize, then the stop's fill — and tells each once.
+#[tokio::test]
+async fn the_recheck_after_a_gap_finds_what_the_stream_missed() {
+    let (fake, mut venue) = setup(Duration::from_secs(5)).await;
+    let mut private = stream(
+        &fake,
+        StreamKind::Private,
+        &["position", "order", "execution"],
+    )
+    .await;
+    let place = Command::Place {
+        order: oref(1),
+        stop: u(dec!(16900)),
+    };
+    within(venue.execute(place, 1)).await;
+    feed_until(&mut venue, &mut private, is_position).await;
+    assert_eq!(
+        within(venue.recheck(2)).await.unwrap(),
+        StreamNews::default()
+    );
+
+    fake.mute_streams(None);
+    fake.set_price(BTC, dec!(17100), false, T0 + 1_000);
+    fake.open_position(BTC, Side::Long, dec!(0.5), T0 + 1_000)
+        .unwrap();
+    let news = within(venue.recheck(3)).await.unwrap();
+    assert_eq!(
+        news.events,
+        [VenueEvent::PositionChanged {
+            position: 1,
+            ts: 3,
+            entry: u(dec!(17050)),
+            quantity: dec!(1)
+        }]
+    );
+    fake.set_price(BTC, dec!(16800), true, T0 + 2_000);
+    let news = within(venue.recheck(4)).await.unwrap();
+    assert_eq!(
+        news.events,
+        [VenueEvent::Triggered {
+            order: oref(1),
+            ts: T0 + 2_000,
+            fill: u(dec!(16800))
+        }]
+    );
+    assert_eq!(
+        within(venue.recheck(5)).await.unwrap(),
+        StreamNews::default()
+    );
+    let asked = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v5/execution/list")
+        .count();
+    assert_eq!(asked, 1, "fills read only for the position found flat");
+    private.shutdown().await;
+}

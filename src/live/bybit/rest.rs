@@ -16,6 +16,7 @@ use super::request::{self, Method, PositionFilter, Request};
 use super::response::{self, Envelope, Outcome, RateHeaders, Transport};
 use super::sign;
 use super::snapshot::{self, InstrumentInfo, PositionInfo};
+use super::stream::ExecutionInfo;
 use crate::live::clock::Clock;
 use crate::live::credentials::Credentials;
 
@@ -273,6 +274,31 @@ impl RestClient {
                 .map_err(|e| bad_request(path, e))?;
             let env = self.read(&req, path).await?;
             let page = snapshot::positions(&env.result)
+                .map_err(|error| RestError::Unreadable { path, error })?;
+            all.extend(page.list);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(all),
+            }
+        }
+        Err(RestError::TooManyPages { path })
+    }
+
+    /// Fills of `symbol` since `start_ms` (`execution/list`), newest first, following the
+    /// cursor.
+    pub async fn executions(
+        &self,
+        symbol: &str,
+        start_ms: Option<i64>,
+    ) -> Result<Vec<ExecutionInfo>, RestError> {
+        let path = request::PATH_EXECUTION_LIST;
+        let mut cursor: Option<String> = None;
+        let mut all = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let req = request::execution_list(symbol, start_ms, cursor.as_deref())
+                .map_err(|e| bad_request(path, e))?;
+            let env = self.read(&req, path).await?;
+            let page = snapshot::executions(&env.result)
                 .map_err(|error| RestError::Unreadable { path, error })?;
             all.extend(page.list);
             match page.next_cursor {

@@ -431,6 +431,116 @@ impl BybitVenue {
         Some(VenueEvent::PositionClosed { position, ts, fill })
     }
 
+    /// Re-reads every managed position over REST, for what the private stream may have
+    /// missed (after a reconnect; and periodically, `LIVE.md` §5): a position gone flat
+    /// (closed by its stop, our close or someone else, from its fills since it was last seen),
+    /// resized, or whose stop was removed; open positions of those symbols that nothing
+    /// manages are reported as discovered. Events come once: what the stream already told is
+    /// not told again.
+    pub async fn recheck(&mut self, ts: i64) -> Result<StreamNews, Action> {
+        let mut news = StreamNews::default();
+        let symbols: BTreeSet<String> = self.managed.values().map(|m| m.symbol.clone()).collect();
+        for symbol in symbols {
+            let list = match self.rest.positions(PositionFilter::Symbol(&symbol)).await {
+                Ok(list) => list,
+                Err(RestError::Refused { outcome, .. }) => {
+                    return Err(Self::read_failed(outcome).action.unwrap_or(Action::Retry));
+                }
+                Err(_) => return Err(Action::Retry),
+            };
+            for p in list {
+                let Some(position) = self.key_of(&p.symbol, p.position_idx) else {
+                    if p.is_open() {
+                        news.discovered.push(p);
+                    }
+                    continue;
+                };
+                let m = self.managed[&position].clone();
+                if m.closed {
+                    continue;
+                }
+                if p.is_open() {
+                    if let Ok(Some(e)) = p.event(position, m.last.as_ref(), ts, &m.instrument) {
+                        news.events.push(match e {
+                            VenueEvent::PositionOpened {
+                                entry, quantity, ..
+                            } => VenueEvent::PositionChanged {
+                                position,
+                                ts,
+                                entry,
+                                quantity,
+                            },
+                            e => e,
+                        });
+                    }
+                    if let (Some(order), None) = (m.resting, p.stop_loss) {
+                        news.events.push(VenueEvent::Cancelled { order, ts });
+                    }
+                    if let Some(mm) = self.managed.get_mut(&position) {
+                        mm.size = p.size;
+                        if p.stop_loss.is_none() {
+                            mm.resting = None;
+                        }
+                        mm.last = Some(p);
+                    }
+                    continue;
+                }
+                // Flat: what closed it, from its fills since it was last seen.
+                let since = m.last.as_ref().and_then(|l| l.updated_ms);
+                let fills = match self.rest.executions(&symbol, since).await {
+                    Ok(f) => f,
+                    Err(_) => return Err(Action::Retry),
+                };
+                let closing = fills.iter().find(|x| {
+                    x.closed_size.is_some_and(|c| c > Decimal::ZERO)
+                        && x.side
+                            == match m.side {
+                                Side::Long => OrderSide::Sell,
+                                Side::Short => OrderSide::Buy,
+                            }
+                });
+                let event = match closing {
+                    Some(x) => match to_units(x.exec_price, &m.instrument, "execPrice") {
+                        Ok(fill) if x.is_stop_loss_fill() => m
+                            .resting
+                            .or(m.sent.map(|(o, _)| o))
+                            .map(|order| VenueEvent::Triggered {
+                                order,
+                                ts: x.exec_time_ms,
+                                fill,
+                            })
+                            .or(Some(VenueEvent::PositionClosed {
+                                position,
+                                ts: x.exec_time_ms,
+                                fill,
+                            })),
+                        Ok(fill) => Some(VenueEvent::PositionClosed {
+                            position,
+                            ts: x.exec_time_ms,
+                            fill,
+                        }),
+                        Err(_) => None,
+                    },
+                    None => None,
+                };
+                let event = match event {
+                    Some(e) => {
+                        if let Some(mm) = self.managed.get_mut(&position) {
+                            mm.closed = true;
+                        }
+                        Some(e)
+                    }
+                    None => self.closed_event(position, ts, p.mark_price),
+                };
+                news.events.extend(event);
+                if let Some(mm) = self.managed.get_mut(&position) {
+                    mm.last = Some(p);
+                }
+            }
+        }
+        Ok(news)
+    }
+
     /// The managed position of `symbol` that an order of `side` reduces.
     fn closing_position(&self, symbol: &str, side: OrderSide) -> Option<u64> {
         let reduced = match side {

@@ -130,6 +130,8 @@ pub struct Model {
     link_ids: Vec<String>,
     order_calls: VecDeque<i64>,
     faults: Vec<Fault>,
+    /// Every fill, oldest first (`execution/list` reads it).
+    executions: Vec<ExecutionView>,
     pub stream_faults: StreamFaults,
     pub requests: Vec<Recorded>,
 }
@@ -154,6 +156,7 @@ impl Model {
             link_ids: Vec::new(),
             order_calls: VecDeque::new(),
             faults: Vec::new(),
+            executions: Vec::new(),
             stream_faults: StreamFaults::default(),
             requests: Vec::new(),
         }
@@ -276,6 +279,7 @@ impl Model {
     }
 
     fn execution_message(&mut self, e: &ExecutionView, now: i64) -> Outgoing {
+        self.executions.push(e.clone());
         let id = self.next_message_id();
         Outgoing::Private {
             topic: "execution",
@@ -689,6 +693,7 @@ impl Model {
             "/v5/position/list" => (self.position_list(req, now), Vec::new()),
             "/v5/position/trading-stop" => self.trading_stop(req, now),
             "/v5/order/create" => self.order_create(req, now),
+            "/v5/execution/list" => (self.execution_list(req, now), Vec::new()),
             _ => (HttpReply::status(404, "Not Found"), Vec::new()),
         };
         if let Some(headers) = rate_headers {
@@ -765,6 +770,34 @@ impl Model {
                 );
             }
         };
+        HttpReply::ok(
+            json!({"category": "linear", "list": list, "nextPageCursor": ""}),
+            now,
+        )
+    }
+
+    /// `GET /v5/execution/list`: a symbol's fills from `startTime` on, newest first, at most
+    /// `limit` (one page: the fake keeps few).
+    fn execution_list(&self, req: &HttpRequest, now: i64) -> HttpReply {
+        if req.param("category").as_deref() != Some("linear") {
+            return HttpReply::error(ret::PARAMS, "category only support linear", now);
+        }
+        let symbol = req.param("symbol");
+        let start = req.param("startTime").and_then(|s| s.parse::<i64>().ok());
+        let limit = req
+            .param("limit")
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(50)
+            .clamp(1, 100);
+        let list: Vec<Value> = self
+            .executions
+            .iter()
+            .rev()
+            .filter(|e| symbol.as_ref().is_none_or(|s| *s == e.symbol))
+            .filter(|e| start.is_none_or(|t| e.time_ms >= t))
+            .take(limit)
+            .map(execution_json)
+            .collect();
         HttpReply::ok(
             json!({"category": "linear", "list": list, "nextPageCursor": ""}),
             now,
