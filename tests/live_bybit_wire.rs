@@ -1094,10 +1094,16 @@ async fn each_call_sends_exactly_these_bytes() {
                 .outcome,
             Outcome::Done
         );
+        let fills = c.executions(BTC, Some(T0)).await.unwrap();
+        // Newest first: the close, then the opening.
+        assert_eq!(fills.len(), 2);
+        assert_eq!(fills[0].order_link_id, "ts-1-c0");
+        assert_eq!(fills[0].closed_size, Some(dec!(0.5)));
+        assert_eq!(fills[1].closed_size, Some(dec!(0)));
     })
     .await;
     let got = fake.requests();
-    let want: [(&str, &str, &str, &str, Option<&str>); 6] = [
+    let want: [(&str, &str, &str, &str, Option<&str>); 7] = [
         ("GET", "/v5/market/time", "", "", None),
         (
             "GET",
@@ -1133,6 +1139,13 @@ async fn each_call_sends_exactly_these_bytes() {
             "",
             r#"{"category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"0.5","positionIdx":0,"reduceOnly":true,"orderLinkId":"ts-1-c0"}"#,
             Some(SIGN_CLOSE),
+        ),
+        (
+            "GET",
+            "/v5/execution/list",
+            "category=linear&symbol=BTCUSDT&startTime=1670889600000&limit=100",
+            "",
+            Some(SIGN_FILLS),
         ),
     ];
     assert_eq!(got.len(), want.len(), "{got:#?}");
@@ -1211,4 +1224,5 @@ async fn the_stream_auth_and_subscribe_are_exactly_these_messages() {
 const SIGN_LIST: &str = "4688962627a1d7bf863f4a40619ec8d51f04df601cf0c604ec88c45fcc62c5d4";
 const SIGN_SET: &str = "ab7d0b24422de3c62f85943f446d3782585fa717c892786d0846fd7848f035ff";
 const SIGN_REMOVE: &str = "a690de3f4656034dec0c228cb97d28d8de9e28d41c94a0c73b26316d9f6f7599";
+const SIGN_FILLS: &str = "d069a4b1fe7dedf163f55c13e1c7528f7c8cc8568b5b02f2ded125e66f7fc12f";
 const SIGN_CLOSE: &str = "3da840f4ee7a82abb501d4f4eec5d4a52c9f9b1c5e56a87bb14c3a941a5a2d48";
