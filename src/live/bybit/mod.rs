@@ -1,12 +1,13 @@
-//! The Bybit v5 adapter's pure parts (`EXCHANGES.md` §2, §3): no sockets, no clock.
+//! The Bybit v5 adapter (`EXCHANGES.md` §2, §3). The pure parts take no socket and no clock;
+//! the I/O parts (feature `live`) use them.
 //!
 //! - [`request`]: seam [`Command`](crate::venue::Command)s → exact REST requests
 //!   (`/v5/position/trading-stop`, `/v5/order/create`, `/v5/position/list`,
-//!   `/v5/market/instruments-info`) and stream control messages.
+//!   `/v5/market/instruments-info`, `/v5/execution/list`) and stream control messages.
 //! - `sign` (feature `live`): the v5 HMAC-SHA256 signature and its headers.
 //! - [`response`]: `retCode`/`retMsg` and transport failures → an [`Outcome`](response::Outcome),
 //!   and an outcome → what the lifecycle or the adapter must do.
-//! - [`snapshot`]: `instruments-info` and `position/list` results.
+//! - [`snapshot`]: `instruments-info`, `position/list` and `execution/list` results.
 //! - [`stream`]: public `tickers` (snapshot + delta) and private `position`/`order`/`execution`
 //!   messages.
 //! - `rest` (feature `live`): the signed REST client (reqwest), server time and clock offset.

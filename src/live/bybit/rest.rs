@@ -1,7 +1,7 @@
 //! The signed REST client (feature `live`): sends the exact [`Request`]s of
-//! [`request`](super::request), signed by [`sign`](super::sign) at the local clock plus the
+//! [`request`], signed by [`sign`] at the local clock plus the
 //! server offset, and reads every answer into an [`Outcome`] through
-//! [`response`](super::response). It decides nothing: what to do after an outcome is
+//! [`response`]. It decides nothing: what to do after an outcome is
 //! `response::answer`'s (and the runner's).
 
 use std::sync::atomic::{AtomicI64, Ordering};

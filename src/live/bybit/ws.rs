@@ -1,6 +1,6 @@
 //! The WebSocket client (feature `live`): one task per stream that connects, authenticates
 //! (private), subscribes, pings every 20 s, and on any loss reconnects with backoff and
-//! subscribes again. It hands on the parsed [`StreamMessage`]s of [`stream`](super::stream)
+//! subscribes again. It hands on the parsed [`StreamMessage`]s of [`stream`]
 //! and marks each connect and loss, so the runner re-checks the gap over REST (`LIVE.md` §5).
 
 use std::time::Duration;
