@@ -2,6 +2,8 @@
 
 mod backtest;
 mod check;
+#[cfg(feature = "live")]
+mod fake_bybit;
 mod merge;
 mod paper;
 mod report;
@@ -43,6 +45,9 @@ enum Command {
     Merge(merge::Args),
     /// Run regression cases (scenario or trace + expected outputs) and show what moved.
     Check(check::Args),
+    /// Serve a fake Bybit on loopback that replays a scenario or data file as the market.
+    #[cfg(feature = "live")]
+    FakeBybit(fake_bybit::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -55,6 +60,8 @@ pub fn main() -> ExitCode {
         Command::State(a) => state::run(a),
         Command::Report(a) => report::run(a),
         Command::Merge(a) => merge::run(a),
+        #[cfg(feature = "live")]
+        Command::FakeBybit(a) => fake_bybit::run(a),
         // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
         Command::Check(a) => return check::run(a),
     };

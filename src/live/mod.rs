@@ -1,18 +1,27 @@
-//! Live trading (`LIVE.md`, issue 11): the pure, sans-I/O parts so far.
+//! Live trading (`LIVE.md`, issue 11).
 //!
 //! - [`config`]: `live.toml` (strict like scenarios; per-symbol `[trailing]` overrides).
 //! - [`credentials`]: API keys from the environment variables the config names, held as
 //!   [`Secret`]s that never print.
-//! - [`bybit`]: the Bybit v5 adapter's pure parts: requests from seam commands, signing
-//!   (feature `live`), response classification, REST snapshots and stream messages.
+//! - [`bybit`]: the Bybit v5 adapter: the pure parts (requests from seam commands, response
+//!   classification, REST snapshots and stream messages) and, with feature `live`, the
+//!   signing, the REST and stream clients and the async venue adapter.
+//! - `clock` (feature `live`): the injectable local clock.
+//! - [`reconcile`]: the decisions of LIVE.md §4 from stored positions and an exchange snapshot.
+//! - `fake_bybit` (feature `live`): a Bybit v5 venue on loopback for tests and
+//!   `trailstop fake-bybit`.
 //!
-//! Everything here but the signing needs no crate beyond the backtester's, so it is always
-//! built and tested; the feature `live` adds the HMAC crates now and the network crates
-//! (tokio, reqwest, tokio-tungstenite, the metrics exporter) when the adapters get their I/O.
+//! Everything but the `live` modules needs no crate beyond the backtester's, so it is always
+//! built and tested; the feature adds the HMAC and network crates (tokio, reqwest with rustls,
+//! tokio-tungstenite, hyper for the fake's server side).
 
 pub mod bybit;
+#[cfg(feature = "live")]
+pub mod clock;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "live")]
+pub mod fake_bybit;
 pub mod reconcile;
 
 pub use config::{Exchange, LiveConfig, LiveConfigError, TriggerPrice};

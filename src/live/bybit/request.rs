@@ -23,6 +23,7 @@ pub const PATH_ORDER_CREATE: &str = "/v5/order/create";
 pub const PATH_POSITION_LIST: &str = "/v5/position/list";
 pub const PATH_INSTRUMENTS_INFO: &str = "/v5/market/instruments-info";
 pub const PATH_SERVER_TIME: &str = "/v5/market/time";
+pub const PATH_EXECUTION_LIST: &str = "/v5/execution/list";
 
 /// The longest `orderLinkId` Bybit accepts.
 pub const MAX_LINK_ID_LEN: usize = 36;
@@ -485,6 +486,30 @@ pub fn instruments_info(
     Ok(Request::get(PATH_INSTRUMENTS_INFO, q.0, false))
 }
 
+/// `GET /v5/execution/list?category=linear&symbol=…[&startTime=…]&limit=100[&cursor=…]`: the
+/// fills of `symbol` since `start_ms`, for the re-check after a stream gap (what closed a
+/// position while the stream was away, and at what price).
+pub fn execution_list(
+    symbol: &str,
+    start_ms: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Request, RequestError> {
+    check_symbol(symbol)?;
+    let q = Query::new()
+        .pair("category", CATEGORY)
+        .pair("symbol", symbol);
+    let q = match start_ms {
+        Some(ms) => q.pair("startTime", &ms.to_string()),
+        None => q,
+    };
+    let q = q.pair("limit", "100");
+    let q = match cursor {
+        Some(c) if !c.is_empty() => q.pair("cursor", c),
+        _ => q,
+    };
+    Ok(Request::get(PATH_EXECUTION_LIST, q.0, true))
+}
+
 /// `GET /v5/market/time` (public): the server clock, for the offset and `10002`.
 pub fn server_time() -> Request {
     Request::get(PATH_SERVER_TIME, String::new(), false)
@@ -744,6 +769,17 @@ mod tests {
         assert_eq!(r.query, "category=linear&limit=1000&cursor=next");
         assert!(position_list(PositionFilter::Symbol("BTC&x=1"), None).is_err());
         assert_eq!(server_time().path_and_query(), "/v5/market/time");
+        let r = execution_list("BTCUSDT", Some(1670889600000), None).unwrap();
+        assert_eq!(
+            r.path_and_query(),
+            "/v5/execution/list?category=linear&symbol=BTCUSDT&startTime=1670889600000&limit=100"
+        );
+        assert!(r.signed);
+        assert_eq!(
+            execution_list("ETHUSDT", None, Some("p2")).unwrap().query,
+            "category=linear&symbol=ETHUSDT&limit=100&cursor=p2"
+        );
+        assert!(execution_list("eth", None, None).is_err());
     }
 
     #[test]

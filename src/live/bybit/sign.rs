@@ -99,11 +99,9 @@ pub fn ws_auth(credentials: &Credentials, expires_ms: i64) -> Secret {
         credentials.api_secret.expose().as_bytes(),
         format!("GET/realtime{expires_ms}").as_bytes(),
     );
-    let msg = serde_json::json!({
-        "op": "auth",
-        "args": [credentials.api_key.expose(), expires_ms, sig],
-    });
-    Secret::new(msg.to_string())
+    // The docs' order (`op` first): a `json!` map would sort the keys.
+    let args = serde_json::json!([credentials.api_key.expose(), expires_ms, sig]);
+    Secret::new(format!(r#"{{"op":"auth","args":{args}}}"#))
 }
 
 #[cfg(test)]

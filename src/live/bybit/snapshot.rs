@@ -209,6 +209,11 @@ pub fn positions(result: &Value) -> Result<Page<PositionInfo>, ParseError> {
     page(result, position)
 }
 
+/// The `result` of `GET /v5/execution/list?category=linear` (newest first, as Bybit lists).
+pub fn executions(result: &Value) -> Result<Page<super::stream::ExecutionInfo>, ParseError> {
+    page(result, super::stream::execution)
+}
+
 /// Resolves a [`Command::Query`](crate::venue::Command::Query) for `order` (sent to rest at
 /// `sent_stop` units) from the position read back (`position`, matched by symbol and index,
 /// `None` if absent): the stop loss there says whether the command took effect.

@@ -417,7 +417,8 @@ pub struct ExecutionInfo {
     pub exec_time_ms: i64,
 }
 
-fn execution(o: Obj<'_>) -> Result<ExecutionInfo, ParseError> {
+/// One fill, as the `execution` topic and `GET /v5/execution/list` show it.
+pub fn execution(o: Obj<'_>) -> Result<ExecutionInfo, ParseError> {
     Ok(ExecutionInfo {
         symbol: o.str("symbol")?.to_string(),
         order_id: o.str("orderId")?.to_string(),
