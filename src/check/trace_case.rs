@@ -152,6 +152,7 @@ impl TraceCase {
                 rows,
                 gaps,
                 warnings: Vec::new(),
+                no_positions: None,
             },
         ))
     }

@@ -5,6 +5,7 @@ mod check;
 mod merge;
 mod paper;
 mod report;
+mod results;
 mod state;
 mod sweep;
 mod trace;

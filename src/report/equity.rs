@@ -88,7 +88,11 @@ impl Figure for Equity {
             chart
                 .draw_series(LineSeries::new(s.iter().copied(), col.stroke_width(2)))
                 .map_err(err)?
-                .label(format!("{}: {:+.2} % ({})", c.label, total, c.params))
+                .label(if c.params.is_empty() {
+                    format!("{}: {:+.2} %", c.label, total)
+                } else {
+                    format!("{}: {:+.2} % ({})", c.label, total, c.params)
+                })
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
                 });

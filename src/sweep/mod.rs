@@ -8,7 +8,8 @@
 
 pub mod exec;
 pub mod grid;
-pub mod metrics;
+/// The metrics live with the backtest (its summary uses them too); re-exported for the sweep's paths.
+pub use crate::backtest::metrics;
 pub mod picks;
 pub mod report_data;
 pub mod robust;

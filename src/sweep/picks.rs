@@ -14,8 +14,8 @@ use crate::scenario::Scenario;
 use crate::sim::path::{bar_points, bar_span};
 
 use super::SweepError;
-use super::exec::{Job, bars_between};
-use super::metrics::{self, Trade};
+use super::exec::Job;
+use super::metrics;
 
 /// How many of the best's top and of its worst trades get a chart.
 pub const CHARTS_EACH: usize = 3;
@@ -42,11 +42,7 @@ pub fn build(job: &Job, picks: &[Pick]) -> Result<ReportData, SweepError> {
         let loaded = job.loaded_for(&pick.scenario)?;
         let report = backtest::run_scenario(&pick.scenario, &loaded, |_, _| {})?;
         let market = &loaded.market;
-        let trades: Vec<Trade> = report
-            .rows
-            .iter()
-            .map(|r| Trade::of(r, bars_between(market, r.entry_time, r.exit_time)))
-            .collect();
+        let trades = metrics::trades_of(market, &report.rows);
         curves.push(Curve {
             label: pick.label.to_string(),
             params: pick.params.clone(),
@@ -63,6 +59,31 @@ pub fn build(job: &Job, picks: &[Pick]) -> Result<ReportData, SweepError> {
         curves,
         charts,
     })
+}
+
+/// A backtest's report inputs: its equity curve (label `backtest`) and the charts of its top
+/// and worst trades, from the run already made (nothing is run again).
+pub fn backtest_data(
+    scenario: &Scenario,
+    loaded: &Loaded,
+    report: &backtest::Report,
+) -> ReportData {
+    let pick = Pick {
+        label: "backtest",
+        params: String::new(),
+        scenario: scenario.clone(),
+    };
+    ReportData {
+        scenario: scenario.name.clone(),
+        objective: metrics::Objective::TotalReturnPct,
+        curves: vec![Curve {
+            label: pick.label.to_string(),
+            params: String::new(),
+            metrics: report.summary.metrics.clone(),
+            points: equity(&report.rows),
+        }],
+        charts: trade_charts(&pick, loaded, &report.rows, &report.events),
+    }
 }
 
 /// Cumulative `pnl_pct` after each exit (exit order, ties by position id), exact until drawn.
