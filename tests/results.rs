@@ -303,3 +303,86 @@ fn backtest_report_draws_the_equity_curve_trade_charts_and_a_page() {
         );
     }
 }
+
+/// The rows of `sweep.csv`, column → cell.
+fn sweep_rows(dir: &Path) -> Vec<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn sweep_prints_its_best_cells_and_warns_when_the_best_is_on_the_edge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("edge");
+    let (stdout, stderr) = run_code(
+        trailstop()
+            .args(["sweep", QUICKSTART, "--no-report", "--no-band", "--out"])
+            .arg(&out)
+            .args(["--grid", "activation_percent=0.1:0.5:0.2"])
+            .args(["--grid", "distance_percent=0.15:0.35:0.1"]),
+        0,
+    );
+    // The table: the cells of sweep.csv by total return, best first.
+    let mut rows = sweep_rows(&out);
+    rows.sort_by(|a, b| {
+        let v = |r: &BTreeMap<String, String>| r["total_return_pct"].parse::<f64>().unwrap();
+        v(b).total_cmp(&v(a))
+    });
+    let lines: Vec<&str> = stdout.lines().collect();
+    let head = lines
+        .iter()
+        .position(|l| {
+            l.trim_start()
+                .starts_with("#  activation_percent  distance_percent")
+        })
+        .unwrap_or_else(|| panic!("no table header:\n{stdout}"));
+    assert!(
+        lines[head - 1].contains("the 9 best of 9 combinations by total_return_pct"),
+        "{stdout}"
+    );
+    for (k, row) in rows.iter().enumerate() {
+        let cells: Vec<&str> = lines[head + 1 + k].split_whitespace().collect();
+        assert_eq!(cells[0], (k + 1).to_string());
+        assert_eq!(cells[1], row["trailing.activation_percent"]);
+        assert_eq!(cells[2], row["trailing.distance_percent"]);
+        assert_eq!(cells[3], row["trades"]);
+        let total: f64 = row["total_return_pct"].parse().unwrap();
+        assert_eq!(cells[4], format!("{total:+.4}"));
+    }
+    // The best (activation 0.3, distance 0.15) is the smallest distance swept.
+    assert!(
+        stderr.contains(
+            "warning: the best cell (trailing.activation_percent=0.3 trailing.distance_percent=0.15) \
+             lies on the edge of the grid: trailing.distance_percent = 0.15 is its smallest value"
+        ),
+        "{stderr}"
+    );
+
+    // The same best inside the grid: no warning (a one-value axis has no edge).
+    let inside = tmp.path().join("inside");
+    let (stdout, stderr) = run_code(
+        trailstop()
+            .args(["sweep", QUICKSTART, "--no-report", "--no-band", "--out"])
+            .arg(&inside)
+            .args(["--grid", "activation_percent=0.1:0.5:0.2"])
+            .args(["--grid", "distance_percent=0.15"]),
+        0,
+    );
+    assert!(stdout.contains("the 3 best of 3 combinations"), "{stdout}");
+    assert!(!stderr.contains("edge of the grid"), "{stderr}");
+}

@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 use crate::backtest::Summary;
-use crate::backtest::metrics::Metrics;
+use crate::backtest::metrics::{Metrics, Objective};
+use crate::sweep::Picked;
+use crate::sweep::grid::Grid;
 
 /// `v` with `dp` decimals, signed when `signed`; `–` for an undefined value.
 fn num(v: Option<f64>, dp: usize, signed: bool) -> String {
@@ -171,6 +173,64 @@ pub fn backtest_table(s: &Summary, no_positions: Option<&str>) -> String {
     out
 }
 
+/// The sweep's best cells as a table, best first: rank, each axis's value, the objective (unless
+/// it is the total return, shown anyway), the main metrics and the plateau (the neighbourhood's
+/// mean objective).
+pub fn sweep_table(grid: &Grid, objective: Objective, top: &[Picked]) -> String {
+    let own_column = objective != Objective::TotalReturnPct;
+    let mut head: Vec<String> = vec!["#".into()];
+    head.extend(grid.axes.iter().map(|a| a.short().to_string()));
+    let n_axes = grid.axes.len();
+    if own_column {
+        head.push(objective.as_str().to_string());
+    }
+    head.extend(
+        [
+            "trades",
+            "total %",
+            "win rate %",
+            "max DD pp",
+            "Sharpe",
+            "plateau",
+        ]
+        .map(String::from),
+    );
+    let mut rows = vec![head];
+    for (k, p) in top.iter().enumerate() {
+        let m = &p.metrics;
+        let mut r = vec![(k + 1).to_string()];
+        match p.combo {
+            Some(c) => r.extend(grid.values(c).iter().map(|v| v.to_string())),
+            None => r.extend(std::iter::repeat_n("–".to_string(), n_axes)),
+        }
+        if own_column {
+            r.push(num(p.objective, 4, false));
+        }
+        r.extend([
+            m.trades.to_string(),
+            num(m.total_return_pct, 4, true),
+            num(m.win_rate.map(|w| w * 100.0), 1, false),
+            num(m.max_drawdown_pct, 4, false),
+            num(m.sharpe, 4, true),
+            num(p.plateau, 4, false),
+        ]);
+        rows.push(r);
+    }
+    // Every column but the axes' is a number; axis values are numbers or words, shown as given.
+    let right: Vec<bool> = (0..rows[0].len()).map(|i| i == 0 || i > n_axes).collect();
+    align(&rows, &right)
+}
+
+/// The warning for a best cell on the edge of the grid (`edges` from `robust::edges`).
+pub fn edge_warning(best: &str, edges: &[String]) -> Option<String> {
+    (!edges.is_empty()).then(|| {
+        format!(
+            "the best cell ({best}) lies on the edge of the grid: {}; the optimum may lie outside the range swept: widen it there",
+            edges.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +244,16 @@ mod tests {
         assert_eq!(
             align(&rows, &[false, true]),
             "  a            1.5  x\n  long name  12.25\n"
+        );
+    }
+
+    #[test]
+    fn a_best_cell_off_the_edge_gives_no_warning() {
+        assert_eq!(edge_warning("d=0.2", &[]), None);
+        let w = edge_warning("d=0.1", &["trailing.d = 0.1 is its smallest value".into()]).unwrap();
+        assert!(
+            w.starts_with("the best cell (d=0.1) lies on the edge of the grid: trailing.d = 0.1"),
+            "{w}"
         );
     }
 

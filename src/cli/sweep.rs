@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::results;
 use crate::sweep::grid::Shard;
 use crate::sweep::spec::CliSpec;
 use crate::sweep::{self, Options};
@@ -128,6 +129,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let m = &out.meta;
+    // A warning, also with --quiet: the best cell may not be the best there is.
+    if let Some(best) = m.results.as_ref().and_then(|r| r.best.as_ref())
+        && let Some(w) = results::edge_warning(&best.params, &out.edges)
+    {
+        eprintln!("warning: {w}");
+    }
     if !args.quiet {
         println!(
             "{}: {} of {} combinations{}, objective {}",
@@ -151,6 +158,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     );
                 }
             };
+            if !out.top.is_empty() {
+                println!(
+                    "  the {} best of {} combinations by {}:",
+                    out.top.len(),
+                    m.finished,
+                    m.objective.as_str()
+                );
+                print!("{}", results::sweep_table(&m.grid, m.objective, &out.top));
+            }
             show("best", &r.best);
             show("robust", &r.robust);
             show("scenario", &Some(r.scenario.clone()));

@@ -267,22 +267,13 @@ pub fn page(
         }
     }
     // The ten best cells.
-    let mut order: Vec<&Row> = rows.iter().filter(|r| r.objective.is_some()).collect();
-    order.sort_by(|a, b| {
-        let (x, y) = (a.objective.unwrap_or(0.0), b.objective.unwrap_or(0.0));
-        let o = if meta.objective.higher_is_better() {
-            y.total_cmp(&x)
-        } else {
-            x.total_cmp(&y)
-        };
-        o.then(a.combo.cmp(&b.combo))
-    });
+    let order = crate::sweep::robust::top(meta.objective, rows, 10);
     h.push_str(
         "<h2>Top cells</h2>\n<table><tr><th>combo</th><th>parameters</th><th>objective</th>",
     );
     h.push_str(METRIC_HEAD);
     h.push_str("</tr>\n");
-    for r in order.iter().take(10) {
+    for r in order.iter().map(|&i| &rows[i]) {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td class=p>{}</td><td>{}</td>{}</tr>",
