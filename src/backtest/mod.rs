@@ -95,10 +95,50 @@ impl Raw {
         }
     }
 
+    /// The first and the last timestamp (of a non-empty load).
+    fn span(&self) -> (i64, i64) {
+        let ts = match self {
+            Raw::Candles(c) => &c.ts,
+            Raw::Trades(t) => &t.ts,
+        };
+        (
+            ts.first().copied().unwrap_or(0),
+            ts.last().copied().unwrap_or(0),
+        )
+    }
+
     fn rows(&self) -> usize {
         match self {
             Raw::Candles(c) => c.ts.len(),
             Raw::Trades(t) => t.ts.len(),
+        }
+    }
+
+    /// Keeps the rows in `[start, end)` (epoch ms; `None` leaves that side open); the candles'
+    /// gap report is made anew for the rows kept.
+    fn keep_range(&mut self, (start, end): (Option<i64>, Option<i64>)) {
+        if start.is_none() && end.is_none() {
+            return;
+        }
+        let span = |ts: &[i64]| {
+            let a = start.map_or(0, |s| ts.partition_point(|&t| t < s));
+            let z = end.map_or(ts.len(), |e| ts.partition_point(|&t| t < e));
+            a..z.max(a)
+        };
+        match self {
+            Raw::Candles(c) => {
+                let r = span(&c.ts);
+                for v in [&mut c.open, &mut c.high, &mut c.low, &mut c.close] {
+                    *v = v[r.clone()].to_vec();
+                }
+                c.ts = c.ts[r].to_vec();
+                c.gaps = GapReport::from_timestamps(&c.ts);
+            }
+            Raw::Trades(t) => {
+                let r = span(&t.ts);
+                t.price = t.price[r.clone()].to_vec();
+                t.ts = t.ts[r].to_vec();
+            }
         }
     }
 
@@ -164,7 +204,7 @@ pub fn load_market<'a>(
     tick: Decimal,
     extra_prices: impl IntoIterator<Item = &'a Decimal>,
 ) -> Result<(Market, usize, Option<GapReport>), BacktestError> {
-    let m = load_market_with(kind, path, detail, tick, extra_prices, None)?;
+    let m = load_market_with(kind, path, detail, tick, extra_prices, None, (None, None))?;
     Ok((m.market, m.rows, m.gaps))
 }
 
@@ -176,8 +216,9 @@ pub struct MarketData {
     pub warnings: Vec<String>,
 }
 
-/// [`load_market`] with the candle interval given (`[data] interval`, else inferred) and the
-/// warnings about the data kept.
+/// [`load_market`] with the candle interval given (`[data] interval`, else inferred), the rows
+/// kept to `range` (`[data] start` / `end`, `[start, end)` in epoch ms) and the warnings about
+/// the data kept.
 pub fn load_market_with<'a>(
     kind: DataKind,
     path: &std::path::Path,
@@ -185,14 +226,30 @@ pub fn load_market_with<'a>(
     tick: Decimal,
     extra_prices: impl IntoIterator<Item = &'a Decimal>,
     interval: Option<i64>,
+    range: (Option<i64>, Option<i64>),
 ) -> Result<MarketData, BacktestError> {
     let input_err = |path: &std::path::Path, message: String| BacktestError::Input {
         path: path.to_path_buf(),
         message,
     };
-    let raw = Raw::load(kind, path)?;
+    let mut raw = Raw::load(kind, path)?;
     if raw.rows() == 0 {
         return Err(input_err(path, "no data rows".into()));
+    }
+    let before = raw.span();
+    raw.keep_range(range);
+    if raw.rows() == 0 {
+        let side = |t: Option<i64>| t.map_or("…".to_string(), crate::data::format_ms);
+        return Err(input_err(
+            path,
+            format!(
+                "data.start / data.end: the time range [{}, {}) holds none of the data ({} to {})",
+                side(range.0),
+                side(range.1),
+                crate::data::format_ms(before.0),
+                crate::data::format_ms(before.1)
+            ),
+        ));
     }
     if let Some((first, ts)) = raw.first_price()
         && let Some(m) = checks::coarse_tick(tick, first, ts)
@@ -266,8 +323,18 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         Some(f) => Some(scenario.resolve_file("entries.file", f)?),
         None => None,
     };
+    let range = scenario.data.time_range();
+    let inside = |t: i64| range.0.is_none_or(|a| t >= a) && range.1.is_none_or(|z| t < z);
+    // An entry outside the time range is not replayed (it would open at the range's edge).
+    let mut outside = 0;
     let file_entries = match &entries_file {
-        Some(f) => Some(entries::read_file_lines(f).map_err(BacktestError::Entries)?),
+        Some(f) => {
+            let mut lines = entries::read_file_lines(f).map_err(BacktestError::Entries)?;
+            let n = lines.len();
+            lines.retain(|(_, e)| inside(e.time));
+            outside = n - lines.len();
+            Some(lines)
+        }
         None => None,
     };
     let entry_prices = file_entries
@@ -294,6 +361,7 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         tick,
         entry_prices,
         interval,
+        range,
     )?;
     let times = market.entry_times();
     let (entries, lines): (Vec<EntrySpec>, Vec<usize>) = match (file_entries, &e.every, e.random) {
@@ -331,6 +399,11 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
     let mut no_positions = None;
     if run::plan_positions(&market, &entries, "").is_ok_and(|planned| planned.is_empty()) {
         let what = match (&entries_file, entries.first(), entries.last()) {
+            (Some(f), None, _) if outside > 0 => format!(
+                "none of the {outside} entries of {} lies inside the time range (data.start / data.end: {})",
+                f.display(),
+                checks::span_text(&market.series)
+            ),
             (Some(f), None, _) => format!("{} lists no entries", f.display()),
             (_, Some(a), Some(z)) => format!(
                 "none of the {} entries ({} to {}) has a price point after it in the data ({})",

@@ -104,6 +104,8 @@ impl TraceCase {
                 symbol: String::new(),
                 tick_size: self.tick_size,
                 interval: None,
+                start: None,
+                end: None,
             },
             entries: Default::default(),
             exchange: ExchangeSection {

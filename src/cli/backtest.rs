@@ -21,6 +21,8 @@ pub struct BacktestArgs {
     /// (a key without a section means trailing.<key>, as in --grid; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    range: super::TimeRange,
     /// Also draw the report into the output folder: equity curve, charts of the top and worst
     /// trades (trades/*.png) and index.html.
     #[arg(long)]
@@ -31,7 +33,7 @@ pub struct BacktestArgs {
 }
 
 pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&args.scenario, &args.set)?;
+    let scenario = Scenario::load(&args.scenario, &args.range.sets(&args.set))?;
     let loaded = backtest::load(&scenario)?;
     // Warnings go to stderr even with --quiet: they say the results may not mean what they seem.
     // Why no position opens is told once: in the results below unless they are not printed.

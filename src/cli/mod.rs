@@ -46,6 +46,30 @@ enum Command {
     Check(check::Args),
 }
 
+/// `--from` / `--to`: the time range of the replay, as `[data] start` / `end` (shared by
+/// backtest, sweep and paper).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TimeRange {
+    /// Replay from this time on, included: an ISO date or date-time, UTC unless an offset is
+    /// given (e.g. 2022-12-13 or 2022-12-13T06:00:00Z); the same as --set data.start=TIME.
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Replay up to this time, excluded (--to 2022-12-14 ends with the last candle of
+    /// 2022-12-13); the same as --set data.end=TIME.
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+}
+
+impl TimeRange {
+    /// `set` with the range's overrides after it (they win over a `--set` of the same key).
+    pub fn sets(&self, set: &[String]) -> Vec<String> {
+        let mut out = set.to_vec();
+        out.extend(self.from.iter().map(|t| format!("data.start={t}")));
+        out.extend(self.to.iter().map(|t| format!("data.end={t}")));
+        out
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

@@ -24,6 +24,8 @@ pub struct Args {
     /// (a key without a section means trailing.<key>, as in --grid; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    range: super::TimeRange,
     /// Sweep a key: KEY=FROM:TO:STEP (exact decimals, end included) or KEY=A,B,C; replaces the
     /// [sweep] entry of that key (repeatable). Keys without a section mean trailing.KEY.
     #[arg(long, value_name = "KEY=RANGE")]
@@ -82,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let opts = Options {
         scenario: args.scenario.clone(),
-        set: args.set.clone(),
+        set: args.range.sets(&args.set),
         out: args.out.clone(),
         cli: CliSpec {
             grid: args.grid.clone(),
