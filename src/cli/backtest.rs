@@ -12,7 +12,8 @@ use crate::sweep::picks;
 
 #[derive(clap::Args)]
 pub struct BacktestArgs {
-    /// The scenario file (TOML, DESIGN §5).
+    /// The scenario file (TOML; every key, its type, unit, default and an example:
+    /// docs/scenario.md).
     scenario: PathBuf,
     /// Output folder [default: reports/<scenario name>/].
     #[arg(long)]
