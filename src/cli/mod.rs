@@ -2,6 +2,7 @@
 
 mod backtest;
 mod check;
+mod completions;
 mod merge;
 mod paper;
 mod report;
@@ -44,6 +45,8 @@ enum Command {
     Merge(merge::Args),
     /// Run regression cases (scenario or trace + expected outputs) and show what moved.
     Check(check::Args),
+    /// Print the shell completion script (bash, zsh or fish) to stdout.
+    Completions(completions::Args),
 }
 
 /// `--from` / `--to`: the time range of the replay, as `[data] start` / `end` (shared by
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::State(a) => state::run(a),
         Command::Report(a) => report::run(a),
         Command::Merge(a) => merge::run(a),
+        Command::Completions(a) => completions::run(a),
         // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
         Command::Check(a) => return check::run(a),
     };
