@@ -2,6 +2,7 @@
 //! trade charts (PNG and SVG, drawn with plotters and the embedded font), and one
 //! self-contained `index.html`.
 
+pub mod axis;
 pub mod equity;
 pub mod figure;
 pub mod heatmap;

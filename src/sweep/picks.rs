@@ -28,6 +28,15 @@ fn f(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
 
+/// A price on the tick grid (the nearest tick; a slipped exit price falls between ticks), for
+/// titles: the exact price is in `trades.csv`.
+pub fn on_tick(price: Decimal, tick: Decimal) -> Decimal {
+    if tick <= Decimal::ZERO {
+        return price;
+    }
+    ((price / tick).round() * tick).normalize()
+}
+
 /// A labelled parameter set to draw.
 pub struct Pick {
     pub label: &'static str,
@@ -157,16 +166,16 @@ fn chart(pick: &Pick, loaded: &Loaded, row: &TradeRow, events: &[Event], tag: &s
     TradeChart {
         file: format!("{}-{tag}-position-{}", pick.label, row.position_id),
         title: format!(
-            "{} {} #{}: {} {} to {} {} ({}), pnl {} %",
+            "{} {} #{}: {} {} to {}, {}, opened {}, pnl {:+.2} %",
             pick.label,
             tag,
             row.position_id,
             row.side.as_str(),
-            row.entry_price,
-            row.exit_price,
+            on_tick(row.entry_price, market.instrument.tick_size),
+            on_tick(row.exit_price, market.instrument.tick_size),
             row.exit_reason.as_str(),
-            crate::timefmt::iso_ms(row.entry_time),
-            row.pnl_pct
+            crate::report::figure::minute(row.entry_time),
+            metrics::to_f64(row.pnl_pct)
         ),
         side: row.side.as_str().to_string(),
         entry_time: row.entry_time,
