@@ -386,3 +386,49 @@ fn sweep_prints_its_best_cells_and_warns_when_the_best_is_on_the_edge() {
     assert!(stdout.contains("the 3 best of 3 combinations"), "{stdout}");
     assert!(!stderr.contains("edge of the grid"), "{stderr}");
 }
+
+#[test]
+fn merge_prints_the_same_best_cells_and_warning_as_the_unsharded_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = [
+        "--grid",
+        "activation_percent=0.1:0.5:0.2",
+        "--grid",
+        "distance_percent=0.15:0.35:0.1",
+    ];
+    let run = |out: &Path, extra: &[&str]| {
+        run_code(
+            trailstop()
+                .args(["sweep", QUICKSTART, "--no-report", "--no-band", "--out"])
+                .arg(out)
+                .args(grid)
+                .args(extra),
+            0,
+        )
+    };
+    let (whole, whole_err) = run(&tmp.path().join("whole"), &[]);
+    let shards = tmp.path().join("shards");
+    run(&shards, &["--shard", "0/2"]);
+    run(&shards, &["--shard", "1/2"]);
+    let (merged, merged_err) = run_code(
+        trailstop()
+            .args(["merge", "--no-report", "--out"])
+            .arg(tmp.path().join("merged"))
+            .arg(&shards),
+        0,
+    );
+    let table = |s: &str| -> Vec<String> {
+        s.lines()
+            .skip_while(|l| !l.contains(" best of "))
+            .take(11)
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(table(&whole).len(), 11, "{whole}");
+    assert_eq!(table(&merged), table(&whole), "{merged}");
+    assert!(
+        whole_err.contains("lies on the edge of the grid"),
+        "{whole_err}"
+    );
+    assert_eq!(merged_err, whole_err);
+}

@@ -221,6 +221,27 @@ pub fn sweep_table(grid: &Grid, objective: Objective, top: &[Picked]) -> String 
     align(&rows, &right)
 }
 
+/// What a finished sweep (or merge) says about its cells: the warning when the best lies on
+/// the edge of the grid, and the table of the best cells under a line saying what they are.
+pub fn sweep_outcome(out: &crate::sweep::Outcome) -> (Option<String>, Option<String>) {
+    let m = &out.meta;
+    let warning = m
+        .results
+        .as_ref()
+        .and_then(|r| r.best.as_ref())
+        .and_then(|best| edge_warning(&best.params, &out.edges));
+    let table = (!out.top.is_empty()).then(|| {
+        format!(
+            "  the {} best of {} combinations by {}:\n{}",
+            out.top.len(),
+            m.finished,
+            m.objective.as_str(),
+            sweep_table(&m.grid, m.objective, &out.top)
+        )
+    });
+    (warning, table)
+}
+
 /// The warning for a best cell on the edge of the grid (`edges` from `robust::edges`).
 pub fn edge_warning(best: &str, edges: &[String]) -> Option<String> {
     (!edges.is_empty()).then(|| {

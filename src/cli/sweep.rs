@@ -132,9 +132,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let m = &out.meta;
     // A warning, also with --quiet: the best cell may not be the best there is.
-    if let Some(best) = m.results.as_ref().and_then(|r| r.best.as_ref())
-        && let Some(w) = results::edge_warning(&best.params, &out.edges)
-    {
+    let (edge, best_cells) = results::sweep_outcome(&out);
+    if let Some(w) = edge {
         eprintln!("warning: {w}");
     }
     if !args.quiet {
@@ -160,14 +159,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     );
                 }
             };
-            if !out.top.is_empty() {
-                println!(
-                    "  the {} best of {} combinations by {}:",
-                    out.top.len(),
-                    m.finished,
-                    m.objective.as_str()
-                );
-                print!("{}", results::sweep_table(&m.grid, m.objective, &out.top));
+            if let Some(t) = &best_cells {
+                print!("{t}");
             }
             show("best", &r.best);
             show("robust", &r.robust);
