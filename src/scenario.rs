@@ -93,12 +93,14 @@ fn time_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D
 /// number is refused (a bare number could be read in several units).
 pub fn parse_time_key(text: &str) -> Result<i64, String> {
     let t = text.trim();
+    let example = "e.g. \"2022-12-13\" or \"2022-12-13T06:00:00Z\"";
     if t.parse::<f64>().is_ok() {
         return Err(format!(
-            "`{t}` is a number; write an ISO date or date-time (UTC), e.g. \"2022-12-13\" or \"2022-12-13T06:00:00Z\""
+            "`{t}` is a number; write an ISO date or date-time (UTC), {example}"
         ));
     }
-    crate::data::parse_time(t)
+    crate::data::parse_iso_time(t)
+        .map_err(|why| format!("`{t}` is not an ISO date or date-time ({why}); {example}"))
 }
 
 impl DataSection {

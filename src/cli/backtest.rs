@@ -34,7 +34,7 @@ pub struct BacktestArgs {
 }
 
 pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&args.scenario, &args.range.sets(&args.set))?;
+    let scenario = Scenario::load(&args.scenario, &args.range.sets(&args.set)?)?;
     let loaded = backtest::load(&scenario)?;
     // Warnings go to stderr even with --quiet: they say the results may not mean what they seem.
     // Why no position opens is told once: in the results below unless they are not printed.

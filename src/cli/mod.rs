@@ -64,12 +64,21 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
-    /// `set` with the range's overrides after it (they win over a `--set` of the same key).
-    pub fn sets(&self, set: &[String]) -> Vec<String> {
+    /// `set` with the range's overrides after it (they win over a `--set` of the same key); a
+    /// time that cannot be read is an error naming the flag as typed.
+    pub fn sets(&self, set: &[String]) -> anyhow::Result<Vec<String>> {
         let mut out = set.to_vec();
-        out.extend(self.from.iter().map(|t| format!("data.start={t}")));
-        out.extend(self.to.iter().map(|t| format!("data.end={t}")));
-        out
+        for (flag, key, value) in [
+            ("--from", "data.start", &self.from),
+            ("--to", "data.end", &self.to),
+        ] {
+            if let Some(t) = value {
+                crate::scenario::parse_time_key(t)
+                    .map_err(|m| anyhow::anyhow!("{flag} ({key}): {m}"))?;
+                out.push(format!("{key}={t}"));
+            }
+        }
+        Ok(out)
     }
 }
 

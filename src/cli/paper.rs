@@ -52,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--speed {s}: must be a positive number (e.g. 60 for one minute per second)");
     }
     // Everything that can fail on the inputs fails before the database is touched.
-    let scenario = Scenario::load(&args.scenario, &args.range.sets(&args.set))?;
+    let scenario = Scenario::load(&args.scenario, &args.range.sets(&args.set)?)?;
     let loaded = backtest::load(&scenario)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");

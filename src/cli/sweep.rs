@@ -84,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let opts = Options {
         scenario: args.scenario.clone(),
-        set: args.range.sets(&args.set),
+        set: args.range.sets(&args.set)?,
         out: args.out.clone(),
         cli: CliSpec {
             grid: args.grid.clone(),
