@@ -125,19 +125,24 @@ impl Raw {
             let z = end.map_or(ts.len(), |e| ts.partition_point(|&t| t < e));
             a..z.max(a)
         };
+        // In place: the rows after the range go first, then those before it.
+        fn cut<T>(v: &mut Vec<T>, r: &std::ops::Range<usize>) {
+            v.truncate(r.end);
+            v.drain(..r.start);
+        }
         match self {
             Raw::Candles(c) => {
                 let r = span(&c.ts);
                 for v in [&mut c.open, &mut c.high, &mut c.low, &mut c.close] {
-                    *v = v[r.clone()].to_vec();
+                    cut(v, &r);
                 }
-                c.ts = c.ts[r].to_vec();
+                cut(&mut c.ts, &r);
                 c.gaps = GapReport::from_timestamps(&c.ts);
             }
             Raw::Trades(t) => {
                 let r = span(&t.ts);
-                t.price = t.price[r.clone()].to_vec();
-                t.ts = t.ts[r].to_vec();
+                cut(&mut t.price, &r);
+                cut(&mut t.ts, &r);
             }
         }
     }
