@@ -30,6 +30,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("report in {}", out.dir.display()))?,
         );
     }
+    // As the unsharded sweep says it.
+    let (edge, best_cells) = super::results::sweep_outcome(&out);
+    if let Some(w) = edge {
+        eprintln!("warning: {w}");
+    }
     if !args.quiet {
         println!(
             "{}: merged {} combinations; wrote {} files into {}",
@@ -38,6 +43,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             out.files.len(),
             out.dir.display()
         );
+        if let Some(t) = best_cells {
+            print!("{t}");
+        }
     }
     Ok(())
 }

@@ -2,11 +2,13 @@
 
 mod backtest;
 mod check;
+mod completions;
 #[cfg(feature = "live")]
 mod fake_bybit;
 mod merge;
 mod paper;
 mod report;
+mod results;
 mod state;
 mod sweep;
 mod trace;
@@ -48,6 +50,41 @@ enum Command {
     /// Serve a fake Bybit on loopback that replays a scenario or data file as the market.
     #[cfg(feature = "live")]
     FakeBybit(fake_bybit::Args),
+    /// Print the shell completion script (bash, zsh or fish) to stdout.
+    Completions(completions::Args),
+}
+
+/// `--from` / `--to`: the time range of the replay, as `[data] start` / `end` (shared by
+/// backtest, sweep and paper).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TimeRange {
+    /// Replay from this time on, included: an ISO date or date-time, UTC unless an offset is
+    /// given (e.g. 2022-12-13 or 2022-12-13T06:00:00Z); the same as --set data.start=TIME.
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Replay up to this time, excluded (--to 2022-12-14 ends with the last candle of
+    /// 2022-12-13); the same as --set data.end=TIME.
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+}
+
+impl TimeRange {
+    /// `set` with the range's overrides after it (they win over a `--set` of the same key); a
+    /// time that cannot be read is an error naming the flag as typed.
+    pub fn sets(&self, set: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut out = set.to_vec();
+        for (flag, key, value) in [
+            ("--from", "data.start", &self.from),
+            ("--to", "data.end", &self.to),
+        ] {
+            if let Some(t) = value {
+                crate::scenario::parse_time_key(t)
+                    .map_err(|m| anyhow::anyhow!("{flag} ({key}): {m}"))?;
+                out.push(format!("{key}={t}"));
+            }
+        }
+        Ok(out)
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -62,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Merge(a) => merge::run(a),
         #[cfg(feature = "live")]
         Command::FakeBybit(a) => fake_bybit::run(a),
+        Command::Completions(a) => completions::run(a),
         // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
         Command::Check(a) => return check::run(a),
     };

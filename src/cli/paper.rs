@@ -32,6 +32,8 @@ pub struct Args {
     /// changed [trailing] config on a resumed run is shown and applied (the stop never loosens).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    range: super::TimeRange,
     /// fsync every committed step (synchronous=FULL) instead of relying on the WAL (NORMAL).
     #[arg(long)]
     sync_full: bool,
@@ -50,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--speed {s}: must be a positive number (e.g. 60 for one minute per second)");
     }
     // Everything that can fail on the inputs fails before the database is touched.
-    let scenario = Scenario::load(&args.scenario, &args.set)?;
+    let scenario = Scenario::load(&args.scenario, &args.range.sets(&args.set)?)?;
     let loaded = backtest::load(&scenario)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::results;
 use crate::sweep::grid::Shard;
 use crate::sweep::spec::CliSpec;
 use crate::sweep::{self, Options};
@@ -23,6 +24,8 @@ pub struct Args {
     /// (a key without a section means trailing.<key>, as in --grid; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    range: super::TimeRange,
     /// Sweep a key: KEY=FROM:TO:STEP (exact decimals, end included) or KEY=A,B,C; replaces the
     /// [sweep] entry of that key (repeatable). Keys without a section mean trailing.KEY.
     #[arg(long, value_name = "KEY=RANGE")]
@@ -81,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let opts = Options {
         scenario: args.scenario.clone(),
-        set: args.set.clone(),
+        set: args.range.sets(&args.set)?,
         out: args.out.clone(),
         cli: CliSpec {
             grid: args.grid.clone(),
@@ -128,6 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let m = &out.meta;
+    // A warning, also with --quiet: the best cell may not be the best there is.
+    let (edge, best_cells) = results::sweep_outcome(&out);
+    if let Some(w) = edge {
+        eprintln!("warning: {w}");
+    }
     if !args.quiet {
         println!(
             "{}: {} of {} combinations{}, objective {}",
@@ -151,6 +159,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     );
                 }
             };
+            if let Some(t) = &best_cells {
+                print!("{t}");
+            }
             show("best", &r.best);
             show("robust", &r.robust);
             show("scenario", &Some(r.scenario.clone()));

@@ -245,6 +245,12 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     parse::TsParser::default().parse(Cell::Str(text))
 }
 
+/// An ISO-8601 date or date-time alone (no epoch numbers) as epoch milliseconds, UTC when no
+/// offset is given; the error says what is wrong with it.
+pub fn parse_iso_time(text: &str) -> Result<i64, &'static str> {
+    parse::parse_iso_ms(text.trim())
+}
+
 /// A CSV whose header names `price` but not `open`: trade ticks rather than candles (what
 /// `trailstop trace` and trace check cases replay as ticks without being told).
 pub fn looks_like_ticks(path: &Path) -> bool {

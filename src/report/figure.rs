@@ -4,10 +4,12 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::combinators::{BindKeyPoints, WithKeyPoints};
 use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::prelude::*;
 
 use super::ReportError;
+use super::axis::{TimeAxis, time_label};
 
 /// Roboto Regular (Apache-2.0, from Debian's `fonts-roboto-unhinted`; see assets/fonts/): every
 /// label is drawn with it, so pictures do not depend on the machine's fonts.
@@ -84,18 +86,29 @@ pub fn png<F: Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Vec<u8>, Report
     bytes
 }
 
-/// The axes of a chart over time (epoch ms on x, `t0..t1`): six time labels, the shared fonts
-/// and a light grid of `grid`.
+/// The x coordinate of a chart over time: epoch ms with ticks on round times.
+pub type TimeCoord = WithKeyPoints<RangedCoordi64>;
+
+/// `t0..t1` as a time coordinate with the ticks of `axis`.
+pub fn time_coord(axis: &TimeAxis, (t0, t1): (i64, i64)) -> TimeCoord {
+    (t0..t1)
+        .with_key_points(axis.ticks.clone())
+        .with_light_points(axis.light.clone())
+}
+
+/// The axes of a chart over time (epoch ms on x): the ticks and labels of `axis` (round times,
+/// `super::axis`), the shared fonts and a light grid of `grid`.
 pub fn draw_time_mesh<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordi64, RangedCoordf64>>,
-    (t0, t1): (i64, i64),
+    chart: &mut ChartContext<'_, DB, Cartesian2d<TimeCoord, RangedCoordf64>>,
+    axis: &TimeAxis,
     x_desc: Option<&str>,
     y_desc: &str,
     grid: RGBColor,
 ) -> Result<(), String> {
-    let labels = |t: &i64| axis_time(*t, t1 - t0);
+    let step = axis.step;
+    let labels = move |t: &i64| time_label(*t, step);
     let mut mesh = chart.configure_mesh();
-    mesh.x_labels(6).x_label_formatter(&labels).y_desc(y_desc);
+    mesh.x_label_formatter(&labels).y_desc(y_desc);
     if let Some(d) = x_desc {
         mesh.x_desc(d);
     }
@@ -114,11 +127,4 @@ pub fn font(size: f64) -> FontDesc<'static> {
 pub fn minute(ms: i64) -> String {
     let s = crate::timefmt::iso_ms(ms);
     s.get(..16).unwrap_or(&s).replace('T', " ")
-}
-
-/// An axis label for epoch ms: `MM-DD HH:MM`, with seconds when the axis spans under two hours.
-pub fn axis_time(ms: i64, span_ms: i64) -> String {
-    let iso = crate::timefmt::iso_ms(ms);
-    let end = if span_ms < 7_200_000 { 19 } else { 16 };
-    iso.get(5..end).unwrap_or(&iso).replace('T', " ")
 }

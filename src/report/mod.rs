@@ -2,6 +2,7 @@
 //! trade charts (PNG and SVG, drawn with plotters and the embedded font), and one
 //! self-contained `index.html`.
 
+pub mod axis;
 pub mod equity;
 pub mod figure;
 pub mod heatmap;
@@ -125,6 +126,38 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
             d.svg.clone().into_bytes(),
         ));
     }
+    for d in &trades {
+        files.push((trades_dir.join(format!("{}.png", d.stem)), d.png.clone()));
+    }
+    files.push((dir.join("index.html"), page.into_bytes()));
+    write_files(&files).map_err(ReportError::Write)?;
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// Renders a backtest's report into `dir`: `equity.{png,svg}`, `trades/*.png` (its top and
+/// worst trades) and `index.html` with the summary table; returns the files written (all at
+/// once, atomically). `command`: how the run was made, shown on the page.
+pub fn render_backtest(
+    dir: &Path,
+    summary: &crate::backtest::Summary,
+    data: &ReportData,
+    command: &str,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let eq = equity::Equity {
+        title: format!("{}: realised return of the backtest", summary.scenario),
+        curves: data.curves.clone(),
+    };
+    let equity = draw(&eq, dir, "equity")?;
+    let trades_dir = dir.join("trades");
+    let mut trades = Vec::new();
+    for c in &data.charts {
+        trades.push(draw(c, &trades_dir, &c.file)?);
+    }
+    let page = html::backtest_page(summary, command, &equity, &trades);
+    let mut files: Vec<(PathBuf, Vec<u8>)> = vec![
+        (dir.join("equity.png"), equity.png.clone()),
+        (dir.join("equity.svg"), equity.svg.clone().into_bytes()),
+    ];
     for d in &trades {
         files.push((trades_dir.join(format!("{}.png", d.stem)), d.png.clone()));
     }

@@ -16,7 +16,7 @@ use crate::scenario::Scenario;
 
 use super::SweepError;
 use super::grid::Grid;
-use super::metrics::{self, Metrics, Objective, Trade};
+use super::metrics::{self, Metrics, Objective, Trade, bars_between};
 
 /// Walk-forward folds: `bounds[f]..bounds[f + 1]` is fold `f` (epoch ms, end exclusive).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,17 +232,6 @@ impl Job {
             rows.push(r?);
         }
         Ok(rows)
-    }
-}
-
-/// Bars a position was replayed on, entry and exit bars included (0 for ticks).
-pub fn bars_between(market: &Market, opened_at: i64, exit_ts: i64) -> u64 {
-    match &market.series {
-        Series::Candles { bars, .. } => {
-            let at = |t: i64| bars.partition_point(|b| b.ts <= t).saturating_sub(1);
-            (at(exit_ts).saturating_sub(at(opened_at)) + 1) as u64
-        }
-        Series::Ticks { .. } => 0,
     }
 }
 

@@ -8,7 +8,8 @@
 
 pub mod exec;
 pub mod grid;
-pub mod metrics;
+/// The metrics live with the backtest (its summary uses them too); re-exported for the sweep's paths.
+pub use crate::backtest::metrics;
 pub mod picks;
 pub mod report_data;
 pub mod robust;
@@ -130,7 +131,14 @@ pub struct Outcome {
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
     pub meta: Meta,
+    /// The ten best cells, best first (empty for a shard).
+    pub top: Vec<Picked>,
+    /// Where the best cell lies on the edge of the grid (see [`robust::edges`]).
+    pub edges: Vec<String>,
 }
+
+/// How many of the best cells the terminal shows.
+pub const TOP: usize = 10;
 
 /// The scenario table as swept: the file, `--set` applied, `[sweep]` removed.
 fn base_table(path: &Path, set: &[String]) -> Result<toml::Table, SweepError> {
@@ -223,6 +231,8 @@ fn write_shard(dir: &Path, shard: Shard, meta: &Meta, rows: &[Row]) -> Result<Ou
         dir: dir.to_path_buf(),
         files: files.into_iter().map(|(p, _)| p).collect(),
         meta: meta.clone(),
+        top: Vec::new(),
+        edges: Vec::new(),
     })
 }
 
@@ -251,6 +261,11 @@ pub fn finish(
         plateau: plateau[i].score,
         metrics: rows[i].metrics.clone(),
     };
+    let top = robust::top(meta.objective, &rows, TOP)
+        .into_iter()
+        .map(picked)
+        .collect();
+    let edges = best.map_or_else(Vec::new, |i| robust::edges(grid, rows[i].combo));
     let own = job.run_scenario_itself()?;
     let own_params = grid
         .axes
@@ -305,6 +320,8 @@ pub fn finish(
         dir: dir.to_path_buf(),
         files: written,
         meta,
+        top,
+        edges,
     })
 }
 
