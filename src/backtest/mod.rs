@@ -34,7 +34,15 @@ pub enum BacktestError {
     Input { path: PathBuf, message: String },
     #[error("{0}")]
     Entries(String),
-    #[error("engine: {0}")]
+    /// A tick the engine's units cannot hold (`--tick-size`; a scenario's `data.tick_size` is
+    /// refused when the scenario is read).
+    #[error("tick_size {}: {} decimals; at most {} are supported", .0.value, .0.decimals, crate::engine::fixed::MAX_PRICE_DECIMALS)]
+    Tick(market::TooManyDecimals),
+    /// An entry price given on the command line that the engine's units cannot hold.
+    #[error("entry price {0}")]
+    EntryPrice(market::TooManyDecimals),
+    /// The engine refused an input (a setting, a price); its message names what.
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
@@ -81,14 +89,27 @@ impl Raw {
         }
     }
 
-    fn decimals(&self, tick: Decimal) -> Result<u32, String> {
-        match self {
-            Raw::Candles(c) => market::decimals_for(
-                tick,
-                c.open.iter().chain(&c.high).chain(&c.low).chain(&c.close),
-            ),
-            Raw::Trades(t) => market::decimals_for(tick, &t.price),
+    /// The fewest decimals that hold every price; the error names the row and the field.
+    fn decimals(&self, path: &std::path::Path) -> Result<u32, BacktestError> {
+        let columns: Vec<(&str, &[Decimal])> = match self {
+            Raw::Candles(c) => vec![
+                ("open", &c.open),
+                ("high", &c.high),
+                ("low", &c.low),
+                ("close", &c.close),
+            ],
+            Raw::Trades(t) => vec![("price", &t.price)],
+        };
+        let mut dp = 0;
+        for (field, values) in columns {
+            dp = dp.max(
+                market::decimals_for(values).map_err(|e| BacktestError::Input {
+                    path: path.to_path_buf(),
+                    message: format!("row {}, field `{field}`: {e}", e.index + 1),
+                })?,
+            );
         }
+        Ok(dp)
     }
 
     fn rows(&self) -> usize {
@@ -195,12 +216,13 @@ pub fn load_market_with<'a>(
     {
         return Err(input_err(path, m));
     }
-    let mut dp = raw.decimals(tick).map_err(|m| input_err(path, m))?;
-    dp = dp.max(market::decimals_for(tick, extra_prices).map_err(|m| input_err(path, m))?);
+    let mut dp = market::decimals_for([&tick]).map_err(BacktestError::Tick)?;
+    dp = dp.max(raw.decimals(path)?);
+    dp = dp.max(market::decimals_for(extra_prices).map_err(BacktestError::EntryPrice)?);
     let detail_raw = match detail {
         Some(d) => {
             let r = Raw::load_detail(d)?;
-            dp = dp.max(r.decimals(tick).map_err(|m| input_err(d, m))?);
+            dp = dp.max(r.decimals(d)?);
             Some((r, d))
         }
         None => None,
@@ -266,6 +288,18 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         Some(f) => Some(entries::read_file_lines(f).map_err(BacktestError::Entries)?),
         None => None,
     };
+    if let (Some(f), Some(lines)) = (&entries_file, &file_entries) {
+        for (line, e) in lines {
+            if let Some(p) = &e.price {
+                market::decimals_for([p]).map_err(|e| {
+                    BacktestError::Entries(format!(
+                        "{}: line {line}, field `price`: {e}",
+                        f.display()
+                    ))
+                })?;
+            }
+        }
+    }
     let entry_prices = file_entries
         .iter()
         .flatten()

@@ -202,4 +202,25 @@ mod tests {
             b"{}\n"
         );
     }
+
+    /// A full disk (the temporary file is `/dev/full`): the error names the file the write was
+    /// for, says the cause once, and leaves nothing behind.
+    #[test]
+    fn a_full_disk_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("heatmap.png");
+        std::os::unix::fs::symlink("/dev/full", temp_path(&target)).unwrap();
+        let e = write_files(&[
+            (dir.path().join("sweep.csv"), b"a\n".to_vec()),
+            (target.clone(), vec![0; 4096]),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("{}: ", target.display())),
+            "{text}"
+        );
+        assert_eq!(text.matches("No space left on device").count(), 1, "{text}");
+        assert!(!dir.path().join("sweep.csv").exists(), "nothing renamed");
+    }
 }

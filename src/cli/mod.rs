@@ -61,8 +61,56 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, each cause once: many errors already show their
+/// source in their own text (`{path}: {source}`), so a cause whose text is already there is
+/// left out instead of being printed twice.
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Shown {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading")]
+    struct Hidden {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(Shown {
+            path: "a.toml".into(),
+            source: io(),
+        });
+        let text = error_text(&e);
+        assert_eq!(text, format!("a.toml: {}", io()));
+        // A cause not in the message is still shown, after a context.
+        let e = anyhow::Error::new(Hidden { source: io() }).context("backtest x");
+        assert_eq!(error_text(&e), format!("backtest x: loading: {}", io()));
     }
 }

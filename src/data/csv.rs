@@ -11,6 +11,7 @@ use super::build::{CandleBuilder, CandleNames, TradeBuilder};
 use super::error::{DataError, Loc};
 use super::parse::{Cell, is_number};
 use super::{Candles, TIME_COLUMNS, Trades, column_key};
+use crate::echo::echo;
 
 /// One non-blank line split into fields.
 struct Record<'a> {
@@ -137,7 +138,7 @@ fn find_column(header: &[String], names: &[&str]) -> Option<usize> {
 fn found_list(header: &[String]) -> String {
     header
         .iter()
-        .map(|h| format!("`{}`", h.trim()))
+        .map(|h| format!("`{}`", echo(h.trim())))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -171,7 +172,7 @@ fn no_duplicates(path: &Path, header: &[String], line: usize) -> Result<(), Data
                 path,
                 format!(
                     "the header names column `{}` twice (columns {} and {}): which one to read is ambiguous; rename or drop one",
-                    h.trim(),
+                    echo(h.trim()),
                     i + 1,
                     j + 1
                 ),

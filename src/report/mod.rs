@@ -60,7 +60,7 @@ pub struct Drawn {
 fn draw<F: figure::Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Drawn, ReportError> {
     Ok(Drawn {
         stem: stem.to_string(),
-        png: figure::png(fig, dir, stem)?,
+        png: figure::png(fig, &dir.join(format!("{stem}.png")))?,
         svg: figure::svg(fig)?,
     })
 }
