@@ -209,3 +209,133 @@ fn an_unwritable_out_names_the_file() {
     assert!(err.contains("/dev/full/x"), "{err}");
     assert!(!err.contains("BackendError"), "{err}");
 }
+
+/// A sweep of `grid` (each `key=range`) from the quickstart into `out`, with `extra` arguments.
+fn sweep(out: &std::path::Path, grid: &[&str], extra: &[&str]) -> assert_cmd::Command {
+    let mut cmd = trailstop();
+    cmd.args(["sweep", QUICKSTART, "--quiet", "--out"]).arg(out);
+    for g in grid {
+        cmd.args(["--grid", g]);
+    }
+    cmd.args(extra);
+    cmd
+}
+
+#[test]
+fn an_unusable_out_fails_before_the_work_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    // 20,000 combinations: minutes of work, refused in the time it takes to read the scenario.
+    let started = std::time::Instant::now();
+    let err = run_err(&mut sweep(
+        &file,
+        &["activation_percent=0:2:0.001", "distance_percent=0.1:1:0.1"],
+        &[],
+    ));
+    assert!(started.elapsed().as_secs() < 20, "{:?}", started.elapsed());
+    assert!(
+        err.contains(&format!(
+            "{}: not a folder (it, or a folder above it, is a file); give --out a folder",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("File exists"), "{err}");
+    // A folder below a file, for backtest and paper too; nothing is written.
+    let below = file.join("out");
+    let mut cmd = trailstop();
+    cmd.args(["backtest", QUICKSTART, "-q", "--out"])
+        .arg(&below);
+    assert!(run_err(&mut cmd).contains("not a folder"));
+    let db = dir.path().join("paper.db");
+    let mut cmd = trailstop();
+    cmd.args(["paper", QUICKSTART, "-q", "--db"])
+        .arg(&db)
+        .arg("--out")
+        .arg(&below);
+    assert!(run_err(&mut cmd).contains("not a folder"));
+    assert!(!db.exists(), "the database is not created");
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_new_sweep_leaves_no_stale_report_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    let three = [
+        "distance_percent=0.2,0.3",
+        "activation_percent=0.3,0.5",
+        "initial_stop_percent=1,2",
+    ];
+    sweep(&out, &three, &[]).assert().success();
+    let first = names(&out);
+    assert!(
+        first.iter().any(|n| n.starts_with("heatmap-")),
+        "a 3-axis grid draws more than one heatmap: {first:?}"
+    );
+    let charts = names(&out.join("trades"));
+    assert!(!charts.is_empty());
+    // A user's own file in the folder is left alone.
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    sweep(&out, &three[..2], &[]).assert().success();
+    let second = names(&out);
+    assert!(
+        !second.iter().any(|n| n.starts_with("heatmap-")),
+        "the old panels are gone: {second:?}"
+    );
+    assert!(second.contains(&"heatmap.png".to_string()), "{second:?}");
+    // Tables only: no picture or page of the earlier report stays beside them.
+    sweep(&out, &three[..1], &["--no-report"])
+        .assert()
+        .success();
+    assert_eq!(
+        names(&out),
+        [
+            "notes.txt",
+            "report.json",
+            "sweep.csv",
+            "sweep.json",
+            "sweep.parquet"
+        ]
+    );
+}
+
+#[test]
+fn report_refuses_a_table_of_another_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    sweep(&a, &["distance_percent=0.2,0.3"], &["--no-report"])
+        .assert()
+        .success();
+    sweep(&b, &["distance_percent=0.2,0.4"], &["--no-report"])
+        .assert()
+        .success();
+    trailstop()
+        .arg("report")
+        .arg(&a)
+        .arg("-q")
+        .assert()
+        .success();
+    std::fs::copy(b.join("sweep.parquet"), a.join("sweep.parquet")).unwrap();
+    let err = run_err(trailstop().arg("report").arg(&a));
+    assert!(
+        err.contains(&format!(
+            "{}: does not belong to {} beside it (its digest is fnv1a64:",
+            a.join("sweep.parquet").display(),
+            a.join("sweep.json").display()
+        )),
+        "{err}"
+    );
+}

@@ -31,6 +31,10 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
+    let dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
+    output::check_out_dir(&dir)?;
     let bar = ProgressBar::new(loaded.entries.len() as u64 * 3);
     bar.set_style(
         ProgressStyle::with_template(
@@ -46,9 +50,6 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
-    let dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
     output::write_all(&dir, &report).with_context(|| format!("writing {}", dir.display()))?;
     if !args.quiet {
         let s = &report.summary;

@@ -55,6 +55,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-paper", scenario.name)));
+    output::check_out_dir(&dir)?;
     let mut opts = OpenOptions::runner();
     if args.sync_full {
         opts.synchronous = Synchronous::Full;
@@ -107,9 +112,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         PaperOptions { speed: args.speed },
         say,
     )?;
-    let dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-paper", scenario.name)));
     output::write_all(&dir, &report).with_context(|| format!("writing {}", dir.display()))?;
     if !args.quiet {
         let s = &report.summary;

@@ -120,12 +120,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut out = sweep::run(&opts, prepared, &stop, &|| bar.inc(1))
         .with_context(|| format!("sweep into {}", dir_hint.display()))?;
     bar.finish_and_clear();
-    // The report is drawn from the files just written (a shard writes no results).
+    // The report is drawn from the files just written (a shard writes no results). Without
+    // one, an earlier report's pictures would sit beside tables they do not show.
     if !args.no_report && out.meta.results.is_some() {
         out.files.extend(
             crate::report::render(&out.dir)
                 .with_context(|| format!("report in {}", out.dir.display()))?,
         );
+    } else if out.meta.results.is_some() {
+        crate::report::remove_stale(&out.dir, &[])
+            .with_context(|| format!("removing the old report in {}", out.dir.display()))?;
     }
     let m = &out.meta;
     if !args.quiet {

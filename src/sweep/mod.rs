@@ -45,8 +45,10 @@ pub enum SweepError {
     Table(String),
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    OutDir(#[from] crate::backtest::output::OutDirError),
 }
 
 /// Bumped when the files' layout changes.
@@ -76,6 +78,11 @@ pub struct Meta {
     pub shard: Option<Shard>,
     /// Filled in the final (unsharded or merged) output.
     pub results: Option<Results>,
+    /// The digest of the `sweep.parquet` written with this file ([`table::digest`]): `report`
+    /// refuses a table that does not belong to this `sweep.json`. Absent in a shard's file and
+    /// in outputs of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet_digest: Option<String>,
 }
 
 impl Meta {
@@ -152,6 +159,8 @@ pub fn prepare(opts: &Options) -> Result<(Job, Spec, Vec<u64>, PathBuf), SweepEr
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
+    // An unusable --out fails now, not after the whole grid has run.
+    crate::backtest::output::check_out_dir(&dir)?;
     let job = Job::new(
         base,
         scenario,
@@ -196,6 +205,7 @@ pub fn run(
         interrupted: rows.len() < combos.len(),
         shard: opts.shard,
         results: None,
+        parquet_digest: None,
     };
     match opts.shard {
         Some(shard) => write_shard(&dir, shard, &meta, &rows),
@@ -276,8 +286,10 @@ pub fn finish(
     });
     let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
     let mut df = table::frame(grid, &rows, folds, Some(&plateau))?;
+    let parquet = table::parquet_bytes(&mut df)?;
+    meta.parquet_digest = Some(table::digest(&parquet));
     let mut files = vec![
-        (dir.join("sweep.parquet"), table::parquet_bytes(&mut df)?),
+        (dir.join("sweep.parquet"), parquet),
         (dir.join("sweep.csv"), table::csv_bytes(&mut df)?),
         (dir.join("sweep.json"), json_bytes(&meta)),
     ];
@@ -449,6 +461,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
         interrupted: false,
         shard: None,
         results: None,
+        parquet_digest: None,
         ..first
     };
     finish(&job, meta, rows, out)
