@@ -81,6 +81,14 @@ impl Raw {
         })
     }
 
+    /// [`Raw::load`] of bytes already read from `path` (a pipe).
+    pub fn load_in(kind: DataKind, path: &std::path::Path, bytes: &[u8]) -> Result<Raw, DataError> {
+        Ok(match kind {
+            DataKind::Candles => Raw::Candles(data::load_candles_in(path, bytes)?),
+            DataKind::Trades => Raw::Trades(data::load_trades_in(path, bytes)?),
+        })
+    }
+
     /// Finer data: candles, or trade ticks when the file has no candle columns.
     pub fn load_detail(path: &std::path::Path) -> Result<Raw, DataError> {
         match data::load_candles(path) {
@@ -203,11 +211,43 @@ pub fn load_market_with<'a>(
     extra_prices: impl IntoIterator<Item = &'a Decimal>,
     interval: Option<i64>,
 ) -> Result<MarketData, BacktestError> {
+    market_of(
+        Raw::load(kind, path)?,
+        path,
+        detail,
+        tick,
+        extra_prices,
+        interval,
+    )
+}
+
+/// [`load_market`] of bytes already read from `path`: a FIFO or `/dev/stdin`, which can be read
+/// only once.
+pub fn load_market_in<'a>(
+    kind: DataKind,
+    path: &std::path::Path,
+    bytes: &[u8],
+    tick: Decimal,
+    extra_prices: impl IntoIterator<Item = &'a Decimal>,
+) -> Result<(Market, usize, Option<GapReport>), BacktestError> {
+    let raw = Raw::load_in(kind, path, bytes)?;
+    let m = market_of(raw, path, None, tick, extra_prices, None)?;
+    Ok((m.market, m.rows, m.gaps))
+}
+
+/// The market of loaded data (`path` names it in errors).
+fn market_of<'a>(
+    raw: Raw,
+    path: &std::path::Path,
+    detail: Option<&std::path::Path>,
+    tick: Decimal,
+    extra_prices: impl IntoIterator<Item = &'a Decimal>,
+    interval: Option<i64>,
+) -> Result<MarketData, BacktestError> {
     let input_err = |path: &std::path::Path, message: String| BacktestError::Input {
         path: path.to_path_buf(),
         message,
     };
-    let raw = Raw::load(kind, path)?;
     if raw.rows() == 0 {
         return Err(input_err(path, "no data rows".into()));
     }
