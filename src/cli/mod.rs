@@ -45,8 +45,39 @@ enum Command {
     Check(check::Args),
 }
 
+/// The exit status after Ctrl-C (128 + SIGINT), as shells report a process that SIGINT ended.
+pub const INTERRUPTED: u8 = 130;
+
+/// A command that stopped early at Ctrl-C after saving what it had (a sweep's finished rows):
+/// `main` prints it and exits [`INTERRUPTED`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
+/// Ctrl-C (or SIGTERM) exits at once with [`INTERRUPTED`]: for every command but `sweep`,
+/// which saves its finished combinations first (`cli::sweep`). What a command writes is
+/// written atomically, and `paper` resumes from its last committed step, so stopping anywhere
+/// is safe.
+fn exit_on_interrupt() {
+    let always = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if signal_hook::flag::register_conditional_shutdown(
+            sig,
+            i32::from(INTERRUPTED),
+            always.clone(),
+        )
+        .is_err()
+        {
+            eprintln!("warning: no Ctrl-C handler: an interrupted run exits by the signal");
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Sweep(_)) {
+        exit_on_interrupt();
+    }
     let result = match cli.command {
         Command::Trace(a) => trace::run(a),
         Command::Backtest(a) => backtest::run(a),
@@ -62,7 +93,11 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_text(&e));
-            ExitCode::FAILURE
+            if e.is::<Interrupted>() {
+                ExitCode::from(INTERRUPTED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

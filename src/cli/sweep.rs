@@ -102,8 +102,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // First Ctrl-C: finish the running combinations, write what is done. Second: exit at once.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .context("installing the Ctrl-C handler")?;
+        signal_hook::flag::register_conditional_shutdown(
+            sig,
+            super::INTERRUPTED.into(),
+            stop.clone(),
+        )
+        .context("installing the Ctrl-C handler")?;
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
     }
     let bar = ProgressBar::new(n as u64);
@@ -173,12 +177,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if stop.load(Ordering::Relaxed) || m.interrupted {
-        anyhow::bail!(
+        return Err(super::Interrupted(format!(
             "interrupted: {} of {} combinations finished; they are in {}",
             m.finished,
             n,
             out.dir.display()
-        );
+        ))
+        .into());
     }
     Ok(())
 }
