@@ -8,6 +8,7 @@
 
 pub mod exec;
 pub mod grid;
+pub mod memory;
 pub mod metrics;
 pub mod picks;
 pub mod report_data;
@@ -159,6 +160,14 @@ pub fn prepare(opts: &Options) -> Result<(Job, Spec, Vec<u64>, PathBuf), SweepEr
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
+    // A grid whose results cannot fit fails now, not on a failed allocation at the end.
+    let folds = spec.walk_forward.map_or(0, |k| k as usize + 1);
+    memory::check(
+        combos.len() as u64,
+        folds,
+        memory::available().map_err(SweepError::Spec)?,
+    )
+    .map_err(SweepError::Spec)?;
     // An unusable --out fails now, not after the whole grid has run.
     crate::backtest::output::check_out_dir(&dir)?;
     let job = Job::new(
