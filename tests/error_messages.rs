@@ -358,3 +358,48 @@ fn a_grid_that_would_not_fit_in_memory_is_refused_before_it_runs() {
     cmd.env("TRAILSTOP_MEMORY_LIMIT", "1G");
     cmd.assert().success();
 }
+
+/// Issue 10: the errors are typed, their variants carry the file, line, field and value.
+#[test]
+fn entries_errors_are_typed() {
+    use trailstop::backtest::{self, BacktestError};
+    use trailstop::sim::entries::EntriesError;
+    let entries = b"time,side\n2022-12-13T01:00:00Z,sideways\n";
+    let case = Case::real("file = \"entries.csv\"", &[("entries.csv", entries)]);
+    let scenario = trailstop::scenario::Scenario::load(&case.scenario(), &[]).unwrap();
+    match backtest::load(&scenario) {
+        Err(BacktestError::Entries(EntriesError::Field {
+            path,
+            line,
+            field,
+            problem,
+        })) => {
+            assert!(path.ends_with("entries.csv"), "{path:?}");
+            assert_eq!((line, field), (2, "side"));
+            assert!(problem.contains("\"sideways\" is not a side"), "{problem}");
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    let far = b"time,side,price\n2022-12-13T01:00:00Z,long,1\n";
+    let case = Case::real("file = \"entries.csv\"", &[("entries.csv", far)]);
+    let scenario = trailstop::scenario::Scenario::load(&case.scenario(), &[]).unwrap();
+    match backtest::load(&scenario) {
+        Err(BacktestError::Entries(EntriesError::FarFromMarket(far))) => {
+            assert!(far.place.ends_with("entries.csv: line 2"), "{}", far.place);
+            assert_eq!(far.price, rust_decimal::Decimal::ONE);
+            assert_eq!(far.far_percent, 10);
+        }
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[test]
+fn sweep_refusals_are_typed() {
+    use trailstop::sweep::{SweepError, memory};
+    match memory::check(40_000_000, 0, Some(1 << 30)) {
+        Err(SweepError::TooBig {
+            cells, available, ..
+        }) => assert_eq!((cells, available), (40_000_000, 1 << 30)),
+        other => panic!("{other:?}"),
+    }
+}

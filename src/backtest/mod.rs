@@ -32,8 +32,8 @@ pub enum BacktestError {
     Data(#[from] DataError),
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
-    #[error("{0}")]
-    Entries(String),
+    #[error(transparent)]
+    Entries(#[from] entries::EntriesError),
     /// A tick the engine's units cannot hold (`--tick-size`; a scenario's `data.tick_size` is
     /// refused when the scenario is read).
     #[error("tick_size {}: {} decimals; at most {} are supported", .0.value, .0.decimals, crate::engine::fixed::MAX_PRICE_DECIMALS)]
@@ -325,17 +325,17 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         None => None,
     };
     let file_entries = match &entries_file {
-        Some(f) => Some(entries::read_file_lines(f).map_err(BacktestError::Entries)?),
+        Some(f) => Some(entries::read_file_lines(f)?),
         None => None,
     };
     if let (Some(f), Some(lines)) = (&entries_file, &file_entries) {
         for (line, e) in lines {
             if let Some(p) = &e.price {
-                market::decimals_for([p]).map_err(|e| {
-                    BacktestError::Entries(format!(
-                        "{}: line {line}, field `price`: {e}",
-                        f.display()
-                    ))
+                market::decimals_for([p]).map_err(|e| entries::EntriesError::Field {
+                    path: f.clone(),
+                    line: *line,
+                    field: "price",
+                    problem: e.to_string(),
                 })?;
             }
         }
@@ -349,7 +349,12 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         None => None,
     };
     let interval = match &scenario.data.interval {
-        Some(i) => Some(entries::parse_duration_ms(i).map_err(BacktestError::Entries)?),
+        Some(i) => Some(entries::parse_duration_ms(i).map_err(|problem| {
+            entries::EntriesError::Duration {
+                key: "data.interval",
+                problem,
+            }
+        })?),
         None => None,
     };
     let MarketData {
@@ -369,7 +374,12 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
     let (entries, lines): (Vec<EntrySpec>, Vec<usize>) = match (file_entries, &e.every, e.random) {
         (Some(f), _, _) => f.into_iter().map(|(line, e)| (e, line)).unzip(),
         (None, Some(every), _) => {
-            let ms = entries::parse_duration_ms(every).map_err(BacktestError::Entries)?;
+            let ms = entries::parse_duration_ms(every).map_err(|problem| {
+                entries::EntriesError::Duration {
+                    key: "entries.every",
+                    problem,
+                }
+            })?;
             (entries::every(&times, ms, e.side), Vec::new())
         }
         (None, None, Some(n)) => {
@@ -396,8 +406,7 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         (Some(f), Some(line)) => format!("{}: line {line}", f.display()),
         _ => format!("entry {}", k + 1),
     };
-    checks::entry_prices(&market, &entries, where_of, &mut warnings)
-        .map_err(BacktestError::Entries)?;
+    checks::entry_prices(&market, &entries, where_of, &mut warnings)?;
     if run::plan_positions(&market, &entries, "").is_ok_and(|planned| planned.is_empty()) {
         let what = match (&entries_file, entries.first(), entries.last()) {
             (Some(f), None, _) => format!("{} lists no entries", f.display()),

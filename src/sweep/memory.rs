@@ -4,6 +4,7 @@
 //! Every finished combination is held until the end (the plateau score, the best cell and the
 //! sorted tables need all of them), then turned into the Parquet and CSV tables in memory.
 
+use super::SweepError;
 use super::exec::{FoldCells, Row};
 
 /// Bytes one finished combination costs at the peak (measured: ~710 B per cell on a 200,000-cell
@@ -25,11 +26,11 @@ pub fn estimate(cells: u64, folds: usize) -> u64 {
 /// Memory this process may still use: `TRAILSTOP_MEMORY_LIMIT` (bytes, or with a K/M/G suffix)
 /// when set, else the smaller of the system's available memory and the cgroup's remaining
 /// limit. `None` where neither can be read.
-pub fn available() -> Result<Option<u64>, String> {
-    if let Ok(v) = std::env::var("TRAILSTOP_MEMORY_LIMIT") {
-        return parse_size(&v)
+pub fn available() -> Result<Option<u64>, SweepError> {
+    if let Ok(value) = std::env::var("TRAILSTOP_MEMORY_LIMIT") {
+        return parse_size(&value)
             .map(Some)
-            .ok_or_else(|| format!("TRAILSTOP_MEMORY_LIMIT={v}: not a size like 8G or 512M"));
+            .ok_or(SweepError::MemoryLimit { value });
     }
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
         t.lines()
@@ -75,19 +76,28 @@ pub fn human(bytes: u64) -> String {
 }
 
 /// Refuses `cells` combinations whose results need more than `available` bytes.
-pub fn check(cells: u64, folds: usize, available: Option<u64>) -> Result<(), String> {
+pub fn check(cells: u64, folds: usize, available: Option<u64>) -> Result<(), SweepError> {
     let needed = estimate(cells, folds);
     match available {
-        Some(free) if needed > free => Err(format!(
-            "{cells} combinations need about {} of memory for their results ({} bytes each), more \
-             than the {} available: use a coarser grid, a random subset (--samples N), or \
-             shards (--shard K/N, each holds only its own rows; merge them where the memory is)",
-            human(needed),
-            bytes_per_cell(folds),
-            human(free)
-        )),
+        Some(free) if needed > free => Err(SweepError::TooBig {
+            cells,
+            needed,
+            per_cell: bytes_per_cell(folds),
+            available: free,
+        }),
         _ => Ok(()),
     }
+}
+
+/// The text of [`SweepError::TooBig`].
+pub fn refusal(cells: u64, needed: u64, per_cell: u64, available: u64) -> String {
+    format!(
+        "{cells} combinations need about {} of memory for their results ({per_cell} bytes \
+         each), more than the {} available: use a coarser grid, a random subset (--samples N), \
+         or shards (--shard K/N, each holds only its own rows; merge them where the memory is)",
+        human(needed),
+        human(available)
+    )
 }
 
 #[cfg(test)]
@@ -99,8 +109,13 @@ mod tests {
         let gib = 1u64 << 30;
         // 40 M cells: tens of GiB, not on a 24 GiB machine.
         assert!(estimate(40_000_000, 0) > 24 * gib);
-        let e = check(40_000_000, 0, Some(20 * gib)).unwrap_err();
-        assert!(e.starts_with("40000000 combinations need about "), "{e}");
+        let e = check(40_000_000, 0, Some(20 * gib))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("sweep: 40000000 combinations need about "),
+            "{e}"
+        );
         assert!(e.contains("more than the 20.0 GiB available"), "{e}");
         assert!(
             e.contains("--samples N") && e.contains("--shard K/N"),

@@ -145,14 +145,20 @@ pub fn frame(
             p.iter().map(|p| p.cells).collect::<Vec<i64>>(),
         ));
     }
-    DataFrame::new_infer_height(cols).map_err(|e| SweepError::Table(e.to_string()))
+    DataFrame::new_infer_height(cols).map_err(|cause| SweepError::Table {
+        step: "building the table",
+        cause,
+    })
 }
 
 pub fn parquet_bytes(df: &mut DataFrame) -> Result<Vec<u8>, SweepError> {
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf)
         .finish(df)
-        .map_err(|e| SweepError::Table(format!("writing Parquet: {e}")))?;
+        .map_err(|cause| SweepError::Table {
+            step: "writing Parquet",
+            cause,
+        })?;
     Ok(buf)
 }
 
@@ -172,7 +178,10 @@ pub fn csv_bytes(df: &mut DataFrame) -> Result<Vec<u8>, SweepError> {
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)
         .finish(df)
-        .map_err(|e| SweepError::Table(format!("writing CSV: {e}")))?;
+        .map_err(|cause| SweepError::Table {
+            step: "writing CSV",
+            cause,
+        })?;
     Ok(buf)
 }
 
