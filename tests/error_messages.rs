@@ -66,6 +66,10 @@ fn a_missing_file_is_said_once() {
     assert_once(&err, "No such file or directory");
     let err = run_err(trailstop().args(["paper", "no/such/scenario.toml", "--db", "x.db"]));
     assert_once(&err, "No such file or directory");
+    // Any cause the error shows itself (as root, a folder stands in for an unreadable file).
+    let err = run_err(trailstop().args(["backtest", "tests"]));
+    assert!(err.starts_with("error: tests: "), "{err}");
+    assert_once(&err, "Is a directory");
 }
 
 #[test]
