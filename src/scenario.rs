@@ -265,6 +265,14 @@ pub fn set_key(table: &mut toml::Table, path: &[String], value: toml::Value) -> 
     Ok(())
 }
 
+/// The key a TOML value error is about: toml keeps it private and writes it as the last line
+/// of the error's text (`… \nin `exchange.update_latency_ms``).
+fn value_error_key(e: &toml::de::Error) -> Option<String> {
+    let text = e.to_string();
+    let (_, key) = text.trim_end().rsplit_once("\nin `")?;
+    Some(key.strip_suffix('`')?.to_string())
+}
+
 fn read_text(path: &Path) -> Result<String, ScenarioError> {
     std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
         path: path.to_path_buf(),
@@ -336,20 +344,45 @@ impl Scenario {
             })?;
             return scenario.placed(path);
         }
-        Self::from_table(table_from_text(text, path, overrides)?, path)
+        Self::typed(table_from_text(text, path, overrides)?, path, overrides)?.placed(path)
     }
 
     /// A scenario from its TOML table (a file with overrides, a sweep cell), read as the file
     /// at `path` (relative paths resolve against its folder), validated.
     pub fn from_table(table: toml::Table, path: &Path) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ScenarioError::Parse {
+        Self::typed(table, path, &[])?.placed(path)
+    }
+
+    /// The table as a scenario, unvalidated; a value of the wrong type names its key and the
+    /// `--set` among `overrides` that gave it.
+    fn typed(
+        table: toml::Table,
+        path: &Path,
+        overrides: &[String],
+    ) -> Result<Scenario, ScenarioError> {
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| match value_error_key(&e) {
+                Some(key) => {
+                    let from = overrides
+                        .iter()
+                        .rev()
+                        .find(|o| parse_override(o).is_ok_and(|(k, _)| k.join(".") == key));
+                    let problem = match from {
+                        Some(o) => format!("{} (from --set {o})", e.message()),
+                        None => e.message().to_string(),
+                    };
+                    ScenarioError::Invalid {
+                        path: path.to_path_buf(),
+                        key,
+                        problem,
+                    }
+                }
+                None => ScenarioError::Parse {
                     path: path.to_path_buf(),
-                    message: format!("after --set: {e}"),
-                })?;
-        scenario.placed(path)
+                    message: format!("after --set: {}", e.message()),
+                },
+            })
     }
 
     fn placed(mut self, path: &Path) -> Result<Scenario, ScenarioError> {
@@ -435,6 +468,17 @@ impl Scenario {
             return Err(self.invalid(
                 "data.tick_size",
                 format!("{} must be > 0", self.data.tick_size),
+            ));
+        }
+        let tick_decimals = self.data.tick_size.normalize().scale();
+        if tick_decimals > crate::engine::fixed::MAX_PRICE_DECIMALS {
+            return Err(self.invalid(
+                "data.tick_size",
+                format!(
+                    "{} has {tick_decimals} decimals; at most {} are supported",
+                    self.data.tick_size,
+                    crate::engine::fixed::MAX_PRICE_DECIMALS
+                ),
             ));
         }
         let e = &self.entries;

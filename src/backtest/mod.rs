@@ -34,9 +34,17 @@ pub enum BacktestError {
     Data(#[from] DataError),
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
-    #[error("{0}")]
-    Entries(String),
-    #[error("engine: {0}")]
+    #[error(transparent)]
+    Entries(#[from] entries::EntriesError),
+    /// A tick the engine's units cannot hold (`--tick-size`; a scenario's `data.tick_size` is
+    /// refused when the scenario is read).
+    #[error("tick_size {}: {} decimals; at most {} are supported", .0.value, .0.decimals, crate::engine::fixed::MAX_PRICE_DECIMALS)]
+    Tick(market::TooManyDecimals),
+    /// An entry price given on the command line that the engine's units cannot hold.
+    #[error("entry price {0}")]
+    EntryPrice(market::TooManyDecimals),
+    /// The engine refused an input (a setting, a price); its message names what.
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
@@ -77,6 +85,14 @@ impl Raw {
         })
     }
 
+    /// [`Raw::load`] of bytes already read from `path` (a pipe).
+    pub fn load_in(kind: DataKind, path: &std::path::Path, bytes: &[u8]) -> Result<Raw, DataError> {
+        Ok(match kind {
+            DataKind::Candles => Raw::Candles(data::load_candles_in(path, bytes)?),
+            DataKind::Trades => Raw::Trades(data::load_trades_in(path, bytes)?),
+        })
+    }
+
     /// Finer data: candles, or trade ticks when the file has no candle columns.
     pub fn load_detail(path: &std::path::Path) -> Result<Raw, DataError> {
         match data::load_candles(path) {
@@ -85,14 +101,27 @@ impl Raw {
         }
     }
 
-    fn decimals(&self, tick: Decimal) -> Result<u32, String> {
-        match self {
-            Raw::Candles(c) => market::decimals_for(
-                tick,
-                c.open.iter().chain(&c.high).chain(&c.low).chain(&c.close),
-            ),
-            Raw::Trades(t) => market::decimals_for(tick, &t.price),
+    /// The fewest decimals that hold every price; the error names the row and the field.
+    fn decimals(&self, path: &std::path::Path) -> Result<u32, BacktestError> {
+        let columns: Vec<(&str, &[Decimal])> = match self {
+            Raw::Candles(c) => vec![
+                ("open", &c.open),
+                ("high", &c.high),
+                ("low", &c.low),
+                ("close", &c.close),
+            ],
+            Raw::Trades(t) => vec![("price", &t.price)],
+        };
+        let mut dp = 0;
+        for (field, values) in columns {
+            dp = dp.max(
+                market::decimals_for(values).map_err(|e| BacktestError::Input {
+                    path: path.to_path_buf(),
+                    message: format!("row {}, field `{field}`: {e}", e.index + 1),
+                })?,
+            );
         }
+        Ok(dp)
     }
 
     /// The first and the last timestamp (of a non-empty load).
@@ -233,11 +262,45 @@ pub fn load_market_with<'a>(
     interval: Option<i64>,
     range: (Option<i64>, Option<i64>),
 ) -> Result<MarketData, BacktestError> {
+    market_of(
+        Raw::load(kind, path)?,
+        path,
+        detail,
+        tick,
+        extra_prices,
+        interval,
+        range,
+    )
+}
+
+/// [`load_market`] of bytes already read from `path`: a FIFO or `/dev/stdin`, which can be read
+/// only once.
+pub fn load_market_in<'a>(
+    kind: DataKind,
+    path: &std::path::Path,
+    bytes: &[u8],
+    tick: Decimal,
+    extra_prices: impl IntoIterator<Item = &'a Decimal>,
+) -> Result<(Market, usize, Option<GapReport>), BacktestError> {
+    let raw = Raw::load_in(kind, path, bytes)?;
+    let m = market_of(raw, path, None, tick, extra_prices, None, (None, None))?;
+    Ok((m.market, m.rows, m.gaps))
+}
+
+/// The market of loaded data (`path` names it in errors).
+fn market_of<'a>(
+    mut raw: Raw,
+    path: &std::path::Path,
+    detail: Option<&std::path::Path>,
+    tick: Decimal,
+    extra_prices: impl IntoIterator<Item = &'a Decimal>,
+    interval: Option<i64>,
+    range: (Option<i64>, Option<i64>),
+) -> Result<MarketData, BacktestError> {
     let input_err = |path: &std::path::Path, message: String| BacktestError::Input {
         path: path.to_path_buf(),
         message,
     };
-    let mut raw = Raw::load(kind, path)?;
     if raw.rows() == 0 {
         return Err(input_err(path, "no data rows".into()));
     }
@@ -261,12 +324,13 @@ pub fn load_market_with<'a>(
     {
         return Err(input_err(path, m));
     }
-    let mut dp = raw.decimals(tick).map_err(|m| input_err(path, m))?;
-    dp = dp.max(market::decimals_for(tick, extra_prices).map_err(|m| input_err(path, m))?);
+    let mut dp = market::decimals_for([&tick]).map_err(BacktestError::Tick)?;
+    dp = dp.max(raw.decimals(path)?);
+    dp = dp.max(market::decimals_for(extra_prices).map_err(BacktestError::EntryPrice)?);
     let detail_raw = match detail {
         Some(d) => {
             let r = Raw::load_detail(d)?;
-            dp = dp.max(r.decimals(tick).map_err(|m| input_err(d, m))?);
+            dp = dp.max(r.decimals(d)?);
             Some((r, d))
         }
         None => None,
@@ -334,7 +398,7 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
     let mut outside = 0;
     let file_entries = match &entries_file {
         Some(f) => {
-            let mut lines = entries::read_file_lines(f).map_err(BacktestError::Entries)?;
+            let mut lines = entries::read_file_lines(f)?;
             let n = lines.len();
             lines.retain(|(_, e)| inside(e.time));
             outside = n - lines.len();
@@ -342,6 +406,18 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         }
         None => None,
     };
+    if let (Some(f), Some(lines)) = (&entries_file, &file_entries) {
+        for (line, e) in lines {
+            if let Some(p) = &e.price {
+                market::decimals_for([p]).map_err(|e| entries::EntriesError::Field {
+                    path: f.clone(),
+                    line: *line,
+                    field: "price",
+                    problem: e.to_string(),
+                })?;
+            }
+        }
+    }
     let entry_prices = file_entries
         .iter()
         .flatten()
@@ -351,7 +427,12 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         None => None,
     };
     let interval = match &scenario.data.interval {
-        Some(i) => Some(entries::parse_duration_ms(i).map_err(BacktestError::Entries)?),
+        Some(i) => Some(entries::parse_duration_ms(i).map_err(|problem| {
+            entries::EntriesError::Duration {
+                key: "data.interval",
+                problem,
+            }
+        })?),
         None => None,
     };
     let MarketData {
@@ -372,7 +453,12 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
     let (entries, lines): (Vec<EntrySpec>, Vec<usize>) = match (file_entries, &e.every, e.random) {
         (Some(f), _, _) => f.into_iter().map(|(line, e)| (e, line)).unzip(),
         (None, Some(every), _) => {
-            let ms = entries::parse_duration_ms(every).map_err(BacktestError::Entries)?;
+            let ms = entries::parse_duration_ms(every).map_err(|problem| {
+                entries::EntriesError::Duration {
+                    key: "entries.every",
+                    problem,
+                }
+            })?;
             (entries::every(&times, ms, e.side), Vec::new())
         }
         (None, None, Some(n)) => {
@@ -399,8 +485,7 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         (Some(f), Some(line)) => format!("{}: line {line}", f.display()),
         _ => format!("entry {}", k + 1),
     };
-    checks::entry_prices(&market, &entries, where_of, &mut warnings)
-        .map_err(BacktestError::Entries)?;
+    checks::entry_prices(&market, &entries, where_of, &mut warnings)?;
     let mut no_positions = None;
     if run::plan_positions(&market, &entries, "").is_ok_and(|planned| planned.is_empty()) {
         let what = match (&entries_file, entries.first(), entries.last()) {

@@ -44,6 +44,10 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
             eprintln!("warning: {w}");
         }
     }
+    let dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
+    output::check_out_dir(&dir)?;
     let bar = ProgressBar::new(loaded.entries.len() as u64 * 3);
     bar.set_style(
         ProgressStyle::with_template(
@@ -59,9 +63,6 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
-    let dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
     output::write_all(&dir, &report).with_context(|| format!("writing {}", dir.display()))?;
     let drawn = if args.report {
         let data = picks::backtest_data(&scenario, &loaded, &report);

@@ -87,8 +87,39 @@ impl TimeRange {
     }
 }
 
+/// The exit status after Ctrl-C (128 + SIGINT), as shells report a process that SIGINT ended.
+pub const INTERRUPTED: u8 = 130;
+
+/// A command that stopped early at Ctrl-C after saving what it had (a sweep's finished rows):
+/// `main` prints it and exits [`INTERRUPTED`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
+/// Ctrl-C (or SIGTERM) exits at once with [`INTERRUPTED`]: for every command but `sweep`,
+/// which saves its finished combinations first (`cli::sweep`). What a command writes is
+/// written atomically, and `paper` resumes from its last committed step, so stopping anywhere
+/// is safe.
+fn exit_on_interrupt() {
+    let always = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if signal_hook::flag::register_conditional_shutdown(
+            sig,
+            i32::from(INTERRUPTED),
+            always.clone(),
+        )
+        .is_err()
+        {
+            eprintln!("warning: no Ctrl-C handler: an interrupted run exits by the signal");
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Sweep(_)) {
+        exit_on_interrupt();
+    }
     let result = match cli.command {
         Command::Trace(a) => trace::run(a),
         Command::Backtest(a) => backtest::run(a),
@@ -106,8 +137,60 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", error_text(&e));
+            if e.is::<Interrupted>() {
+                ExitCode::from(INTERRUPTED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
+    }
+}
+
+/// An error and its causes on one line, each cause once: many errors already show their
+/// source in their own text (`{path}: {source}`), so a cause whose text is already there is
+/// left out instead of being printed twice.
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Shown {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading")]
+    struct Hidden {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(Shown {
+            path: "a.toml".into(),
+            source: io(),
+        });
+        let text = error_text(&e);
+        assert_eq!(text, format!("a.toml: {}", io()));
+        // A cause not in the message is still shown, after a context.
+        let e = anyhow::Error::new(Hidden { source: io() }).context("backtest x");
+        assert_eq!(error_text(&e), format!("backtest x: loading: {}", io()));
     }
 }

@@ -57,6 +57,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-paper", scenario.name)));
+    output::check_out_dir(&dir)?;
     // A database of an older trailstop is upgraded on open (in one transaction, or not at all).
     let mut opts = OpenOptions::runner().upgrading(paper::upgrade_v1);
     if args.sync_full {
@@ -110,9 +115,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         PaperOptions { speed: args.speed },
         say,
     )?;
-    let dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-paper", scenario.name)));
     output::write_all(&dir, &report).with_context(|| format!("writing {}", dir.display()))?;
     if !args.quiet {
         let s = &report.summary;

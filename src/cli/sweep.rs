@@ -105,8 +105,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // First Ctrl-C: finish the running combinations, write what is done. Second: exit at once.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .context("installing the Ctrl-C handler")?;
+        signal_hook::flag::register_conditional_shutdown(
+            sig,
+            super::INTERRUPTED.into(),
+            stop.clone(),
+        )
+        .context("installing the Ctrl-C handler")?;
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
     }
     let bar = ProgressBar::new(n as u64);
@@ -123,12 +127,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut out = sweep::run(&opts, prepared, &stop, &|| bar.inc(1))
         .with_context(|| format!("sweep into {}", dir_hint.display()))?;
     bar.finish_and_clear();
-    // The report is drawn from the files just written (a shard writes no results).
+    // The report is drawn from the files just written (a shard writes no results). Without
+    // one, an earlier report's pictures would sit beside tables they do not show.
     if !args.no_report && out.meta.results.is_some() {
         out.files.extend(
             crate::report::render(&out.dir)
                 .with_context(|| format!("report in {}", out.dir.display()))?,
         );
+    } else if out.meta.results.is_some() {
+        crate::report::remove_stale(&out.dir, &[])
+            .with_context(|| format!("removing the old report in {}", out.dir.display()))?;
     }
     let m = &out.meta;
     // A warning, also with --quiet: the best cell may not be the best there is.
@@ -180,12 +188,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if stop.load(Ordering::Relaxed) || m.interrupted {
-        anyhow::bail!(
+        return Err(super::Interrupted(format!(
             "interrupted: {} of {} combinations finished; they are in {}",
             m.finished,
             n,
             out.dir.display()
-        );
+        ))
+        .into());
     }
     Ok(())
 }

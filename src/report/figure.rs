@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Once;
 
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::coord::combinators::{BindKeyPoints, WithKeyPoints};
 use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
@@ -56,34 +57,27 @@ pub fn svg<F: Figure>(fig: &F) -> Result<String, ReportError> {
     Ok(text)
 }
 
-/// The figure as PNG bytes (drawn to a temporary file in `dir`, read back and removed, so the
-/// caller writes every output atomically together).
-pub fn png<F: Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Vec<u8>, ReportError> {
+/// The figure as PNG bytes, drawn and encoded in memory: the caller writes every output
+/// atomically together, and a full disk is then reported by that write, naming the file.
+/// `file` names the picture in a drawing error.
+pub fn png<F: Figure>(fig: &F, file: &Path) -> Result<Vec<u8>, ReportError> {
     register_font();
-    std::fs::create_dir_all(dir).map_err(|e| ReportError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
-    crate::backtest::output::remove_stale_temps(dir, stem);
-    let tmp = dir.join(format!(".{stem}.tmp{}.png", std::process::id()));
-    let drawn = (|| {
-        let root = BitMapBackend::new(&tmp, fig.size()).into_drawing_area();
-        fig.draw(&root)?;
-        root.present().map_err(err)
-    })();
-    let bytes = drawn
-        .map_err(|message| ReportError::Draw {
-            file: Some(dir.join(format!("{stem}.png"))),
-            message,
-        })
-        .and_then(|()| {
-            std::fs::read(&tmp).map_err(|e| ReportError::Io {
-                path: tmp.clone(),
-                source: e,
-            })
-        });
-    let _ = std::fs::remove_file(&tmp);
-    bytes
+    let (w, h) = fig.size();
+    let draw_err = |message: String| ReportError::Draw {
+        file: Some(file.to_path_buf()),
+        message,
+    };
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        fig.draw(&root).map_err(draw_err)?;
+        root.present().map_err(|e| draw_err(err(e)))?;
+    }
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes)
+        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| draw_err(format!("PNG encoding: {e}")))?;
+    Ok(bytes)
 }
 
 /// The x coordinate of a chart over time: epoch ms with ticks on round times.

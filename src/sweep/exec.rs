@@ -109,12 +109,10 @@ impl Job {
         band: bool,
     ) -> Result<Job, SweepError> {
         let folds = match walk_forward {
-            Some(k) => Some(Folds::split(&loaded.market, k).ok_or_else(|| {
-                SweepError::Spec(format!(
-                    "--walk-forward {k}: the data span is too short for {} folds",
-                    k + 1
-                ))
-            })?),
+            Some(k) => Some(
+                Folds::split(&loaded.market, k)
+                    .ok_or_else(|| SweepError::FoldsTooShort { k, folds: k + 1 })?,
+            ),
             None => None,
         };
         let reload = grid
