@@ -115,10 +115,23 @@ fn exit_on_interrupt() {
     }
 }
 
+/// A closed stdout (`trailstop backtest … | head`) ends the process quietly, as it does any Unix
+/// filter, instead of a panic in `println!` (Rust ignores SIGPIPE by default). Not for `paper`,
+/// which commits step by step and reports a write error like any other.
+fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to the default before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Sweep(_)) {
         exit_on_interrupt();
+    }
+    if !matches!(cli.command, Command::Paper(_)) {
+        quiet_on_closed_pipe();
     }
     let result = match cli.command {
         Command::Trace(a) => trace::run(a),
