@@ -116,8 +116,8 @@ fn exit_on_interrupt() {
 }
 
 /// A closed stdout (`trailstop backtest … | head`) ends the process quietly, as it does any Unix
-/// filter, instead of a panic in `println!` (Rust ignores SIGPIPE by default). Not for `paper`,
-/// which commits step by step and reports a write error like any other.
+/// filter, instead of a panic in `println!` (Rust ignores SIGPIPE by default). `paper` commits
+/// each step in one transaction, so it resumes from there.
 fn quiet_on_closed_pipe() {
     // SAFETY: setting a signal's disposition to the default before any thread is started.
     unsafe {
@@ -130,9 +130,7 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, Command::Sweep(_)) {
         exit_on_interrupt();
     }
-    if !matches!(cli.command, Command::Paper(_)) {
-        quiet_on_closed_pipe();
-    }
+    quiet_on_closed_pipe();
     let result = match cli.command {
         Command::Trace(a) => trace::run(a),
         Command::Backtest(a) => backtest::run(a),
