@@ -4,6 +4,8 @@ mod backtest;
 mod check;
 #[cfg(feature = "live")]
 mod fake_bybit;
+#[cfg(feature = "live")]
+mod live;
 mod merge;
 mod paper;
 mod report;
@@ -48,6 +50,9 @@ enum Command {
     /// Serve a fake Bybit on loopback that replays a scenario or data file as the market.
     #[cfg(feature = "live")]
     FakeBybit(fake_bybit::Args),
+    /// Protect the account's open positions with trailing stops on the exchange (Bybit).
+    #[cfg(feature = "live")]
+    Live(live::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -64,6 +69,9 @@ pub fn main() -> ExitCode {
         Command::FakeBybit(a) => fake_bybit::run(a),
         // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
         Command::Check(a) => return check::run(a),
+        // Its own exit status: 2 for missing keys or a bad config.
+        #[cfg(feature = "live")]
+        Command::Live(a) => return live::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

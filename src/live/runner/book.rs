@@ -53,6 +53,9 @@ pub struct Slot {
     pub driver: Driver,
     /// The entries of the step not yet committed.
     tap: Recorder,
+    /// For a restored position, the data time of the last point it took before the
+    /// restart: a stream's snapshot repeats that point, which must not count twice.
+    resumed_at: Option<i64>,
 }
 
 impl Slot {
@@ -154,6 +157,7 @@ impl Book {
                 record: rec.clone(),
                 driver,
                 tap: Recorder::default(),
+                resumed_at: Some(rec.runner.engine.last_ts),
             },
         );
         Ok(id)
@@ -205,6 +209,7 @@ impl Book {
                 record,
                 driver,
                 tap: Recorder::default(),
+                resumed_at: None,
             },
         );
         // Points of its symbol after its opening that arrived before it.
@@ -268,7 +273,12 @@ impl Book {
     /// One point to one position's engine (not before its last point); whether it took it.
     fn price_to(&mut self, id: u64, price: Decimal, ts: i64) -> Result<bool, BookError> {
         let slot = self.slots.get_mut(&id).expect("a managed position");
-        if ts < slot.last_ts() || slot.runner.closed().is_some() {
+        // The opening's own point is its entry (the engine took it as its first price).
+        if ts < slot.last_ts()
+            || ts <= slot.record.engine().position.opened_at
+            || slot.resumed_at.is_some_and(|r| ts <= r)
+            || slot.runner.closed().is_some()
+        {
             return Ok(false);
         }
         let Some(units) = slot.instrument().units(price) else {
@@ -281,6 +291,18 @@ impl Book {
                 },
             });
         };
+        // A point at or through the stop resting on the exchange is the exchange's to
+        // trigger (as the simulated venue checks its stop before the engine sees a point):
+        // the engine waits for the fill instead of acting on it.
+        let sign = slot.side().sign();
+        if slot
+            .runner
+            .order
+            .resting()
+            .is_some_and(|r| sign * units <= sign * r.stop)
+        {
+            return Ok(false);
+        }
         slot.runner
             .on_price(units, ts, &mut slot.tap)
             .map_err(|source| BookError::Engine {
