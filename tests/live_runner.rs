@@ -114,9 +114,14 @@ fn free_port() -> u16 {
 }
 
 fn spawn_live(config: &Path, log: &Path) -> Child {
+    spawn_live_with(config, log, &[])
+}
+
+fn spawn_live_with(config: &Path, log: &Path, args: &[&str]) -> Child {
     Command::new(bin())
         .arg("live")
         .arg(config)
+        .args(args)
         .env("TS_RUNNER_KEY", KEY)
         .env("TS_RUNNER_SECRET", SECRET)
         .stdout(Stdio::from(
@@ -389,6 +394,60 @@ async fn a_runner_killed_mid_run_resumes_with_the_stop_it_stored() {
         "{text}"
     );
     assert_no_keys(run.dir.path(), &[]);
+}
+
+/// `--dry-run`: the simulated venue takes the orders, none reaches the exchange; its
+/// trailing stop is the backtest's. (The fake's position stays open, as nothing closed it on
+/// the exchange: its later openings add to it or are refused, so the first trade compares.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_sends_no_order_and_trails_as_the_backtest() {
+    let run = setup().await;
+    let log = run.dir.path().join("live.log");
+    let mut live = spawn_live_with(&run.config, &log, &["--dry-run"]);
+    let trades = run.dir.path().join("out/trades.csv");
+    let until = Instant::now() + Duration::from_secs(120);
+    while run.fake.remaining() > 0 || trades_rows(&trades) < 1 {
+        assert!(
+            Instant::now() < until,
+            "replay not over in 120 s: {}",
+            read(&log)
+        );
+        assert!(live.try_wait().unwrap().is_none(), "{}", read(&log));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&live, libc::SIGTERM);
+    assert!(exit_of(&mut live, Duration::from_secs(10)).await.success());
+    let orders = run
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.path)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        orders,
+        Vec::<String>::new(),
+        "no order reached the exchange"
+    );
+    let first = |text: String, n: usize| text.lines().take(n).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        first(read(&trades), 2),
+        first(read(&run.backtest.join("trades.csv")), 2),
+        "{}",
+        read(&log)
+    );
+    let bt_events: Vec<String> = read(&run.backtest.join("events.jsonl"))
+        .lines()
+        .filter(|l| l.starts_with(r#"{"position_id":1,"#))
+        .map(String::from)
+        .collect();
+    let events: Vec<String> = read(&run.dir.path().join("out/events.jsonl"))
+        .lines()
+        .filter(|l| l.starts_with(r#"{"position_id":1,"#))
+        .map(String::from)
+        .collect();
+    assert_eq!(events, bt_events);
+    assert!(read(&log).contains("(dry run: simulated)"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,8 @@ pub struct Args {
     /// Override a config value (`key=value`, e.g. `trailing.distance_percent=0.5`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Live prices, the simulated venue, no orders.
+    /// The account's positions and live prices, the simulated venue's orders: no order
+    /// reaches the exchange (the keys are still needed to read the positions).
     #[arg(long)]
     dry_run: bool,
 }
@@ -30,10 +31,6 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.dry_run {
-        eprintln!("error: --dry-run (the simulated venue on live prices) is not available yet");
-        return ExitCode::from(2);
-    }
     let credentials = match Credentials::from_env(&config.venue) {
         Ok(c) => c,
         Err(e) => {
@@ -75,7 +72,10 @@ pub fn run(args: Args) -> ExitCode {
         credentials,
         status,
         stop_rx,
-        LiveOptions::default(),
+        LiveOptions {
+            dry_run: args.dry_run,
+            ..LiveOptions::default()
+        },
     ));
     handle.close();
     match result {

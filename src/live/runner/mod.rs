@@ -17,10 +17,11 @@ pub mod book;
 pub mod status;
 pub mod trades;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rust_decimal::Decimal;
 use thiserror::Error;
 use tokio::sync::watch;
 
@@ -37,7 +38,10 @@ use crate::live::clock::{Clock, system_clock};
 use crate::live::config::{LiveConfig, Symbols};
 use crate::live::credentials::Credentials;
 use crate::live::reconcile::{self, Decision, PositionKey, StopModel, VenuePosition, VenueStop};
+use crate::sim::path::Point;
+use crate::sim::venue::{SimVenue, VenueKind, VenueModel};
 use crate::store::{OpenOptions, Store, StoreError};
+use crate::venue::Venue;
 use crate::venue::{Command, OrderRef, VenueEvent};
 
 /// How often the positions are re-read over REST (`LIVE.md` §5).
@@ -86,6 +90,9 @@ pub struct LiveOptions {
     pub clock: Clock,
     /// REST timeout per request.
     pub timeout: Duration,
+    /// `--dry-run`: the exchange's positions and prices, the simulated venue's orders (no
+    /// order reaches the exchange).
+    pub dry_run: bool,
 }
 
 impl Default for LiveOptions {
@@ -94,6 +101,7 @@ impl Default for LiveOptions {
             log: Box::new(|line| eprintln!("{line}")),
             clock: system_clock(),
             timeout: Duration::from_secs(5),
+            dry_run: false,
         }
     }
 }
@@ -108,7 +116,22 @@ struct Live {
     degraded: Option<String>,
     log: Box<dyn Fn(&str) + Send>,
     clock: Clock,
+    /// `--dry-run`: each position's simulated venue (its commands go there, never to the
+    /// exchange), and the exchange positions a simulated stop closed (not adopted again
+    /// until their size, side or entry changes).
+    dry: Option<Dry>,
 }
+
+#[derive(Default)]
+struct Dry {
+    venues: BTreeMap<u64, SimVenue>,
+    closed: BTreeMap<(String, u8), PositionInfo>,
+}
+
+const DRY_MODEL: VenueModel = VenueModel {
+    venue: VenueKind::Bybit,
+    update_latency_ms: 0,
+};
 
 fn rest_err(what: &'static str) -> impl Fn(RestError) -> LiveError {
     move |source| LiveError::Rest { what, source }
@@ -172,6 +195,17 @@ impl Live {
             .get(&id)
             .map_or(String::new(), |s| s.driver.symbol.clone());
         let what = describe(&cmd, self.book.slots.get(&id).map(|s| s.instrument()));
+        if let Some(dry) = &mut self.dry {
+            let Some(sim) = dry.venues.get_mut(&id) else {
+                return Ok(Vec::new());
+            };
+            let events: Vec<VenueEvent> = sim.execute(cmd, ts).into_iter().collect();
+            self.say(&format!(
+                "{symbol} position {id}: {what}: {} (dry run: simulated)",
+                describe_events(&events)
+            ));
+            return Ok(events);
+        }
         let mut wait = Duration::from_millis(100);
         for attempt in 1..=MAX_ATTEMPTS {
             let ex = self.venue.execute(cmd, ts).await;
@@ -260,7 +294,13 @@ impl Live {
             out.join("trades.csv").display()
         ));
         self.venue.forget(id);
-        self.book.remove(id);
+        if let Some(slot) = self.book.remove(id)
+            && let Some(dry) = &mut self.dry
+        {
+            dry.venues.remove(&id);
+            let key = (slot.driver.symbol.clone(), slot.driver.position_idx);
+            dry.closed.insert(key, stored_info(&slot));
+        }
         Ok(())
     }
 
@@ -279,11 +319,55 @@ impl Live {
             self.open_discovered(info, ts).await?;
         }
         for p in &news.prices {
+            self.dry_triggers(&p.symbol, p.price, p.ts).await?;
             if let Some(ids) = self.book.on_price(&p.symbol, p.price, p.ts)? {
                 for id in ids {
                     self.drain(id).await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `--dry-run`: the simulated venues see the point first and trigger the stops it
+    /// crosses (at the stop: a live point is not known to be a gap).
+    async fn dry_triggers(
+        &mut self,
+        symbol: &str,
+        price: Decimal,
+        ts: i64,
+    ) -> Result<(), LiveError> {
+        let Some(dry) = &mut self.dry else {
+            return Ok(());
+        };
+        let mut fills = Vec::new();
+        for (&id, slot) in self
+            .book
+            .slots
+            .iter()
+            .filter(|(_, s)| s.driver.symbol == symbol)
+        {
+            let (Some(sim), Some(units)) =
+                (dry.venues.get_mut(&id), slot.instrument().units(price))
+            else {
+                continue;
+            };
+            if ts < slot.last_ts() {
+                continue;
+            }
+            if let Some(e) = sim.check(Point {
+                ts,
+                price: units,
+                gap: false,
+            }) {
+                fills.push((id, e));
+            }
+            sim.see(units);
+        }
+        for (id, e) in fills {
+            self.book.on_event(id, &e);
+            self.book.commit(&[id])?;
+            self.drain(id).await?;
         }
         Ok(())
     }
@@ -301,6 +385,14 @@ impl Live {
         {
             return Ok(());
         }
+        if let Some(dry) = &self.dry
+            && dry
+                .closed
+                .get(&(info.symbol.clone(), info.position_idx.as_u8()))
+                .is_some_and(|c| c.same_exposure(info))
+        {
+            return Ok(());
+        }
         let Some(instrument) = self.venue.instrument(&info.symbol).copied() else {
             self.say(&format!(
                 "{} positionIdx {}: not an instrument the venue listed; not managed",
@@ -313,7 +405,7 @@ impl Live {
             symbol: info.symbol.clone(),
             position_idx: info.position_idx.as_u8(),
             side,
-            entry: info.avg_price,
+            entry: on_grid(info.avg_price, &instrument),
             size: info.size,
             opened_at: info.updated_ms.unwrap_or(ts),
         };
@@ -322,6 +414,11 @@ impl Live {
             .manage(id, info)
             .map_err(|e| LiveError::Venue(e.to_string()))?;
         let config = self.config.trailing_for(&info.symbol).clone();
+        if let Some(dry) = &mut self.dry {
+            let entry = instrument.units(opening.entry).unwrap_or_default();
+            dry.venues
+                .insert(id, SimVenue::new(DRY_MODEL, side.sign(), entry));
+        }
         self.book.open(&opening, &instrument, &config)?;
         self.say(&format!(
             "{} position {id}: new {} of {} at {}: trailing stop opened",
@@ -411,6 +508,17 @@ async fn symbols_of(config: &LiveConfig, rest: &RestClient) -> Result<Vec<String
             Ok(set.into_iter().collect())
         }
     }
+}
+
+/// An exchange's average entry price at the instrument's decimals (an average of several
+/// fills has more; the engine holds prices as integer units), half to even.
+fn on_grid(price: Decimal, instrument: &crate::engine::Instrument) -> Decimal {
+    price
+        .round_dp_with_strategy(
+            instrument.price_decimals,
+            rust_decimal::RoundingStrategy::MidpointNearestEven,
+        )
+        .normalize()
 }
 
 fn stored_info(slot: &Slot) -> PositionInfo {
@@ -520,7 +628,34 @@ pub async fn run(
         degraded: None,
         log,
         clock: opts.clock,
+        dry: opts.dry_run.then(Dry::default),
     };
+    if let Some(dry) = &mut live.dry {
+        // The simulated venues of stored positions: their stops rest where the lifecycle says.
+        for (&id, slot) in &live.book.slots {
+            let e = slot.runner.engine.snapshot();
+            let entry = e
+                .instrument
+                .units(e.position.entry_price)
+                .unwrap_or_default();
+            let mut sim = SimVenue::new(DRY_MODEL, e.position.side.sign(), entry);
+            if let Some(r) = slot.runner.order.resting() {
+                let order = OrderRef {
+                    position: id,
+                    seq: r.seq,
+                };
+                sim.execute(
+                    Command::Place {
+                        order,
+                        stop: r.stop,
+                    },
+                    slot.record.updated_at,
+                );
+            }
+            dry.venues.insert(id, sim);
+        }
+        live.say("dry run: the simulated venue takes every order; none reaches the exchange");
+    }
     live.publish();
     reconcile_at_start(&mut live, &symbols).await?;
     live.reconciled = true;
@@ -657,7 +792,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
                     .map_err(|e| LiveError::Unreconciled(e.to_string()))?;
                 if let Decision::Resized { size, entry, .. } = d {
                     let inst = *slot.instrument();
-                    let entry = inst.units(*entry).ok_or_else(|| {
+                    let entry = inst.units(on_grid(*entry, &inst)).ok_or_else(|| {
                         LiveError::Unreconciled(format!(
                             "position {id}: entry {entry} off the tick"
                         ))
@@ -777,4 +912,23 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
 /// A fresh shared status.
 pub fn shared_status() -> Shared {
     Arc::new(Mutex::new(Status::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    /// An average of fills off the grid becomes the nearest price at the instrument's decimals.
+    #[test]
+    fn an_average_entry_is_put_on_the_grid() {
+        let i = crate::engine::Instrument::with_price_decimals(dec!(0.01), 2);
+        assert_eq!(
+            on_grid(dec!(17693.573333333333333333333333), &i),
+            dec!(17693.57)
+        );
+        assert_eq!(on_grid(dec!(17693.575), &i), dec!(17693.58));
+        assert_eq!(on_grid(dec!(17693.585), &i), dec!(17693.58));
+        assert_eq!(on_grid(dec!(17693.50), &i).to_string(), "17693.5");
+    }
 }
