@@ -330,6 +330,56 @@ async fn a_replay_through_the_fake_bybit_ends_with_the_backtests_trades() {
     assert_no_keys(run.dir.path(), &statuses);
 }
 
+/// `/healthz`: 200 once reconciled with fresh prices; 503 naming the symbol after 10 s
+/// without a price; 200 again when one comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_turns_degraded_on_stale_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBybit::start(FakeConfig::new(Setup::new(
+        KEY,
+        SECRET,
+        vec![InstrumentSpec::new(BTC, dec!(0.01))],
+    )))
+    .await
+    .unwrap();
+    fake.set_price(BTC, dec!(17000), true, 1_670_889_600_000);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = write_live_toml(dir.path(), &fake, &listen);
+    let log = dir.path().join("live.log");
+    let mut live = spawn_live(&config, &log);
+    let health = async || {
+        let r = reqwest::get(format!("http://{listen}/healthz"))
+            .await
+            .ok()?;
+        Some((r.status().as_u16(), r.text().await.ok()?))
+    };
+    let mut seen = None;
+    wait_for("a healthy runner", Duration::from_secs(30), async || {
+        seen = health().await;
+        seen.as_ref().is_some_and(|(c, _)| *c == 200)
+    })
+    .await;
+    // The subscription's snapshot was the last price: stale 10 s later.
+    wait_for("stale prices", Duration::from_secs(20), async || {
+        seen = health().await;
+        seen.as_ref().is_some_and(|(c, _)| *c == 503)
+    })
+    .await;
+    let (_, text) = seen.clone().unwrap();
+    assert_eq!(text, "stale prices: BTCUSDT\n");
+    fake.set_price(BTC, dec!(17001), true, 1_670_889_700_000);
+    wait_for("fresh again", Duration::from_secs(10), async || {
+        seen = health().await;
+        seen.as_ref().is_some_and(|(c, _)| *c == 200)
+    })
+    .await;
+    signal(&live, libc::SIGTERM);
+    assert!(exit_of(&mut live, Duration::from_secs(10)).await.success());
+    let text = read(&log);
+    assert!(text.contains("BTCUSDT: no price for 10 s: stale"), "{text}");
+    assert!(text.contains("BTCUSDT: prices again"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_killed_mid_run_resumes_with_the_stop_it_stored() {
     let run = setup().await;

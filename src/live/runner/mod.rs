@@ -21,6 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use rust_decimal::Decimal;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -46,6 +48,8 @@ use crate::venue::{Command, OrderRef, VenueEvent};
 
 /// How often the positions are re-read over REST (`LIVE.md` §5).
 pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
+/// No price for this long on a symbol (by the local clock of arrival): stale (`LIVE.md` §5).
+pub const STALE_AFTER: Duration = Duration::from_secs(10);
 /// Sends of one command before giving up (retries after `Retry`/`RetryAfter`).
 const MAX_ATTEMPTS: u32 = 5;
 
@@ -113,7 +117,12 @@ struct Live {
     venue: BybitVenue,
     status: Shared,
     reconciled: bool,
-    degraded: Option<String>,
+    /// The streams down now.
+    down: BTreeSet<&'static str>,
+    /// When the last price of each subscribed symbol arrived (local clock).
+    arrived: BTreeMap<String, Instant>,
+    /// The symbols found stale at the last look (logged once per spell).
+    stale: BTreeSet<String>,
     log: Box<dyn Fn(&str) + Send>,
     clock: Clock,
     /// `--dry-run`: each position's simulated venue (its commands go there, never to the
@@ -177,8 +186,44 @@ impl Live {
         (self.log)(line);
     }
 
+    /// Why `/healthz` is degraded: a stream down, or symbols without a price for
+    /// [`STALE_AFTER`].
+    fn degraded(&self) -> Option<String> {
+        let mut why: Vec<String> = self
+            .down
+            .iter()
+            .map(|s| format!("{s} stream down"))
+            .collect();
+        if !self.stale.is_empty() {
+            let list: Vec<&str> = self.stale.iter().map(String::as_str).collect();
+            why.push(format!("stale prices: {}", list.join(", ")));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    /// Marks the symbols without a price for [`STALE_AFTER`]; logs each change.
+    fn look_for_stale(&mut self) {
+        let now = Instant::now();
+        let stale: BTreeSet<String> = self
+            .arrived
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) >= STALE_AFTER)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in stale.difference(&self.stale) {
+            self.say(&format!(
+                "{s}: no price for {} s: stale",
+                STALE_AFTER.as_secs()
+            ));
+        }
+        for s in self.stale.difference(&stale) {
+            self.say(&format!("{s}: prices again"));
+        }
+        self.stale = stale;
+    }
+
     fn publish(&self) {
-        let s = Status::of(&self.book, self.reconciled, self.degraded.clone());
+        let s = Status::of(&self.book, self.reconciled, self.degraded());
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
@@ -319,6 +364,7 @@ impl Live {
             self.open_discovered(info, ts).await?;
         }
         for p in &news.prices {
+            self.arrived.insert(p.symbol.clone(), Instant::now());
             self.dry_triggers(&p.symbol, p.price, p.ts).await?;
             if let Some(ids) = self.book.on_price(&p.symbol, p.price, p.ts)? {
                 for id in ids {
@@ -448,7 +494,7 @@ impl Live {
                 self.on_news(news, ts).await?;
             }
             WsEvent::Connected { kind, connection } => {
-                self.degraded = None;
+                self.down.remove(kind.as_str());
                 if connection > 0 {
                     self.say(&format!(
                         "{} stream reconnected: re-checking",
@@ -459,7 +505,7 @@ impl Live {
             }
             WsEvent::Disconnected { kind, reason } => {
                 self.say(&format!("{} stream lost: {reason}", kind.as_str()));
-                self.degraded = Some(format!("{} stream down", kind.as_str()));
+                self.down.insert(kind.as_str());
             }
             WsEvent::Unreadable { kind, error } => {
                 self.say(&format!(
@@ -625,7 +671,13 @@ pub async fn run(
         venue,
         status,
         reconciled: false,
-        degraded: None,
+        down: BTreeSet::new(),
+        // Every symbol counts from the start: one that never sends a price goes stale too.
+        arrived: symbols
+            .iter()
+            .map(|s| (s.clone(), Instant::now()))
+            .collect(),
+        stale: BTreeSet::new(),
         log,
         clock: opts.clock,
         dry: opts.dry_run.then(Dry::default),
@@ -664,6 +716,7 @@ pub async fn run(
 
     let mut recheck =
         tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    let mut freshness = tokio::time::interval(Duration::from_secs(1));
     let result = loop {
         let step = tokio::select! {
             biased;
@@ -677,6 +730,11 @@ pub async fn run(
                 None => Err(LiveError::StreamRefused { stream: "public", reason: "ended".into() }),
             },
             _ = recheck.tick() => live.recheck().await.map(|()| live.publish()),
+            _ = freshness.tick() => {
+                live.look_for_stale();
+                live.publish();
+                Ok(())
+            }
         };
         if let Err(e) = step {
             break Err(e);

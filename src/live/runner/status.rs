@@ -48,7 +48,7 @@ pub struct Status {
     pub symbols: BTreeMap<String, SymbolStatus>,
     /// Open positions only.
     pub positions: Vec<PositionStatus>,
-    /// Why the run is not healthy (a stream down), if it is not.
+    /// Why the run is not healthy (a stream down, stale prices), if it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
 }
