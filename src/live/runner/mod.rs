@@ -708,6 +708,14 @@ pub async fn run(
         }
         live.say("dry run: the simulated venue takes every order; none reaches the exchange");
     }
+    // Positions that closed before a crash let their rows reach trades.csv.
+    let written = trades::written(&live.config.out);
+    for rec in live.book.store.records()? {
+        if rec.closed().is_some() && !written.contains(&rec.id()) {
+            live.book.restore(&rec)?;
+            live.finish_if_closed(rec.id())?;
+        }
+    }
     live.publish();
     reconcile_at_start(&mut live, &symbols).await?;
     live.reconciled = true;

@@ -167,3 +167,53 @@ pub async fn listen(
     });
     Ok((bound, task))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Instrument, Side, TrailingConfig};
+    use crate::live::runner::book::Opening;
+    use crate::store::{OpenOptions, Store};
+    use rust_decimal_macros::dec;
+
+    /// The `LIVE.md` §6 shape: prices as decimal strings, open positions only.
+    #[test]
+    fn status_has_the_documented_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite"), OpenOptions::runner()).unwrap();
+        let mut book = Book::new(store).unwrap();
+        book.on_price("BTCUSDT", dec!(17100.5), 1_670_889_600_000)
+            .unwrap();
+        let config: TrailingConfig = toml::from_str(
+            "activation_percent = \"0.5\"\ndistance_percent = \"0.4\"\ninitial_stop_percent = \"1\"",
+        )
+        .unwrap();
+        let o = Opening {
+            symbol: "BTCUSDT".into(),
+            position_idx: 0,
+            side: Side::Long,
+            entry: dec!(17050),
+            size: dec!(0.5),
+            opened_at: 1_670_889_600_000,
+        };
+        book.open(&o, &Instrument::with_price_decimals(dec!(0.5), 1), &config)
+            .unwrap();
+        let v: serde_json::Value = serde_json::to_value(Status::of(&book, true, None)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "reconciled": true,
+                "symbols": {"BTCUSDT": {"last_price_ts": 1_670_889_600_000_i64, "price": "17100.5"}},
+                "positions": [{
+                    "position_id": 1, "symbol": "BTCUSDT", "side": "long", "state": "inactive",
+                    "entry_price": "17050", "desired_stop": "16879.5", "sent_stop": "16879.5",
+                    "confirmed_stop": null, "order_id": "ts-1-1"
+                }]
+            })
+        );
+        let (code, text) = Status::of(&book, false, None).health();
+        assert_eq!((code.as_u16(), text.as_str()), (503, "not reconciled\n"));
+        let (code, _) = Status::of(&book, true, None).health();
+        assert_eq!(code.as_u16(), 200);
+    }
+}

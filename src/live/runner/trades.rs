@@ -3,6 +3,7 @@
 //! trade. The row is the backtest's own [`TradeRow`]; live fills are real, so no fee or
 //! slippage model is applied to them.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 
@@ -77,6 +78,16 @@ fn append(path: &Path, header: Option<&str>, text: &str) -> std::io::Result<()> 
     s.push_str(text);
     f.write_all(s.as_bytes()).map_err(named)?;
     f.sync_data().map_err(named)
+}
+
+/// The position ids `<out>/trades.csv` holds already (none when there is no such file).
+pub fn written(out: &Path) -> BTreeSet<u64> {
+    std::fs::read_to_string(out.join("trades.csv"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect()
 }
 
 /// Appends the row and the events of one closed position to `out`'s two files.
