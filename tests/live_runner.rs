@@ -417,6 +417,16 @@ async fn a_runner_killed_mid_run_resumes_with_the_stop_it_stored() {
         stop <= shown,
         "a short's stop only moves down: {stop} vs {shown}"
     );
+    // While trailstop is down the position grows (at the mark): the same position, resized.
+    run.fake
+        .open_position(
+            BTC,
+            trailstop::engine::Side::Short,
+            dec!(1),
+            held.updated_ms,
+        )
+        .unwrap();
+    assert_eq!(run.fake.position(BTC, 0).size, dec!(2));
 
     let mut again = spawn_live(&run.config, &log);
     let trades = run.dir.path().join("out/trades.csv");
@@ -434,10 +444,20 @@ async fn a_runner_killed_mid_run_resumes_with_the_stop_it_stored() {
     assert!(exit_of(&mut again, Duration::from_secs(10)).await.success());
     let text = read(&log);
     assert!(
-        text.contains("reconcile: Resume { position_id: 3 }"),
+        text.contains("reconcile: Resized { position_id: 3, size: 2, entry: "),
         "{text}"
     );
-    // Resumed exactly: the same trades as the backtest.
+    // The stored position follows the exchange's size (its stop, in Full mode, covers it all).
+    let db = trailstop::store::Store::open(
+        &run.dir.path().join("live.sqlite"),
+        trailstop::store::OpenOptions::read_only(),
+    )
+    .unwrap();
+    let rec = db.record(3).unwrap().unwrap();
+    let driver: Value = serde_json::from_str(&rec.driver).unwrap();
+    assert_eq!(driver["size"], "2", "{driver}");
+    db.check_row(&rec).unwrap();
+    // Resumed exactly: the same trades as the backtest (the size is not a trade column).
     assert_eq!(
         read(&trades),
         read(&run.backtest.join("trades.csv")),
