@@ -330,6 +330,106 @@ async fn a_replay_through_the_fake_bybit_ends_with_the_backtests_trades() {
     assert_no_keys(run.dir.path(), &statuses);
 }
 
+/// A stop someone else set on a position (Bybit: one per position) is adopted: the trailing
+/// stop's looser first stop is not sent over it; it moves only once the trailing passes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_set_by_someone_else_is_adopted_and_only_moved_tighter() {
+    use trailstop::live::bybit::request::PositionFilter;
+    use trailstop::live::bybit::rest::{RestClient, RestConfig};
+    use trailstop::live::bybit::venue::BybitVenue;
+    use trailstop::venue::OrderRef;
+    const T0: i64 = 1_670_889_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBybit::start(FakeConfig::new(Setup::new(
+        KEY,
+        SECRET,
+        vec![InstrumentSpec::new(BTC, dec!(0.01))],
+    )))
+    .await
+    .unwrap();
+    fake.set_price(BTC, dec!(17000), true, T0);
+    fake.open_position(BTC, trailstop::engine::Side::Long, dec!(1), T0)
+        .unwrap();
+    // Someone else's stop at 16950 (the config's initial stop would be 1 % below 17000).
+    let creds = trailstop::live::Credentials {
+        api_key: trailstop::live::Secret::new(KEY),
+        api_secret: trailstop::live::Secret::new(SECRET),
+    };
+    let rest = RestClient::new(
+        RestConfig {
+            base_url: fake.rest_url(),
+            recv_window_ms: 5000,
+            timeout: Duration::from_secs(5),
+            clock: trailstop::live::clock::system_clock(),
+        },
+        Some(creds),
+    )
+    .unwrap();
+    let mut other = BybitVenue::connect(rest, trailstop::live::TriggerPrice::Mark, &[BTC])
+        .await
+        .unwrap();
+    let info = other
+        .rest()
+        .positions(PositionFilter::Symbol(BTC))
+        .await
+        .unwrap();
+    other.manage(99, &info[0]).unwrap();
+    let stop = other.instrument(BTC).unwrap().units(dec!(16950)).unwrap();
+    let order = OrderRef {
+        position: 99,
+        seq: 1,
+    };
+    let done = other
+        .execute(trailstop::venue::Command::Place { order, stop }, T0)
+        .await;
+    assert_eq!(done.action, None, "{done:?}");
+    assert_eq!(fake.position(BTC, 0).stop_loss, Some(dec!(16950)));
+
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = write_live_toml(dir.path(), &fake, &listen);
+    let log = dir.path().join("live.log");
+    let mut live = spawn_live(&config, &log);
+    let stop_calls = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == "/v5/position/trading-stop")
+            .count()
+    };
+    wait_for(
+        "the runner's first stop",
+        Duration::from_secs(30),
+        async || stop_calls() >= 2,
+    )
+    .await;
+    assert_eq!(
+        fake.position(BTC, 0).stop_loss,
+        Some(dec!(16950)),
+        "{}",
+        read(&log)
+    );
+    // 0.3 % up activates; the trailing stop 0.25 % below 17200 passes the adopted one.
+    fake.set_price(BTC, dec!(17200), false, T0 + 60_000);
+    wait_for(
+        "the stop moved tighter",
+        Duration::from_secs(30),
+        async || fake.position(BTC, 0).stop_loss == Some(dec!(17157)),
+    )
+    .await;
+    signal(&live, libc::SIGTERM);
+    assert!(exit_of(&mut live, Duration::from_secs(10)).await.success());
+    let text = read(&log);
+    assert!(text.contains("adopt: Some(16950)"), "{text}");
+    assert!(
+        text.contains("the stop at 16950 set by someone else is adopted"),
+        "{text}"
+    );
+    assert_eq!(
+        fake.position(BTC, 0).stop_loss,
+        Some(dec!(17157)),
+        "the stop stays on exit"
+    );
+}
+
 /// `/healthz`: 200 once reconciled with fresh prices; 503 naming the symbol after 10 s
 /// without a price; 200 again when one comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,10 @@ pub struct Driver {
     pub symbol: String,
     pub position_idx: u8,
     pub size: Decimal,
+    /// A stop someone else set on the position (Bybit holds one per position), adopted: no
+    /// stop looser than it is sent until the trailing stop passes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreign_stop: Option<Decimal>,
 }
 
 impl Driver {
@@ -56,6 +60,8 @@ pub struct Slot {
     /// For a restored position, the data time of the last point it took before the
     /// restart: a stream's snapshot repeats that point, which must not count twice.
     resumed_at: Option<i64>,
+    /// The driver state changed without a runner input (written by the next commit).
+    dirty: bool,
 }
 
 impl Slot {
@@ -90,6 +96,8 @@ pub struct Opening {
     pub entry: Decimal,
     pub size: Decimal,
     pub opened_at: i64,
+    /// A stop someone else set on it, adopted ([`Driver::foreign_stop`]).
+    pub foreign_stop: Option<Decimal>,
 }
 
 /// Price points kept per symbol, so a position whose opening arrives after later points
@@ -158,6 +166,7 @@ impl Book {
                 driver,
                 tap: Recorder::default(),
                 resumed_at: Some(rec.runner.engine.last_ts),
+                dirty: false,
             },
         );
         Ok(id)
@@ -191,6 +200,7 @@ impl Book {
             symbol: o.symbol.clone(),
             position_idx: o.position_idx,
             size: o.size,
+            foreign_stop: o.foreign_stop,
         };
         let entries = tap.journal();
         let record = PositionRecord::after_step(None, runner.snapshot(), driver.json(), &entries);
@@ -210,6 +220,7 @@ impl Book {
                 driver,
                 tap: Recorder::default(),
                 resumed_at: None,
+                dirty: false,
             },
         );
         // Points of its symbol after its opening that arrived before it.
@@ -322,6 +333,66 @@ impl Book {
         slot.runner.on_venue_event(event, &mut slot.tap)
     }
 
+    /// Sets position `id`'s adopted foreign stop (written by the next commit).
+    pub fn set_foreign_stop(&mut self, id: u64, stop: Option<Decimal>) {
+        if let Some(slot) = self.slots.get_mut(&id)
+            && slot.driver.foreign_stop != stop
+        {
+            slot.driver.foreign_stop = stop;
+            slot.dirty = true;
+        }
+    }
+
+    /// `cmd` as it may leave for position `id`: a stop looser than the adopted foreign stop
+    /// is sent at the foreign stop instead (Bybit answers `34040`, and the lifecycle then
+    /// holds the exchange's price); a stop at least as tight ends the adoption.
+    pub fn never_looser(&mut self, id: u64, cmd: Command) -> Command {
+        let Some(slot) = self.slots.get(&id) else {
+            return cmd;
+        };
+        let Some(foreign) = slot
+            .driver
+            .foreign_stop
+            .and_then(|f| slot.instrument().units(f))
+        else {
+            return cmd;
+        };
+        let sign = slot.side().sign();
+        let clamp = |stop: i64| {
+            if sign * stop < sign * foreign {
+                (foreign, true)
+            } else {
+                (stop, false)
+            }
+        };
+        let (cmd, clamped) = match cmd {
+            Command::Place { order, stop } => {
+                let (stop, c) = clamp(stop);
+                (Command::Place { order, stop }, c)
+            }
+            Command::Amend {
+                order,
+                replaces,
+                stop,
+            } => {
+                let (stop, c) = clamp(stop);
+                (
+                    Command::Amend {
+                        order,
+                        replaces,
+                        stop,
+                    },
+                    c,
+                )
+            }
+            other => return other,
+        };
+        if !clamped {
+            self.set_foreign_stop(id, None);
+        }
+        cmd
+    }
+
     /// The commands position `id` queued, oldest first.
     pub fn take_commands(&mut self, id: u64) -> Vec<(Command, i64)> {
         self.slots
@@ -338,7 +409,7 @@ impl Book {
             let Some(slot) = self.slots.get(id) else {
                 continue;
             };
-            if slot.tap.entries.is_empty() {
+            if slot.tap.entries.is_empty() && !slot.dirty {
                 continue;
             }
             let entries = slot.tap.journal();
@@ -357,6 +428,7 @@ impl Book {
         for (_, record) in steps {
             if let Some(slot) = self.slots.get_mut(&record.id()) {
                 slot.tap = Recorder::default();
+                slot.dirty = false;
                 slot.record = record;
             }
         }
@@ -449,6 +521,7 @@ distance_percent = "1"
             entry: dec!(100),
             size: dec!(1),
             opened_at: 1_000,
+            foreign_stop: None,
         }
     }
 
@@ -529,6 +602,57 @@ distance_percent = "1"
         let mut o = opening();
         o.symbol = "ETHUSDT".into();
         assert_eq!(book.open(&o, &inst, &config()).unwrap(), 2);
+    }
+
+    /// An adopted foreign stop is never loosened: looser sends go out at it; the first send
+    /// at least as tight ends the adoption, which is journalled in the driver state.
+    #[test]
+    fn a_foreign_stop_is_only_moved_tighter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("f.sqlite"), OpenOptions::runner()).unwrap();
+        let mut book = Book::new(store).unwrap();
+        let mut o = opening();
+        o.foreign_stop = Some(dec!(99.5));
+        let inst = Instrument::with_price_decimals(dec!(0.1), 1);
+        let id = book.open(&o, &inst, &config()).unwrap();
+        let order = OrderRef {
+            position: 1,
+            seq: 1,
+        };
+        let (cmd, _) = book.take_commands(id)[0];
+        assert_eq!(cmd, Command::Place { order, stop: 990 });
+        assert_eq!(
+            book.never_looser(id, cmd),
+            Command::Place { order, stop: 995 }
+        );
+        let amend = Command::Amend {
+            order: OrderRef {
+                position: 1,
+                seq: 2,
+            },
+            replaces: order,
+            stop: 996,
+        };
+        assert_eq!(book.never_looser(id, amend), amend);
+        assert_eq!(book.slots[&id].driver.foreign_stop, None);
+        book.commit(&[id]).unwrap();
+        let stored = book.store.record(id).unwrap().unwrap();
+        assert_eq!(
+            stored.driver,
+            r#"{"symbol":"BTCUSDT","position_idx":0,"size":"1"}"#
+        );
+        book.store.check_row(&stored).unwrap();
+        // A short's looser stop is a higher one.
+        let mut s = opening();
+        s.symbol = "ETHUSDT".into();
+        s.side = Side::Short;
+        s.foreign_stop = Some(dec!(100.5));
+        let id = book.open(&s, &inst, &config()).unwrap();
+        let (cmd, _) = book.take_commands(id)[0];
+        assert!(matches!(
+            book.never_looser(id, cmd),
+            Command::Place { stop: 1005, .. }
+        ));
     }
 
     /// A position whose opening arrives after later points of its symbol takes those points.

@@ -251,6 +251,7 @@ impl Live {
             ));
             return Ok(events);
         }
+        let cmd = self.book.never_looser(id, cmd);
         let mut wait = Duration::from_millis(100);
         for attempt in 1..=MAX_ATTEMPTS {
             let ex = self.venue.execute(cmd, ts).await;
@@ -454,6 +455,8 @@ impl Live {
             entry: on_grid(info.avg_price, &instrument),
             size: info.size,
             opened_at: info.updated_ms.unwrap_or(ts),
+            // On Bybit a position has one stop: one set by someone else is adopted.
+            foreign_stop: info.stop_loss,
         };
         let id = self.book.next_id();
         self.venue
@@ -908,8 +911,8 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             Decision::Open { position, adopt } => {
                 if let Some(price) = adopt {
                     live.say(&format!(
-                        "warning: {}: a stop at {price} set by someone else rests; the \
-                         trailing stop's own stop will replace it",
+                        "{}: the stop at {price} set by someone else is adopted: it only \
+                         moves tighter",
                         position.key.symbol
                     ));
                 }
@@ -920,10 +923,20 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             Decision::AdoptStop {
                 position_id, price, ..
             } => {
-                live.say(&format!(
-                    "warning: position {position_id}: the exchange holds its stop at {price}; \
-                     the next move sets it again from the stored state"
-                ));
+                // The exchange is the truth: a tighter stop there is never loosened again.
+                let id = *position_id;
+                let slot = &live.book.slots[&id];
+                let sign = slot.side().sign();
+                let ours = slot.runner.order.resting().map(|r| r.stop);
+                let tighter = match (slot.instrument().units(*price), ours) {
+                    (Some(p), Some(o)) => sign * p > sign * o,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if tighter {
+                    live.book.set_foreign_stop(id, Some(*price));
+                    live.book.commit(&[id])?;
+                }
             }
             Decision::CancelOrphan { .. }
             | Decision::CancelExtra { .. }

@@ -195,6 +195,7 @@ mod tests {
             entry: dec!(17050),
             size: dec!(0.5),
             opened_at: 1_670_889_600_000,
+            foreign_stop: None,
         };
         book.open(&o, &Instrument::with_price_decimals(dec!(0.5), 1), &config)
             .unwrap();
