@@ -330,6 +330,46 @@ async fn a_replay_through_the_fake_bybit_ends_with_the_backtests_trades() {
     assert_no_keys(run.dir.path(), &statuses);
 }
 
+/// Both streams dropped mid-run (no close frame): the runner reconnects, re-checks over REST
+/// and still ends with the backtest's trades.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_streams_reconnect_and_the_replay_still_equals_the_backtest() {
+    let run = setup().await;
+    let log = run.dir.path().join("live.log");
+    let mut live = spawn_live(&run.config, &log);
+    wait_for(
+        "the second position",
+        Duration::from_secs(120),
+        async || {
+            status(&run.status_url)
+                .await
+                .is_some_and(|s| s["positions"][0]["position_id"] == 2)
+        },
+    )
+    .await;
+    run.fake.drop_streams(None);
+    let trades = run.dir.path().join("out/trades.csv");
+    let until = Instant::now() + Duration::from_secs(120);
+    while run.fake.remaining() > 0 || trades_rows(&trades) < 5 {
+        assert!(
+            Instant::now() < until,
+            "replay not over in 120 s: {}",
+            read(&log)
+        );
+        assert!(live.try_wait().unwrap().is_none(), "{}", read(&log));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&live, libc::SIGTERM);
+    assert!(exit_of(&mut live, Duration::from_secs(10)).await.success());
+    let text = read(&log);
+    assert!(text.contains("stream reconnected: re-checking"), "{text}");
+    assert_eq!(
+        read(&trades),
+        read(&run.backtest.join("trades.csv")),
+        "{text}"
+    );
+}
+
 /// A stop someone else set on a position (Bybit: one per position) is adopted: the trailing
 /// stop's looser first stop is not sent over it; it moves only once the trailing passes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
