@@ -61,6 +61,7 @@ fn bench(c: &mut Criterion) {
         rows: 525_600,
         gaps: None,
         warnings: Vec::new(),
+        no_positions: None,
     });
     let path = std::path::Path::new("bench.toml");
     let scenario = Scenario::from_text(SCENARIO, path, &[]).unwrap();

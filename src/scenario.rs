@@ -63,6 +63,52 @@ pub struct DataSection {
     /// (DESIGN §4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// The first time replayed (inclusive): an ISO date or date-time, UTC unless an offset is
+    /// given (`"2022-12-13"`, `"2022-12-13T06:00:00Z"`); a TOML date works too.
+    #[serde(
+        default,
+        deserialize_with = "time_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub start: Option<String>,
+    /// The end of the time replayed (exclusive: `end = "2022-12-14"` keeps all of 2022-12-13).
+    #[serde(
+        default,
+        deserialize_with = "time_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub end: Option<String>,
+}
+
+/// A time key's value as text: a string, or a TOML date / date-time written bare
+/// (`start = 2022-12-13`); anything else is kept as its text for `validate` to refuse by name.
+fn time_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(match toml::Value::deserialize(d)? {
+        toml::Value::String(s) => s,
+        v => v.to_string(),
+    }))
+}
+
+/// An ISO date or date-time as epoch milliseconds (UTC unless an offset is given); an epoch
+/// number is refused (a bare number could be read in several units).
+pub fn parse_time_key(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let example = "e.g. \"2022-12-13\" or \"2022-12-13T06:00:00Z\"";
+    if t.parse::<f64>().is_ok() {
+        return Err(format!(
+            "`{t}` is a number; write an ISO date or date-time (UTC), {example}"
+        ));
+    }
+    crate::data::parse_iso_time(t)
+        .map_err(|why| format!("`{t}` is not an ISO date or date-time ({why}); {example}"))
+}
+
+impl DataSection {
+    /// `[start, end)` in epoch milliseconds (`None`: open on that side), as validated.
+    pub fn time_range(&self) -> (Option<i64>, Option<i64>) {
+        let at = |t: &Option<String>| t.as_deref().and_then(|t| parse_time_key(t).ok());
+        (at(&self.start), at(&self.end))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -219,6 +265,14 @@ pub fn set_key(table: &mut toml::Table, path: &[String], value: toml::Value) -> 
     Ok(())
 }
 
+/// The key a TOML value error is about: toml keeps it private and writes it as the last line
+/// of the error's text (`… \nin `exchange.update_latency_ms``).
+fn value_error_key(e: &toml::de::Error) -> Option<String> {
+    let text = e.to_string();
+    let (_, key) = text.trim_end().rsplit_once("\nin `")?;
+    Some(key.strip_suffix('`')?.to_string())
+}
+
 fn read_text(path: &Path) -> Result<String, ScenarioError> {
     std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
         path: path.to_path_buf(),
@@ -290,20 +344,45 @@ impl Scenario {
             })?;
             return scenario.placed(path);
         }
-        Self::from_table(table_from_text(text, path, overrides)?, path)
+        Self::typed(table_from_text(text, path, overrides)?, path, overrides)?.placed(path)
     }
 
     /// A scenario from its TOML table (a file with overrides, a sweep cell), read as the file
     /// at `path` (relative paths resolve against its folder), validated.
     pub fn from_table(table: toml::Table, path: &Path) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ScenarioError::Parse {
+        Self::typed(table, path, &[])?.placed(path)
+    }
+
+    /// The table as a scenario, unvalidated; a value of the wrong type names its key and the
+    /// `--set` among `overrides` that gave it.
+    fn typed(
+        table: toml::Table,
+        path: &Path,
+        overrides: &[String],
+    ) -> Result<Scenario, ScenarioError> {
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| match value_error_key(&e) {
+                Some(key) => {
+                    let from = overrides
+                        .iter()
+                        .rev()
+                        .find(|o| parse_override(o).is_ok_and(|(k, _)| k.join(".") == key));
+                    let problem = match from {
+                        Some(o) => format!("{} (from --set {o})", e.message()),
+                        None => e.message().to_string(),
+                    };
+                    ScenarioError::Invalid {
+                        path: path.to_path_buf(),
+                        key,
+                        problem,
+                    }
+                }
+                None => ScenarioError::Parse {
                     path: path.to_path_buf(),
-                    message: format!("after --set: {e}"),
-                })?;
-        scenario.placed(path)
+                    message: format!("after --set: {}", e.message()),
+                },
+            })
     }
 
     fn placed(mut self, path: &Path) -> Result<Scenario, ScenarioError> {
@@ -364,10 +443,42 @@ impl Scenario {
             crate::sim::entries::parse_duration_ms(i)
                 .map_err(|m| self.invalid("data.interval", m))?;
         }
+        for (key, text) in [
+            ("data.start", &self.data.start),
+            ("data.end", &self.data.end),
+        ] {
+            if let Some(t) = text {
+                parse_time_key(t).map_err(|m| self.invalid(key, m))?;
+            }
+        }
+        if let (Some(a), Some(z)) = self.data.time_range()
+            && a >= z
+        {
+            return Err(self.invalid(
+                "data.end",
+                format!(
+                    "{} is not after data.start {} (the range is [start, end): start \
+                         included, end excluded)",
+                    crate::data::format_ms(z),
+                    crate::data::format_ms(a)
+                ),
+            ));
+        }
         if self.data.tick_size <= Decimal::ZERO {
             return Err(self.invalid(
                 "data.tick_size",
                 format!("{} must be > 0", self.data.tick_size),
+            ));
+        }
+        let tick_decimals = self.data.tick_size.normalize().scale();
+        if tick_decimals > crate::engine::fixed::MAX_PRICE_DECIMALS {
+            return Err(self.invalid(
+                "data.tick_size",
+                format!(
+                    "{} has {tick_decimals} decimals; at most {} are supported",
+                    self.data.tick_size,
+                    crate::engine::fixed::MAX_PRICE_DECIMALS
+                ),
             ));
         }
         let e = &self.entries;

@@ -212,6 +212,7 @@ fn scenario_and_data(case: &Case) -> (Scenario, Loaded) {
         rows,
         gaps: None,
         warnings: Vec::new(),
+        no_positions: None,
     };
     (s, loaded)
 }

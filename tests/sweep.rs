@@ -455,8 +455,8 @@ fn bad_sweeps_are_named_errors() {
     assert!(err.contains("sweep.json"), "{err}");
 }
 
-/// Ctrl-C: the running combinations finish, the finished rows are written, the exit is an
-/// error that says so.
+/// Ctrl-C: the running combinations finish, the finished rows are written, the exit is 130
+/// with an error that says so.
 #[test]
 fn an_interrupted_sweep_keeps_its_finished_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -485,7 +485,7 @@ fn an_interrupted_sweep_keeps_its_finished_rows() {
     assert!(killed.success());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     let meta: Value =
         serde_json::from_slice(&std::fs::read(out.join("sweep.json")).unwrap()).unwrap();

@@ -502,11 +502,13 @@ fn a_stop_that_rounds_away_during_the_run_is_an_error() {
     let err = run_err(trailstop().arg("backtest").arg(case.path()).arg("-q"));
     assert!(
         err.contains(
-            "engine: position 1 (short, entry 1): the trailing stop 0.00404 (1 % from 0.004) \
+            "error: position 1 (short, entry 1): the trailing stop 0.00404 (1 % from 0.004) \
              rounds up to 0.01 at tick_size 0.01: the tick is too coarse for the price"
         ),
         "{err}"
     );
+    // A data problem, not the engine's (issue 9, "Errors that say what and where").
+    assert!(!err.contains("engine:"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

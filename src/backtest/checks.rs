@@ -7,7 +7,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use crate::data::format_ms;
-use crate::sim::entries::EntrySpec;
+use crate::sim::entries::{EntriesError, EntrySpec, FarEntry};
 use crate::sim::path::{Bar, bar_span};
 
 use super::market::{Market, Series};
@@ -120,7 +120,7 @@ pub fn entry_prices(
     entries: &[EntrySpec],
     where_of: impl Fn(usize) -> String,
     warnings: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), EntriesError> {
     let inst = &market.instrument;
     for (k, e) in entries.iter().enumerate() {
         let Some(price) = e.price else { continue };
@@ -154,21 +154,28 @@ pub fn entry_prices(
         } else {
             continue;
         } * Decimal::ONE_HUNDRED;
-        let message = format!(
-            "{}: entry price {} at {} is {} % outside {what} ({}–{})",
+        let (place, price, time, off) = (
             where_of(k),
             price.normalize(),
             format_ms(e.time),
             off.round_dp(2).normalize(),
-            low.normalize(),
-            high.normalize(),
         );
+        let (low, high) = (low.normalize(), high.normalize());
         if off > Decimal::from(FAR_PERCENT) {
-            return Err(format!(
-                "{message}: more than {FAR_PERCENT} % away, it cannot be a fill on this market (check the file's prices and the data's symbol)"
-            ));
+            return Err(EntriesError::FarFromMarket(Box::new(FarEntry {
+                place,
+                price,
+                time,
+                off_percent: off,
+                market: what,
+                low,
+                high,
+                far_percent: FAR_PERCENT,
+            })));
         }
-        warnings.push(message);
+        warnings.push(format!(
+            "{place}: entry price {price} at {time} is {off} % outside {what} ({low}–{high})"
+        ));
     }
     Ok(())
 }

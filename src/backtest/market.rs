@@ -122,21 +122,34 @@ impl Series {
     }
 }
 
-/// The fewest decimals that represent every value exactly (at least the tick's).
+/// A value with more decimals than the engine's integer units hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{value} has {decimals} decimals; at most {MAX_PRICE_DECIMALS} are supported")]
+pub struct TooManyDecimals {
+    /// Its index among the values given.
+    pub index: usize,
+    pub value: Decimal,
+    pub decimals: u32,
+}
+
+/// The fewest decimals that represent every value exactly (0 for none), or the first value
+/// that needs more than [`MAX_PRICE_DECIMALS`].
 pub fn decimals_for<'a>(
-    tick: Decimal,
     values: impl IntoIterator<Item = &'a Decimal>,
-) -> Result<u32, String> {
-    let mut dp = tick.normalize().scale();
-    for v in values {
+) -> Result<u32, TooManyDecimals> {
+    let mut dp = 0;
+    for (index, v) in values.into_iter().enumerate() {
         if v.scale() > dp {
-            dp = dp.max(v.normalize().scale());
+            let decimals = v.normalize().scale();
+            if decimals > MAX_PRICE_DECIMALS {
+                return Err(TooManyDecimals {
+                    index,
+                    value: *v,
+                    decimals,
+                });
+            }
+            dp = dp.max(decimals);
         }
-    }
-    if dp > MAX_PRICE_DECIMALS {
-        return Err(format!(
-            "prices need {dp} decimals; at most {MAX_PRICE_DECIMALS} are supported"
-        ));
     }
     Ok(dp)
 }

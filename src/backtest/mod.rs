@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod market;
+pub mod metrics;
 pub mod output;
 pub mod record;
 pub mod replay;
@@ -23,6 +24,7 @@ use crate::sim::exchange::VenueModel;
 use crate::sim::path::{Bar, Policy};
 
 use market::{Market, Series};
+use metrics::Metrics;
 use record::TradeRow;
 use run::{PositionRun, RunOptions, RunSettings, run_positions};
 
@@ -32,9 +34,17 @@ pub enum BacktestError {
     Data(#[from] DataError),
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
-    #[error("{0}")]
-    Entries(String),
-    #[error("engine: {0}")]
+    #[error(transparent)]
+    Entries(#[from] entries::EntriesError),
+    /// A tick the engine's units cannot hold (`--tick-size`; a scenario's `data.tick_size` is
+    /// refused when the scenario is read).
+    #[error("tick_size {}: {} decimals; at most {} are supported", .0.value, .0.decimals, crate::engine::fixed::MAX_PRICE_DECIMALS)]
+    Tick(market::TooManyDecimals),
+    /// An entry price given on the command line that the engine's units cannot hold.
+    #[error("entry price {0}")]
+    EntryPrice(market::TooManyDecimals),
+    /// The engine refused an input (a setting, a price); its message names what.
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
@@ -50,6 +60,8 @@ pub struct Loaded {
     pub gaps: Option<GapReport>,
     /// What the run should say about its inputs (printed by the CLI, kept in `summary.json`).
     pub warnings: Vec<String>,
+    /// Why no position opens, when none does (also one of the warnings): a run of 0 trades says so.
+    pub no_positions: Option<String>,
 }
 
 /// Where market data comes from.
@@ -73,6 +85,14 @@ impl Raw {
         })
     }
 
+    /// [`Raw::load`] of bytes already read from `path` (a pipe).
+    pub fn load_in(kind: DataKind, path: &std::path::Path, bytes: &[u8]) -> Result<Raw, DataError> {
+        Ok(match kind {
+            DataKind::Candles => Raw::Candles(data::load_candles_in(path, bytes)?),
+            DataKind::Trades => Raw::Trades(data::load_trades_in(path, bytes)?),
+        })
+    }
+
     /// Finer data: candles, or trade ticks when the file has no candle columns.
     pub fn load_detail(path: &std::path::Path) -> Result<Raw, DataError> {
         match data::load_candles(path) {
@@ -81,20 +101,78 @@ impl Raw {
         }
     }
 
-    fn decimals(&self, tick: Decimal) -> Result<u32, String> {
-        match self {
-            Raw::Candles(c) => market::decimals_for(
-                tick,
-                c.open.iter().chain(&c.high).chain(&c.low).chain(&c.close),
-            ),
-            Raw::Trades(t) => market::decimals_for(tick, &t.price),
+    /// The fewest decimals that hold every price; the error names the row and the field.
+    fn decimals(&self, path: &std::path::Path) -> Result<u32, BacktestError> {
+        let columns: Vec<(&str, &[Decimal])> = match self {
+            Raw::Candles(c) => vec![
+                ("open", &c.open),
+                ("high", &c.high),
+                ("low", &c.low),
+                ("close", &c.close),
+            ],
+            Raw::Trades(t) => vec![("price", &t.price)],
+        };
+        let mut dp = 0;
+        for (field, values) in columns {
+            dp = dp.max(
+                market::decimals_for(values).map_err(|e| BacktestError::Input {
+                    path: path.to_path_buf(),
+                    message: format!("row {}, field `{field}`: {e}", e.index + 1),
+                })?,
+            );
         }
+        Ok(dp)
+    }
+
+    /// The first and the last timestamp (of a non-empty load).
+    fn span(&self) -> (i64, i64) {
+        let ts = match self {
+            Raw::Candles(c) => &c.ts,
+            Raw::Trades(t) => &t.ts,
+        };
+        (
+            ts.first().copied().unwrap_or(0),
+            ts.last().copied().unwrap_or(0),
+        )
     }
 
     fn rows(&self) -> usize {
         match self {
             Raw::Candles(c) => c.ts.len(),
             Raw::Trades(t) => t.ts.len(),
+        }
+    }
+
+    /// Keeps the rows in `[start, end)` (epoch ms; `None` leaves that side open); the candles'
+    /// gap report is made anew for the rows kept.
+    fn keep_range(&mut self, (start, end): (Option<i64>, Option<i64>)) {
+        if start.is_none() && end.is_none() {
+            return;
+        }
+        let span = |ts: &[i64]| {
+            let a = start.map_or(0, |s| ts.partition_point(|&t| t < s));
+            let z = end.map_or(ts.len(), |e| ts.partition_point(|&t| t < e));
+            a..z.max(a)
+        };
+        // In place: the rows after the range go first, then those before it.
+        fn cut<T>(v: &mut Vec<T>, r: &std::ops::Range<usize>) {
+            v.truncate(r.end);
+            v.drain(..r.start);
+        }
+        match self {
+            Raw::Candles(c) => {
+                let r = span(&c.ts);
+                for v in [&mut c.open, &mut c.high, &mut c.low, &mut c.close] {
+                    cut(v, &r);
+                }
+                cut(&mut c.ts, &r);
+                c.gaps = GapReport::from_timestamps(&c.ts);
+            }
+            Raw::Trades(t) => {
+                let r = span(&t.ts);
+                cut(&mut t.price, &r);
+                cut(&mut t.ts, &r);
+            }
         }
     }
 
@@ -160,7 +238,7 @@ pub fn load_market<'a>(
     tick: Decimal,
     extra_prices: impl IntoIterator<Item = &'a Decimal>,
 ) -> Result<(Market, usize, Option<GapReport>), BacktestError> {
-    let m = load_market_with(kind, path, detail, tick, extra_prices, None)?;
+    let m = load_market_with(kind, path, detail, tick, extra_prices, None, (None, None))?;
     Ok((m.market, m.rows, m.gaps))
 }
 
@@ -172,8 +250,9 @@ pub struct MarketData {
     pub warnings: Vec<String>,
 }
 
-/// [`load_market`] with the candle interval given (`[data] interval`, else inferred) and the
-/// warnings about the data kept.
+/// [`load_market`] with the candle interval given (`[data] interval`, else inferred), the rows
+/// kept to `range` (`[data] start` / `end`, `[start, end)` in epoch ms) and the warnings about
+/// the data kept.
 pub fn load_market_with<'a>(
     kind: DataKind,
     path: &std::path::Path,
@@ -181,26 +260,77 @@ pub fn load_market_with<'a>(
     tick: Decimal,
     extra_prices: impl IntoIterator<Item = &'a Decimal>,
     interval: Option<i64>,
+    range: (Option<i64>, Option<i64>),
+) -> Result<MarketData, BacktestError> {
+    market_of(
+        Raw::load(kind, path)?,
+        path,
+        detail,
+        tick,
+        extra_prices,
+        interval,
+        range,
+    )
+}
+
+/// [`load_market`] of bytes already read from `path`: a FIFO or `/dev/stdin`, which can be read
+/// only once.
+pub fn load_market_in<'a>(
+    kind: DataKind,
+    path: &std::path::Path,
+    bytes: &[u8],
+    tick: Decimal,
+    extra_prices: impl IntoIterator<Item = &'a Decimal>,
+) -> Result<(Market, usize, Option<GapReport>), BacktestError> {
+    let raw = Raw::load_in(kind, path, bytes)?;
+    let m = market_of(raw, path, None, tick, extra_prices, None, (None, None))?;
+    Ok((m.market, m.rows, m.gaps))
+}
+
+/// The market of loaded data (`path` names it in errors).
+fn market_of<'a>(
+    mut raw: Raw,
+    path: &std::path::Path,
+    detail: Option<&std::path::Path>,
+    tick: Decimal,
+    extra_prices: impl IntoIterator<Item = &'a Decimal>,
+    interval: Option<i64>,
+    range: (Option<i64>, Option<i64>),
 ) -> Result<MarketData, BacktestError> {
     let input_err = |path: &std::path::Path, message: String| BacktestError::Input {
         path: path.to_path_buf(),
         message,
     };
-    let raw = Raw::load(kind, path)?;
     if raw.rows() == 0 {
         return Err(input_err(path, "no data rows".into()));
+    }
+    let before = raw.span();
+    raw.keep_range(range);
+    if raw.rows() == 0 {
+        let side = |t: Option<i64>| t.map_or("…".to_string(), crate::data::format_ms);
+        return Err(input_err(
+            path,
+            format!(
+                "data.start / data.end: the time range [{}, {}) holds none of the data ({} to {})",
+                side(range.0),
+                side(range.1),
+                crate::data::format_ms(before.0),
+                crate::data::format_ms(before.1)
+            ),
+        ));
     }
     if let Some((first, ts)) = raw.first_price()
         && let Some(m) = checks::coarse_tick(tick, first, ts)
     {
         return Err(input_err(path, m));
     }
-    let mut dp = raw.decimals(tick).map_err(|m| input_err(path, m))?;
-    dp = dp.max(market::decimals_for(tick, extra_prices).map_err(|m| input_err(path, m))?);
+    let mut dp = market::decimals_for([&tick]).map_err(BacktestError::Tick)?;
+    dp = dp.max(raw.decimals(path)?);
+    dp = dp.max(market::decimals_for(extra_prices).map_err(BacktestError::EntryPrice)?);
     let detail_raw = match detail {
         Some(d) => {
             let r = Raw::load_detail(d)?;
-            dp = dp.max(r.decimals(tick).map_err(|m| input_err(d, m))?);
+            dp = dp.max(r.decimals(d)?);
             Some((r, d))
         }
         None => None,
@@ -262,10 +392,32 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         Some(f) => Some(scenario.resolve_file("entries.file", f)?),
         None => None,
     };
+    let range = scenario.data.time_range();
+    let inside = |t: i64| range.0.is_none_or(|a| t >= a) && range.1.is_none_or(|z| t < z);
+    // An entry outside the time range is not replayed (it would open at the range's edge).
+    let mut outside = 0;
     let file_entries = match &entries_file {
-        Some(f) => Some(entries::read_file_lines(f).map_err(BacktestError::Entries)?),
+        Some(f) => {
+            let mut lines = entries::read_file_lines(f)?;
+            let n = lines.len();
+            lines.retain(|(_, e)| inside(e.time));
+            outside = n - lines.len();
+            Some(lines)
+        }
         None => None,
     };
+    if let (Some(f), Some(lines)) = (&entries_file, &file_entries) {
+        for (line, e) in lines {
+            if let Some(p) = &e.price {
+                market::decimals_for([p]).map_err(|e| entries::EntriesError::Field {
+                    path: f.clone(),
+                    line: *line,
+                    field: "price",
+                    problem: e.to_string(),
+                })?;
+            }
+        }
+    }
     let entry_prices = file_entries
         .iter()
         .flatten()
@@ -275,7 +427,12 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         None => None,
     };
     let interval = match &scenario.data.interval {
-        Some(i) => Some(entries::parse_duration_ms(i).map_err(BacktestError::Entries)?),
+        Some(i) => Some(entries::parse_duration_ms(i).map_err(|problem| {
+            entries::EntriesError::Duration {
+                key: "data.interval",
+                problem,
+            }
+        })?),
         None => None,
     };
     let MarketData {
@@ -290,12 +447,18 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         tick,
         entry_prices,
         interval,
+        range,
     )?;
     let times = market.entry_times();
     let (entries, lines): (Vec<EntrySpec>, Vec<usize>) = match (file_entries, &e.every, e.random) {
         (Some(f), _, _) => f.into_iter().map(|(line, e)| (e, line)).unzip(),
         (None, Some(every), _) => {
-            let ms = entries::parse_duration_ms(every).map_err(BacktestError::Entries)?;
+            let ms = entries::parse_duration_ms(every).map_err(|problem| {
+                entries::EntriesError::Duration {
+                    key: "entries.every",
+                    problem,
+                }
+            })?;
             (entries::every(&times, ms, e.side), Vec::new())
         }
         (None, None, Some(n)) => {
@@ -322,10 +485,15 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         (Some(f), Some(line)) => format!("{}: line {line}", f.display()),
         _ => format!("entry {}", k + 1),
     };
-    checks::entry_prices(&market, &entries, where_of, &mut warnings)
-        .map_err(BacktestError::Entries)?;
+    checks::entry_prices(&market, &entries, where_of, &mut warnings)?;
+    let mut no_positions = None;
     if run::plan_positions(&market, &entries, "").is_ok_and(|planned| planned.is_empty()) {
         let what = match (&entries_file, entries.first(), entries.last()) {
+            (Some(f), None, _) if outside > 0 => format!(
+                "none of the {outside} entries of {} lies inside the time range (data.start / data.end: {})",
+                f.display(),
+                checks::span_text(&market.series)
+            ),
             (Some(f), None, _) => format!("{} lists no entries", f.display()),
             (_, Some(a), Some(z)) => format!(
                 "none of the {} entries ({} to {}) has a price point after it in the data ({})",
@@ -337,6 +505,7 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
             _ => "there are no entries".into(),
         };
         warnings.push(format!("{what}: no position opens, 0 trades"));
+        no_positions = Some(what);
     }
     Ok(Loaded {
         market,
@@ -345,37 +514,56 @@ pub fn load(scenario: &Scenario) -> Result<Loaded, BacktestError> {
         rows,
         gaps,
         warnings,
+        no_positions,
     })
 }
 
-/// Totals of one run.
+/// Totals of one run, from its metrics ([`metrics::compute`], the sweep's own): an undefined
+/// value (the mean or win rate of no trades) is `null`, as it is an empty cell in `sweep.csv`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Totals {
     pub policy: Policy,
     pub trades: usize,
     pub wins: usize,
-    pub win_rate: f64,
+    pub win_rate: Option<f64>,
     pub total_return_pct: f64,
-    pub mean_return_pct: f64,
+    pub mean_return_pct: Option<f64>,
 }
 
 impl Totals {
-    pub fn of(policy: Policy, rows: &[TradeRow]) -> Totals {
-        let total: Decimal = rows.iter().map(|r| r.pnl_pct).sum();
-        let wins = rows.iter().filter(|r| r.pnl_pct > Decimal::ZERO).count();
-        let n = rows.len();
-        let f = |d: Decimal| d.round_dp(8).to_string().parse::<f64>().unwrap_or(0.0);
+    pub fn of(policy: Policy, m: &Metrics, rows: &[TradeRow]) -> Totals {
         Totals {
             policy,
-            trades: n,
-            wins,
-            win_rate: if n == 0 { 0.0 } else { wins as f64 / n as f64 },
-            total_return_pct: f(total),
-            mean_return_pct: if n == 0 {
-                0.0
-            } else {
-                f(total / Decimal::from(n))
-            },
+            trades: rows.len(),
+            wins: rows.iter().filter(|r| r.pnl_pct > Decimal::ZERO).count(),
+            win_rate: m.win_rate,
+            total_return_pct: m.total_return_pct.unwrap_or(0.0),
+            mean_return_pct: m.mean_return_pct,
+        }
+    }
+}
+
+/// The metrics `summary.json` has beyond [`Totals`] and the counters (added keys; the sweep's
+/// column names).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ratios {
+    pub profit_factor: Option<f64>,
+    pub max_drawdown_pct: Option<f64>,
+    pub sharpe: Option<f64>,
+    pub mean_giveback_pct: Option<f64>,
+    pub capture_ratio: Option<f64>,
+    pub ambiguous_share: Option<f64>,
+}
+
+impl Ratios {
+    fn of(m: &Metrics) -> Ratios {
+        Ratios {
+            profit_factor: m.profit_factor,
+            max_drawdown_pct: m.max_drawdown_pct,
+            sharpe: m.sharpe,
+            mean_giveback_pct: m.mean_giveback_pct,
+            capture_ratio: m.capture_ratio,
+            ambiguous_share: m.ambiguous_share,
         }
     }
 }
@@ -400,11 +588,16 @@ pub struct Summary {
     pub emergency_updates: u64,
     pub unprotected_ms: i64,
     pub ambiguous_bars: u64,
+    #[serde(flatten)]
+    pub ratios: Ratios,
     /// The whole run under the optimistic and the pessimistic intrabar order.
     pub band: Band,
     /// What the run said about its inputs (absent when nothing).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// All of the run's metrics, as a sweep cell has them (the values above come from here).
+    #[serde(skip)]
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -543,19 +736,22 @@ pub fn report_from_runs(
             .collect()
     };
     let rows = rows_of(&main);
+    let own = metrics::compute(&metrics::trades_of(market, &rows));
     let mut pass = 0;
     let mut band_for = |p: Policy,
                         opts: Option<RunOptions>,
                         progress: &mut dyn FnMut(usize, usize)|
      -> Result<Totals, BacktestError> {
         let Some(opts) = opts else {
-            return Ok(Totals::of(p, &rows));
+            return Ok(Totals::of(p, &own, &rows));
         };
         pass += 1;
         let runs = run_positions(market, &loaded.entries, &settings, opts, |k| {
             progress(pass * n + k, n * passes)
         })?;
-        Ok(Totals::of(p, &rows_of(&runs)))
+        let band_rows = rows_of(&runs);
+        let m = metrics::compute(&metrics::trades_of(market, &band_rows));
+        Ok(Totals::of(p, &m, &band_rows))
     };
     let optimistic = band_for(Policy::Optimistic, plan.optimistic, &mut progress)?;
     let pessimistic = band_for(Policy::Pessimistic, plan.pessimistic, &mut progress)?;
@@ -573,7 +769,6 @@ pub fn report_from_runs(
             rows.iter().filter(|t| t.exit_reason == r).count(),
         );
     }
-    let sum = |f: fn(&TradeRow) -> u64| rows.iter().map(f).sum::<u64>();
     let summary = Summary {
         scenario: scenario.name.clone(),
         symbol: scenario.data.symbol.clone(),
@@ -586,18 +781,20 @@ pub fn report_from_runs(
         gaps: loaded.gaps,
         price_decimals: market.instrument.price_decimals,
         venue: format!("{:?}", scenario.exchange.venue).to_lowercase(),
-        totals: Totals::of(policy, &rows),
+        totals: Totals::of(policy, &own, &rows),
         exit_reasons,
-        stop_updates: sum(|r| r.stop_updates as u64),
-        updates_held: sum(|r| r.updates_held as u64),
-        emergency_updates: sum(|r| r.emergency_updates as u64),
-        unprotected_ms: rows.iter().map(|r| r.unprotected_ms).sum(),
-        ambiguous_bars: sum(|r| r.ambiguous_bars as u64),
+        stop_updates: own.stop_updates as u64,
+        updates_held: own.updates_held as u64,
+        emergency_updates: own.emergency_updates as u64,
+        unprotected_ms: own.unprotected_ms,
+        ambiguous_bars: own.ambiguous_bars as u64,
+        ratios: Ratios::of(&own),
         band: Band {
             optimistic,
             pessimistic,
         },
         warnings: loaded.warnings.clone(),
+        metrics: own,
     };
     let events = main.into_iter().map(|r| (r.id, r.events)).collect();
     Ok(Report {

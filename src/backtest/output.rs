@@ -67,6 +67,49 @@ fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     }
 }
 
+/// An output folder that cannot take the files.
+#[derive(Debug, thiserror::Error)]
+pub enum OutDirError {
+    #[error("{path}: not a folder (it, or a folder above it, is a file); give --out a folder")]
+    NotAFolder { path: PathBuf },
+    #[error("{path}: cannot write into {} ({cause})", .place.display())]
+    CannotWrite {
+        path: PathBuf,
+        /// The folder the probe was written in: `path`, or its nearest existing parent.
+        place: PathBuf,
+        cause: std::io::Error,
+    },
+}
+
+/// Proves that the output folder `dir` can take files before a long run: it, or the nearest
+/// folder above it that exists (where it will be created), is a folder and takes a probe file,
+/// removed at once. Nothing is left behind, so a run refused later leaves no empty folder.
+pub fn check_out_dir(dir: &Path) -> Result<(), OutDirError> {
+    let path = dir.to_path_buf();
+    let place = dir
+        .ancestors()
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("."));
+    if !place.is_dir() {
+        return Err(OutDirError::NotAFolder { path });
+    }
+    let probe = place.join(format!(".trailstop-probe.tmp{}", std::process::id()));
+    let written = std::fs::File::create(&probe).and_then(|mut f| f.write_all(b"probe"));
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|cause| OutDirError::CannotWrite {
+        path,
+        place: place.to_path_buf(),
+        cause,
+    })
+}
+
 /// Writes `bytes` to `path` via a temporary sibling and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_files(&[(path.to_path_buf(), bytes.to_vec())])
@@ -201,5 +244,46 @@ mod tests {
             std::fs::read(dir.path().join("events.jsonl")).unwrap(),
             b"{}\n"
         );
+    }
+
+    /// A full disk (the temporary file is `/dev/full`): the error names the file the write was
+    /// for, says the cause once, and leaves nothing behind.
+    #[test]
+    fn a_full_disk_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("heatmap.png");
+        std::os::unix::fs::symlink("/dev/full", temp_path(&target)).unwrap();
+        let e = write_files(&[
+            (dir.path().join("sweep.csv"), b"a\n".to_vec()),
+            (target.clone(), vec![0; 4096]),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("{}: ", target.display())),
+            "{text}"
+        );
+        assert_eq!(text.matches("No space left on device").count(), 1, "{text}");
+        assert!(!dir.path().join("sweep.csv").exists(), "nothing renamed");
+    }
+
+    #[test]
+    fn the_out_folder_is_checked_without_a_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        check_out_dir(&deep).unwrap();
+        assert!(!dir.path().join("a").exists(), "nothing is created");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no probe left"
+        );
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        for bad in [file.clone(), file.join("below")] {
+            let e = check_out_dir(&bad).unwrap_err();
+            assert!(matches!(e, OutDirError::NotAFolder { .. }), "{e}");
+            assert!(e.to_string().starts_with(&bad.display().to_string()), "{e}");
+        }
     }
 }

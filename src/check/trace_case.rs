@@ -104,6 +104,8 @@ impl TraceCase {
                 symbol: String::new(),
                 tick_size: self.tick_size,
                 interval: None,
+                start: None,
+                end: None,
             },
             entries: Default::default(),
             exchange: ExchangeSection {
@@ -152,6 +154,7 @@ impl TraceCase {
                 rows,
                 gaps,
                 warnings: Vec::new(),
+                no_positions: None,
             },
         ))
     }

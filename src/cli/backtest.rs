@@ -1,16 +1,19 @@
-//! `trailstop backtest SCENARIO.toml [--out DIR] [--set key=value ...]`
+//! `trailstop backtest SCENARIO.toml [--out DIR] [--set key=value ...] [--report]`
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::results;
 use crate::backtest::{self, output};
 use crate::scenario::Scenario;
+use crate::sweep::picks;
 
 #[derive(clap::Args)]
 pub struct BacktestArgs {
-    /// The scenario file (TOML, DESIGN §5).
+    /// The scenario file (TOML; every key, its type, unit, default and an example:
+    /// docs/scenario.md).
     scenario: PathBuf,
     /// Output folder [default: reports/<scenario name>/].
     #[arg(long)]
@@ -19,18 +22,32 @@ pub struct BacktestArgs {
     /// (a key without a section means trailing.<key>, as in --grid; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Print nothing but errors.
+    #[command(flatten)]
+    range: super::TimeRange,
+    /// Also draw the report into the output folder: equity curve, charts of the top and worst
+    /// trades (trades/*.png) and index.html.
+    #[arg(long)]
+    report: bool,
+    /// Print nothing but errors (and warnings).
     #[arg(long, short)]
     quiet: bool,
 }
 
 pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&args.scenario, &args.set)?;
+    let scenario = Scenario::load(&args.scenario, &args.range.sets(&args.set)?)?;
     let loaded = backtest::load(&scenario)?;
     // Warnings go to stderr even with --quiet: they say the results may not mean what they seem.
+    // Why no position opens is told once: in the results below unless they are not printed.
+    let no_positions = loaded.no_positions.as_deref();
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        if args.quiet || no_positions.is_none_or(|why| !w.starts_with(why)) {
+            eprintln!("warning: {w}");
+        }
     }
+    let dir = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
+    output::check_out_dir(&dir)?;
     let bar = ProgressBar::new(loaded.entries.len() as u64 * 3);
     bar.set_style(
         ProgressStyle::with_template(
@@ -46,54 +63,20 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
-    let dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
     output::write_all(&dir, &report).with_context(|| format!("writing {}", dir.display()))?;
+    let drawn = if args.report {
+        let data = picks::backtest_data(&scenario, &loaded, &report);
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        Some(
+            crate::report::render_backtest(&dir, &report.summary, &data, &command)
+                .with_context(|| format!("report into {}", dir.display()))?,
+        )
+    } else {
+        None
+    };
     if !args.quiet {
         let s = &report.summary;
-        println!(
-            "{}: {} trades on {} {} ({} rows), {} / {} / {} intrabar",
-            s.scenario,
-            s.totals.trades,
-            if s.symbol.is_empty() {
-                "data"
-            } else {
-                &s.symbol
-            },
-            s.data,
-            s.data_rows,
-            s.venue,
-            s.totals.policy.as_str(),
-            if s.ambiguous_bars > 0 {
-                "ambiguous bars counted"
-            } else {
-                "no ambiguous bars"
-            },
-        );
-        println!(
-            "  total {:+.4} %  mean {:+.4} %  win rate {:.1} %  band [{:+.4} % pessimistic, {:+.4} % optimistic]",
-            s.totals.total_return_pct,
-            s.totals.mean_return_pct,
-            s.totals.win_rate * 100.0,
-            s.band.pessimistic.total_return_pct,
-            s.band.optimistic.total_return_pct,
-        );
-        let reasons: Vec<String> = s
-            .exit_reasons
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect();
-        println!(
-            "  exits: {}; stop updates {} (held {}, emergency {}); unprotected {} ms; ambiguous bars {}",
-            reasons.join(", "),
-            s.stop_updates,
-            s.updates_held,
-            s.emergency_updates,
-            s.unprotected_ms,
-            s.ambiguous_bars
-        );
+        print!("{}", results::backtest_table(s, no_positions));
         if let Some(g) = &s.gaps
             && g.count > 0
         {
@@ -106,6 +89,13 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
             "  wrote {}/{{trades.csv,summary.json,events.jsonl}}",
             dir.display()
         );
+        if let Some(files) = drawn {
+            println!(
+                "  report: {} files; open {}",
+                files.len(),
+                dir.join("index.html").display()
+            );
+        }
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::backtest::output::check_out_dir(&args.out)?;
     let mut out = crate::sweep::merge(&args.dirs, &args.out)
         .with_context(|| format!("merge into {}", args.out.display()))?;
     if !args.no_report {
@@ -29,6 +30,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             crate::report::render(&out.dir)
                 .with_context(|| format!("report in {}", out.dir.display()))?,
         );
+    } else {
+        crate::report::remove_stale(&out.dir, &[])
+            .with_context(|| format!("removing the old report in {}", out.dir.display()))?;
+    }
+    // As the unsharded sweep says it.
+    let (edge, best_cells) = super::results::sweep_outcome(&out);
+    if let Some(w) = edge {
+        eprintln!("warning: {w}");
     }
     if !args.quiet {
         println!(
@@ -38,6 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             out.files.len(),
             out.dir.display()
         );
+        if let Some(t) = best_cells {
+            print!("{t}");
+        }
     }
     Ok(())
 }

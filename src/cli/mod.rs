@@ -2,6 +2,7 @@
 
 mod backtest;
 mod check;
+mod completions;
 #[cfg(feature = "live")]
 mod fake_bybit;
 #[cfg(feature = "live")]
@@ -9,6 +10,7 @@ mod live;
 mod merge;
 mod paper;
 mod report;
+mod results;
 mod state;
 mod sweep;
 mod trace;
@@ -53,10 +55,87 @@ enum Command {
     /// Protect the account's open positions with trailing stops on the exchange (Bybit).
     #[cfg(feature = "live")]
     Live(live::Args),
+    /// Print the shell completion script (bash, zsh or fish) to stdout.
+    Completions(completions::Args),
+}
+
+/// `--from` / `--to`: the time range of the replay, as `[data] start` / `end` (shared by
+/// backtest, sweep and paper).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TimeRange {
+    /// Replay from this time on, included: an ISO date or date-time, UTC unless an offset is
+    /// given (e.g. 2022-12-13 or 2022-12-13T06:00:00Z); the same as --set data.start=TIME.
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// Replay up to this time, excluded (--to 2022-12-14 ends with the last candle of
+    /// 2022-12-13); the same as --set data.end=TIME.
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+}
+
+impl TimeRange {
+    /// `set` with the range's overrides after it (they win over a `--set` of the same key); a
+    /// time that cannot be read is an error naming the flag as typed.
+    pub fn sets(&self, set: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut out = set.to_vec();
+        for (flag, key, value) in [
+            ("--from", "data.start", &self.from),
+            ("--to", "data.end", &self.to),
+        ] {
+            if let Some(t) = value {
+                crate::scenario::parse_time_key(t)
+                    .map_err(|m| anyhow::anyhow!("{flag} ({key}): {m}"))?;
+                out.push(format!("{key}={t}"));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The exit status after Ctrl-C (128 + SIGINT), as shells report a process that SIGINT ended.
+pub const INTERRUPTED: u8 = 130;
+
+/// A command that stopped early at Ctrl-C after saving what it had (a sweep's finished rows):
+/// `main` prints it and exits [`INTERRUPTED`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
+/// Ctrl-C (or SIGTERM) exits at once with [`INTERRUPTED`]: for every command but `sweep`,
+/// which saves its finished combinations first (`cli::sweep`). What a command writes is
+/// written atomically, and `paper` resumes from its last committed step, so stopping anywhere
+/// is safe.
+fn exit_on_interrupt() {
+    let always = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if signal_hook::flag::register_conditional_shutdown(
+            sig,
+            i32::from(INTERRUPTED),
+            always.clone(),
+        )
+        .is_err()
+        {
+            eprintln!("warning: no Ctrl-C handler: an interrupted run exits by the signal");
+        }
+    }
+}
+
+/// Whether a command handles SIGINT/SIGTERM itself: `sweep` saves its finished rows; `live`
+/// finishes or journals what is in flight and exits 0, its stops left on the exchange.
+fn handles_interrupt(command: &Command) -> bool {
+    match command {
+        Command::Sweep(_) => true,
+        #[cfg(feature = "live")]
+        Command::Live(_) => true,
+        _ => false,
+    }
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !handles_interrupt(&cli.command) {
+        exit_on_interrupt();
+    }
     let result = match cli.command {
         Command::Trace(a) => trace::run(a),
         Command::Backtest(a) => backtest::run(a),
@@ -67,6 +146,7 @@ pub fn main() -> ExitCode {
         Command::Merge(a) => merge::run(a),
         #[cfg(feature = "live")]
         Command::FakeBybit(a) => fake_bybit::run(a),
+        Command::Completions(a) => completions::run(a),
         // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
         Command::Check(a) => return check::run(a),
         // Its own exit status: 2 for missing keys or a bad config.
@@ -76,8 +156,60 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", error_text(&e));
+            if e.is::<Interrupted>() {
+                ExitCode::from(INTERRUPTED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
+    }
+}
+
+/// An error and its causes on one line, each cause once: many errors already show their
+/// source in their own text (`{path}: {source}`), so a cause whose text is already there is
+/// left out instead of being printed twice.
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Shown {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("loading")]
+    struct Hidden {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(Shown {
+            path: "a.toml".into(),
+            source: io(),
+        });
+        let text = error_text(&e);
+        assert_eq!(text, format!("a.toml: {}", io()));
+        // A cause not in the message is still shown, after a context.
+        let e = anyhow::Error::new(Hidden { source: io() }).context("backtest x");
+        assert_eq!(error_text(&e), format!("backtest x: loading: {}", io()));
     }
 }

@@ -32,6 +32,8 @@ pub struct Args {
     /// changed [trailing] config on a resumed run is shown and applied (the stop never loosens).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    range: super::TimeRange,
     /// fsync every committed step (synchronous=FULL) instead of relying on the WAL (NORMAL).
     #[arg(long)]
     sync_full: bool,
@@ -50,11 +52,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--speed {s}: must be a positive number (e.g. 60 for one minute per second)");
     }
     // Everything that can fail on the inputs fails before the database is touched.
-    let scenario = Scenario::load(&args.scenario, &args.set)?;
+    let scenario = Scenario::load(&args.scenario, &args.range.sets(&args.set)?)?;
     let loaded = backtest::load(&scenario)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-paper", scenario.name)));
+    output::check_out_dir(&dir)?;
     // A database of an older trailstop is upgraded on open (in one transaction, or not at all).
     let mut opts = OpenOptions::runner().upgrading(paper::upgrade_v1);
     if args.sync_full {
@@ -108,9 +115,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         PaperOptions { speed: args.speed },
         say,
     )?;
-    let dir = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("reports").join(format!("{}-paper", scenario.name)));
     output::write_all(&dir, &report).with_context(|| format!("writing {}", dir.display()))?;
     if !args.quiet {
         let s = &report.summary;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::results;
 use crate::sweep::grid::Shard;
 use crate::sweep::spec::CliSpec;
 use crate::sweep::{self, Options};
@@ -23,6 +24,8 @@ pub struct Args {
     /// (a key without a section means trailing.<key>, as in --grid; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    #[command(flatten)]
+    range: super::TimeRange,
     /// Sweep a key: KEY=FROM:TO:STEP (exact decimals, end included) or KEY=A,B,C; replaces the
     /// [sweep] entry of that key (repeatable). Keys without a section mean trailing.KEY.
     #[arg(long, value_name = "KEY=RANGE")]
@@ -81,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let opts = Options {
         scenario: args.scenario.clone(),
-        set: args.set.clone(),
+        set: args.range.sets(&args.set)?,
         out: args.out.clone(),
         cli: CliSpec {
             grid: args.grid.clone(),
@@ -102,8 +105,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // First Ctrl-C: finish the running combinations, write what is done. Second: exit at once.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .context("installing the Ctrl-C handler")?;
+        signal_hook::flag::register_conditional_shutdown(
+            sig,
+            super::INTERRUPTED.into(),
+            stop.clone(),
+        )
+        .context("installing the Ctrl-C handler")?;
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
     }
     let bar = ProgressBar::new(n as u64);
@@ -120,14 +127,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut out = sweep::run(&opts, prepared, &stop, &|| bar.inc(1))
         .with_context(|| format!("sweep into {}", dir_hint.display()))?;
     bar.finish_and_clear();
-    // The report is drawn from the files just written (a shard writes no results).
+    // The report is drawn from the files just written (a shard writes no results). Without
+    // one, an earlier report's pictures would sit beside tables they do not show.
     if !args.no_report && out.meta.results.is_some() {
         out.files.extend(
             crate::report::render(&out.dir)
                 .with_context(|| format!("report in {}", out.dir.display()))?,
         );
+    } else if out.meta.results.is_some() {
+        crate::report::remove_stale(&out.dir, &[])
+            .with_context(|| format!("removing the old report in {}", out.dir.display()))?;
     }
     let m = &out.meta;
+    // A warning, also with --quiet: the best cell may not be the best there is.
+    let (edge, best_cells) = results::sweep_outcome(&out);
+    if let Some(w) = edge {
+        eprintln!("warning: {w}");
+    }
     if !args.quiet {
         println!(
             "{}: {} of {} combinations{}, objective {}",
@@ -151,6 +167,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     );
                 }
             };
+            if let Some(t) = &best_cells {
+                print!("{t}");
+            }
             show("best", &r.best);
             show("robust", &r.robust);
             show("scenario", &Some(r.scenario.clone()));
@@ -169,12 +188,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if stop.load(Ordering::Relaxed) || m.interrupted {
-        anyhow::bail!(
+        return Err(super::Interrupted(format!(
             "interrupted: {} of {} combinations finished; they are in {}",
             m.finished,
             n,
             out.dir.display()
-        );
+        ))
+        .into());
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use rust_decimal::Decimal;
 
-use crate::backtest::{DataKind, load_market, run};
+use crate::backtest::{DataKind, load_market_in, run};
 use crate::engine::{Event, Side, TrailingConfig, exact_decimal};
 use crate::scenario::{Venue, parse_override, set_key};
 use crate::sim::entries::EntrySpec;
@@ -98,12 +98,15 @@ fn trailing_config(args: &TraceArgs) -> anyhow::Result<TrailingConfig> {
 
 pub fn run(args: TraceArgs) -> anyhow::Result<()> {
     let config = trailing_config(&args)?;
-    let kind = if args.ticks || crate::data::looks_like_ticks(&args.input) {
+    // Read once: the input may be a FIFO or `/dev/stdin`.
+    let bytes = crate::data::read_input(&args.input)?;
+    let kind = if args.ticks || crate::data::looks_like_ticks_in(&bytes) {
         DataKind::Trades
     } else {
         DataKind::Candles
     };
-    let (market, _, _) = load_market(kind, &args.input, None, args.tick_size, args.entry.iter())?;
+    let (market, _, _) =
+        load_market_in(kind, &args.input, &bytes, args.tick_size, args.entry.iter())?;
     let time = match &args.at {
         Some(t) => crate::data::parse_time(t).map_err(|m| anyhow::anyhow!("--at: {m}"))?,
         None => *market.entry_times().first().expect("market is not empty"),

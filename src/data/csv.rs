@@ -1,129 +1,123 @@
-//! A small CSV reader over the file's lines, so that every error names its exact line.
+//! Market data CSV, read with the `csv` crate, so that every error names its exact line.
 //!
-//! Commas separate fields; a field may be wrapped in double quotes (`""` is a quote inside);
-//! `\r\n` and `\n` line ends; blank lines are skipped (but counted); a UTF-8 BOM is ignored.
-//! Quoted fields do not span lines.
+//! Commas separate fields; a field may be wrapped in double quotes (`""` is a quote inside) and
+//! then span lines; `\r\n` and `\n` line ends; blank lines are skipped (but counted); a UTF-8
+//! BOM is ignored.
 
-use std::borrow::Cow;
 use std::path::Path;
 
 use super::build::{CandleBuilder, CandleNames, TradeBuilder};
 use super::error::{DataError, Loc};
 use super::parse::{Cell, is_number};
 use super::{Candles, TIME_COLUMNS, Trades, column_key};
+use crate::echo::echo;
 
-/// One non-blank line split into fields.
-struct Record<'a> {
+/// One non-blank record split into fields.
+#[derive(Clone)]
+struct Record {
+    /// The 1-based line it starts on.
     line: usize,
-    fields: Vec<Cow<'a, str>>,
-    /// The file's last line, with no line end after it.
+    fields: csv::StringRecord,
+    /// The file's last record, with no line end after it.
     unterminated: bool,
+}
+
+impl Record {
+    fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        self.fields.get(i).unwrap_or_default()
+    }
 }
 
 struct Records<'a> {
     path: &'a Path,
     bytes: &'a [u8],
-    pos: usize,
-    line: usize,
+    reader: csv::Reader<&'a [u8]>,
+    record: Record,
 }
 
 impl<'a> Records<'a> {
     fn new(path: &'a Path, bytes: &'a [u8]) -> Self {
-        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        // The reader skips a UTF-8 BOM at the start itself (its positions count it).
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(bytes);
         Records {
             path,
             bytes,
-            pos: 0,
-            line: 0,
+            reader,
+            record: Record {
+                line: 0,
+                fields: csv::StringRecord::new(),
+                unterminated: false,
+            },
         }
     }
 
-    fn next_record(&mut self) -> Option<Result<Record<'a>, DataError>> {
-        while self.pos < self.bytes.len() {
-            self.line += 1;
-            let rest = &self.bytes[self.pos..];
-            let (raw, unterminated) = match rest.iter().position(|b| *b == b'\n') {
-                Some(end) => {
-                    self.pos += end + 1;
-                    (&rest[..end], false)
-                }
-                None => {
-                    self.pos = self.bytes.len();
-                    (rest, true)
-                }
-            };
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            let loc = Loc::Line(self.line);
-            let text = match std::str::from_utf8(raw) {
-                Ok(t) => t,
-                Err(e) => {
-                    return Some(Err(DataError::new(
-                        self.path,
-                        format!("not valid UTF-8 text (byte {})", e.valid_up_to() + 1),
-                    )
-                    .at(loc)));
-                }
-            };
-            if text.trim().is_empty() {
+    /// The next record that is not blank (a line of spaces is blank too).
+    fn next_record(&mut self) -> Option<Result<&Record, DataError>> {
+        loop {
+            let start = self.reader.position().clone();
+            match self.reader.read_record(&mut self.record.fields) {
+                Ok(false) => return None,
+                Ok(true) => {}
+                Err(e) => return Some(Err(self.read_error(&start, e))),
+            }
+            // The reader dates a record from where it began looking: before the blank lines
+            // it skipped. Step over them to the record's own first line.
+            let pos = self.record.fields.position().unwrap_or(&start);
+            let (mut line, mut from) = (pos.line() as usize, pos.byte() as usize);
+            while let Some(&b) = self.bytes.get(from).filter(|b| matches!(b, b'\n' | b'\r')) {
+                line += usize::from(b == b'\n');
+                from += 1;
+            }
+            self.record.line = line;
+            let f = &self.record.fields;
+            if f.len() == 1 && f[0].trim().is_empty() {
                 continue;
             }
-            return Some(match split_fields(text) {
-                Ok(fields) => Ok(Record {
-                    line: self.line,
-                    fields,
-                    unterminated,
-                }),
-                Err(m) => Err(DataError::new(self.path, m).at(loc)),
-            });
+            let end = self.reader.position().byte() as usize;
+            if end >= self.bytes.len() {
+                if let Some(e) = self.open_quote(from) {
+                    return Some(Err(e));
+                }
+                self.record.unterminated = !self.bytes.ends_with(b"\n");
+            }
+            return Some(Ok(&self.record));
         }
-        None
     }
-}
 
-/// Splits one line on commas, honouring double quotes.
-fn split_fields(line: &str) -> Result<Vec<Cow<'_, str>>, String> {
-    let mut fields = Vec::new();
-    let mut rest = line;
-    loop {
-        let trimmed = rest.trim_start_matches([' ', '\t']);
-        if let Some(inner) = trimmed.strip_prefix('"') {
-            let mut value = String::new();
-            let mut chars = inner.char_indices();
-            let after = loop {
-                match chars.next() {
-                    None => return Err("unterminated quoted field".to_owned()),
-                    Some((i, '"')) => {
-                        if inner[i + 1..].starts_with('"') {
-                            value.push('"');
-                            chars.next();
-                        } else {
-                            break &inner[i + 1..];
-                        }
-                    }
-                    Some((_, ch)) => value.push(ch),
-                }
-            };
-            fields.push(Cow::Owned(value));
-            let after = after.trim_start_matches([' ', '\t']);
-            if after.is_empty() {
-                return Ok(fields);
-            }
-            match after.strip_prefix(',') {
-                Some(next) => rest = next,
-                None => return Err("unexpected text after a quoted field".to_owned()),
-            }
-        } else {
-            match rest.find(',') {
-                Some(i) => {
-                    fields.push(Cow::Borrowed(&rest[..i]));
-                    rest = &rest[i + 1..];
-                }
-                None => {
-                    fields.push(Cow::Borrowed(rest));
-                    return Ok(fields);
-                }
-            }
-        }
+    /// A quote opened in the file's last record and never closed: the rest of the file would
+    /// otherwise be read as one field.
+    fn open_quote(&self, from: usize) -> Option<DataError> {
+        let quotes = self.bytes[from.min(self.bytes.len())..]
+            .iter()
+            .filter(|&&b| b == b'"')
+            .count();
+        (quotes % 2 == 1).then(|| {
+            DataError::new(
+                self.path,
+                "unterminated quoted field: a quote opened here is never closed",
+            )
+            .at(Loc::Line(self.record.line))
+        })
+    }
+
+    fn read_error(&self, start: &csv::Position, e: csv::Error) -> DataError {
+        let line = e.position().map_or(start.line(), csv::Position::line) as usize;
+        let message = match e.kind() {
+            csv::ErrorKind::Utf8 { err, .. } => format!(
+                "field {}: not valid UTF-8 text (byte {} of the field)",
+                err.field() + 1,
+                err.valid_up_to() + 1
+            ),
+            _ => e.to_string(),
+        };
+        DataError::new(self.path, message).at(Loc::Line(line))
     }
 }
 
@@ -137,7 +131,7 @@ fn find_column(header: &[String], names: &[&str]) -> Option<usize> {
 fn found_list(header: &[String]) -> String {
     header
         .iter()
-        .map(|h| format!("`{}`", h.trim()))
+        .map(|h| format!("`{}`", echo(h.trim())))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -171,7 +165,7 @@ fn no_duplicates(path: &Path, header: &[String], line: usize) -> Result<(), Data
                 path,
                 format!(
                     "the header names column `{}` twice (columns {} and {}): which one to read is ambiguous; rename or drop one",
-                    h.trim(),
+                    echo(h.trim()),
                     i + 1,
                     j + 1
                 ),
@@ -217,8 +211,8 @@ fn resolve(path: &Path, header: &[String], wanted: &[&str]) -> Result<Vec<usize>
 }
 
 /// A row whose field count differs from the header's.
-fn width_error(path: &Path, rec: &Record<'_>, expected: usize, of_what: &str) -> DataError {
-    let got = rec.fields.len();
+fn width_error(path: &Path, rec: &Record, expected: usize, of_what: &str) -> DataError {
+    let got = rec.len();
     let message = if rec.unterminated && got < expected {
         format!("has {got} of {expected} fields and no line end: the file looks truncated")
     } else {
@@ -228,48 +222,52 @@ fn width_error(path: &Path, rec: &Record<'_>, expected: usize, of_what: &str) ->
 }
 
 /// Reads the first non-blank record, or reports an empty file.
-fn first_record<'a>(path: &Path, records: &mut Records<'a>) -> Result<Record<'a>, DataError> {
+fn first_record(path: &Path, records: &mut Records<'_>) -> Result<Record, DataError> {
     match records.next_record() {
-        Some(r) => r,
+        Some(r) => r.cloned(),
         None => Err(DataError::new(path, "the file is empty: no data rows")),
     }
 }
 
-/// Feeds every data record of a CSV file to `push` after checking its width.
-fn for_each_row<'a>(
+/// Feeds every data record of a CSV file (`first_data`, when the first line is data, then the
+/// rest) to `push` after checking its width.
+fn for_each_row(
     path: &Path,
-    records: &mut Records<'a>,
-    first_data: Option<Record<'a>>,
+    records: &mut Records<'_>,
+    first_data: Option<Record>,
     expected: usize,
     of_what: &str,
-    mut push: impl FnMut(&Record<'a>) -> Result<(), DataError>,
+    mut push: impl FnMut(&Record) -> Result<(), DataError>,
 ) -> Result<usize, DataError> {
     let mut rows = 0;
-    let mut next = first_data.map(Ok);
-    loop {
-        let rec = match next.take().or_else(|| records.next_record()) {
-            None => return Ok(rows),
-            Some(r) => r?,
-        };
-        if rec.fields.len() != expected {
-            return Err(width_error(path, &rec, expected, of_what));
+    let mut check_and_push = |rec: &Record| {
+        if rec.len() != expected {
+            return Err(width_error(path, rec, expected, of_what));
         }
-        push(&rec)?;
+        push(rec)
+    };
+    if let Some(first) = first_data {
+        check_and_push(&first)?;
         rows += 1;
     }
+    while let Some(rec) = records.next_record() {
+        check_and_push(rec?)?;
+        rows += 1;
+    }
+    Ok(rows)
 }
 
 pub(crate) fn load_candles(path: &Path, bytes: &[u8]) -> Result<Candles, DataError> {
     let mut records = Records::new(path, bytes);
     let first = first_record(path, &mut records)?;
-    let (cols, names, first_data, of_what) = if is_number(&first.fields[0]) {
+    let (cols, names, first_data, of_what) = if is_number(first.get(0)) {
         // A Binance kline dump: open_time, open, high, low, close, volume, close_time, ...
-        if first.fields.len() < 5 {
+        if first.len() < 5 {
             return Err(DataError::new(
                 path,
                 format!(
                     "a headerless file is read as a Binance kline dump (open_time, open, high, low, close, ...), but this line has {} fields",
-                    first.fields.len()
+                    first.len()
                 ),
             )
             .at(Loc::Line(first.line)));
@@ -278,7 +276,7 @@ pub(crate) fn load_candles(path: &Path, bytes: &[u8]) -> Result<Candles, DataErr
             time: "open_time".into(),
             ..CandleNames::default()
         };
-        let width = first.fields.len();
+        let width = first.len();
         (
             vec![0, 1, 2, 3, 4],
             names,
@@ -286,7 +284,7 @@ pub(crate) fn load_candles(path: &Path, bytes: &[u8]) -> Result<Candles, DataErr
             ("the first line", width),
         )
     } else {
-        let header: Vec<String> = first.fields.iter().map(|f| f.to_string()).collect();
+        let header: Vec<String> = first.fields.iter().map(str::to_string).collect();
         no_duplicates(path, &header, first.line)?;
         let cols = resolve(path, &header, &["open", "high", "low", "close"])
             .map_err(|e| e.at(Loc::Line(first.line)))?;
@@ -303,7 +301,7 @@ pub(crate) fn load_candles(path: &Path, bytes: &[u8]) -> Result<Candles, DataErr
     let (of_what, expected) = of_what;
     let mut builder = CandleBuilder::new(names);
     let rows = for_each_row(path, &mut records, first_data, expected, of_what, |rec| {
-        let cell = |i: usize| Cell::Str(&rec.fields[cols[i]]);
+        let cell = |i: usize| Cell::Str(rec.get(cols[i]));
         builder
             .push(
                 Loc::Line(rec.line),
@@ -326,13 +324,12 @@ fn is_bool(s: &str) -> bool {
 pub(crate) fn load_trades(path: &Path, bytes: &[u8]) -> Result<Trades, DataError> {
     let mut records = Records::new(path, bytes);
     let first = first_record(path, &mut records)?;
-    let ((t, p), (time_name, price_name), first_data, of_what) = if is_number(&first.fields[0]) {
+    let ((t, p), (time_name, price_name), first_data, of_what) = if is_number(first.get(0)) {
         // Binance dumps: trades `id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match]`,
         // aggTrades `agg_id,price,qty,first_id,last_id,transact_time,is_buyer_maker[,best]`.
-        let f = &first.fields;
-        let layout = if f.len() >= 6 && is_bool(&f[5]) {
+        let layout = if first.len() >= 6 && is_bool(first.get(5)) {
             ((4, 1), ("time", "price"))
-        } else if f.len() >= 7 && is_bool(&f[6]) {
+        } else if first.len() >= 7 && is_bool(first.get(6)) {
             ((5, 1), ("transact_time", "price"))
         } else {
             return Err(DataError::new(
@@ -343,7 +340,7 @@ pub(crate) fn load_trades(path: &Path, bytes: &[u8]) -> Result<Trades, DataError
             .at(Loc::Line(first.line)));
         };
         let (cols, names) = layout;
-        let width = f.len();
+        let width = first.len();
         (
             cols,
             (names.0.to_owned(), names.1.to_owned()),
@@ -351,7 +348,7 @@ pub(crate) fn load_trades(path: &Path, bytes: &[u8]) -> Result<Trades, DataError
             ("the first line", width),
         )
     } else {
-        let header: Vec<String> = first.fields.iter().map(|f| f.to_string()).collect();
+        let header: Vec<String> = first.fields.iter().map(str::to_string).collect();
         no_duplicates(path, &header, first.line)?;
         let cols = resolve(path, &header, &["price"]).map_err(|e| e.at(Loc::Line(first.line)))?;
         let names = (
@@ -371,7 +368,7 @@ pub(crate) fn load_trades(path: &Path, bytes: &[u8]) -> Result<Trades, DataError
         builder
             .push(
                 Loc::Line(rec.line),
-                [Cell::Str(&rec.fields[t]), Cell::Str(&rec.fields[p])],
+                [Cell::Str(rec.get(t)), Cell::Str(rec.get(p))],
             )
             .map_err(|e| e.into_data_error(path, Loc::Line(rec.line)))
     })?;
@@ -389,12 +386,34 @@ mod tests {
     use rust_decimal_macros::dec;
 
     #[test]
-    fn splits_plain_and_quoted_fields() {
-        let f = split_fields(r#"a,"b,c", "d""e" ,,f"#).unwrap();
-        assert_eq!(f, vec!["a", "b,c", "d\"e", "", "f"]);
-        assert!(split_fields(r#""abc"#).is_err());
-        assert!(split_fields(r#""abc"x,1"#).is_err());
-        assert_eq!(split_fields("").unwrap(), vec![""]);
+    fn quoted_fields_may_hold_commas_quotes_and_line_ends() {
+        let text = "timestamp,open,high,low,close,note\n\
+                    1704067200000,1,2,1,1,\"a, \"\"quoted\"\"\nnote\non three lines\"\n\
+                    1704067260000,1,2,1,1,x\n\
+                    1704067320000,1,0.5,1,1,x\n";
+        let e = load_candles(Path::new("x.csv"), text.as_bytes()).unwrap_err();
+        // The third data row starts on line 6: the note took lines 2 to 4.
+        assert_eq!(e.location.as_deref(), Some("line 6"), "{e}");
+        assert_eq!(e.field.as_deref(), Some("high"));
+        let ok = text.replace(",0.5,", ",2,");
+        let c = load_candles(Path::new("x.csv"), ok.as_bytes()).unwrap();
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_named() {
+        let text = "timestamp,open,high,low,close\n1704067200000,1,2,1,1\n1704067260000,\"1,2,1,1\n1704067320000,1,2,1,1\n";
+        let e = load_candles(Path::new("x.csv"), text.as_bytes()).unwrap_err();
+        assert_eq!(e.location.as_deref(), Some("line 3"), "{e}");
+        assert!(e.message.starts_with("unterminated quoted field"), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line_and_field() {
+        let text = b"timestamp,open,high,low,close\n1704067200000,1,\xff2,1,1\n";
+        let e = load_candles(Path::new("x.csv"), text).unwrap_err();
+        assert_eq!(e.location.as_deref(), Some("line 2"), "{e}");
+        assert!(e.message.contains("field 3: not valid UTF-8"), "{e}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl DataError {
                 out.push_str(", ");
             }
             out.push_str("field `");
-            out.push_str(field);
+            out.push_str(&crate::echo::echo(field));
             out.push('`');
         }
         if self.location.is_some() || self.field.is_some() {

@@ -51,7 +51,10 @@ fn cell<'a>(field: &str, v: &'a Value) -> Result<Cell<'a>, RowError> {
         }
         other => Err(RowError::new(
             field,
-            format!("expected a number or a string, found `{other}`"),
+            format!(
+                "expected a number or a string, found `{}`",
+                crate::echo::echo(&other.to_string())
+            ),
         )),
     }
 }

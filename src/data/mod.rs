@@ -245,15 +245,35 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     parse::TsParser::default().parse(Cell::Str(text))
 }
 
+/// An ISO-8601 date or date-time alone (no epoch numbers) as epoch milliseconds, UTC when no
+/// offset is given; the error says what is wrong with it.
+pub fn parse_iso_time(text: &str) -> Result<i64, &'static str> {
+    parse::parse_iso_ms(text.trim())
+}
+
 /// A CSV whose header names `price` but not `open`: trade ticks rather than candles (what
 /// `trailstop trace` and trace check cases replay as ticks without being told).
 pub fn looks_like_ticks(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let header = text.lines().next().unwrap_or("").to_ascii_lowercase();
+    std::fs::read(path).is_ok_and(|bytes| looks_like_ticks_in(&bytes))
+}
+
+/// [`looks_like_ticks`] of a file's bytes.
+pub fn looks_like_ticks_in(bytes: &[u8]) -> bool {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let header = String::from_utf8_lossy(line).to_ascii_lowercase();
     let cols: Vec<&str> = header.split(',').map(str::trim).collect();
     cols.contains(&"price") && !cols.contains(&"open")
+}
+
+/// Whether `path` is a pipe, a terminal or another stream that can be read only once (a FIFO,
+/// `/dev/stdin`): such input is read whole, once, and parsed from memory.
+fn is_stream(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+/// A data file's bytes, read once: what a FIFO or `/dev/stdin` needs (see [`load_candles_in`]).
+pub fn read_input(path: &Path) -> Result<Vec<u8>, DataError> {
+    read_all(path)
 }
 
 /// What a file holds, from its first bytes and extension.
@@ -335,22 +355,51 @@ fn read_all(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 /// Loads and validates candles from a CSV, Binance dump, Freqtrade JSON/Feather/Parquet,
-/// Parquet or Arrow IPC file.
+/// Parquet or Arrow IPC file (or a pipe giving one).
 pub fn load_candles(path: &Path) -> Result<Candles, DataError> {
+    if is_stream(path) {
+        return load_candles_in(path, &read_all(path)?);
+    }
     match detect(path, &read_head(path)?)? {
         Format::Csv => csv::load_candles(path, &read_all(path)?),
         Format::Json => json::load_candles(path, &read_all(path)?),
-        Format::Columnar(kind) => table::load_candles(path, kind),
+        Format::Columnar(kind) => table::load_candles(path, kind, None),
     }
 }
 
 /// Loads and validates trade ticks (a time column and `price`; other columns ignored).
 pub fn load_trades(path: &Path) -> Result<Trades, DataError> {
+    if is_stream(path) {
+        return load_trades_in(path, &read_all(path)?);
+    }
     match detect(path, &read_head(path)?)? {
         Format::Csv => csv::load_trades(path, &read_all(path)?),
         Format::Json => json::load_trades(path, &read_all(path)?),
-        Format::Columnar(kind) => table::load_trades(path, kind),
+        Format::Columnar(kind) => table::load_trades(path, kind, None),
     }
+}
+
+/// [`load_candles`] of bytes already read from `path` (named in errors).
+pub fn load_candles_in(path: &Path, bytes: &[u8]) -> Result<Candles, DataError> {
+    match detect(path, head(bytes))? {
+        Format::Csv => csv::load_candles(path, bytes),
+        Format::Json => json::load_candles(path, bytes),
+        Format::Columnar(kind) => table::load_candles(path, kind, Some(bytes)),
+    }
+}
+
+/// [`load_trades`] of bytes already read from `path` (named in errors).
+pub fn load_trades_in(path: &Path, bytes: &[u8]) -> Result<Trades, DataError> {
+    match detect(path, head(bytes))? {
+        Format::Csv => csv::load_trades(path, bytes),
+        Format::Json => json::load_trades(path, bytes),
+        Format::Columnar(kind) => table::load_trades(path, kind, Some(bytes)),
+    }
+}
+
+/// The bytes [`detect`] looks at.
+fn head(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len().min(64)]
 }
 
 #[cfg(test)]

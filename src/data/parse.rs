@@ -5,6 +5,9 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use crate::echo::echo;
+use crate::engine::exact_decimal;
+
 /// One raw value of one row, as the file holds it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Cell<'a> {
@@ -87,14 +90,14 @@ pub(crate) fn parse_decimal_text(text: &str) -> Result<Decimal, String> {
     }
     let unsigned = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
     if matches!(unsigned.as_str(), "nan" | "inf" | "infinity") {
-        return Err(format!("`{s}` is not a finite number"));
+        return Err(format!("`{}` is not a finite number", echo(s)));
     }
     // Only digits, one sign, a point and an exponent: `Decimal::from_str` alone also takes `_`.
     let plain = s
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'));
     if !plain || !s.bytes().any(|b| b.is_ascii_digit()) {
-        return Err(format!("`{s}` is not a decimal number"));
+        return Err(format!("`{}` is not a decimal number", echo(s)));
     }
     if let Ok(d) = Decimal::from_str_exact(s) {
         return Ok(d);
@@ -108,10 +111,14 @@ pub(crate) fn parse_decimal_text(text: &str) -> Result<Decimal, String> {
     }
     if Decimal::from_str(s).is_ok() {
         return Err(format!(
-            "`{s}` has more digits than a 96-bit decimal holds exactly"
+            "`{}` has more digits than a 96-bit decimal holds exactly",
+            echo(s)
         ));
     }
-    Err(format!("`{s}` is not a decimal number"))
+    if exact_decimal::is_number_text(s) {
+        return Err(format!("`{}` is {}", echo(s), exact_decimal::OUT_OF_RANGE));
+    }
+    Err(format!("`{}` is not a decimal number", echo(s)))
 }
 
 /// The exact decimal a binary float stands for, through its shortest round-trip text.
@@ -200,7 +207,7 @@ impl TsParser {
         let read = match cell {
             Cell::Ms(_) => format!("datetime {}", format_ms(ms)),
             Cell::Str(s) if !looks_numeric(s.trim()) => {
-                format!("ISO-8601 time `{}` is {}", s.trim(), format_ms(ms))
+                format!("ISO-8601 time `{}` is {}", echo(s.trim()), format_ms(ms))
             }
             _ => {
                 let unit = self.unit.map_or("milliseconds", EpochUnit::name);
@@ -249,7 +256,8 @@ impl TsParser {
             }
             Some(u) if u == unit => Ok(()),
             Some(u) => Err(format!(
-                "epoch `{text}` looks like {} but the file's first timestamp is in {}",
+                "epoch `{}` looks like {} but the file's first timestamp is in {}",
+                echo(text),
                 unit.name(),
                 u.name()
             )),
@@ -260,7 +268,7 @@ impl TsParser {
         let unit = EpochUnit::detect(u128::from(v.unsigned_abs()));
         self.check_unit(unit, text)?;
         unit.int_to_ms(v)
-            .ok_or_else(|| format!("epoch `{text}` is out of range"))
+            .ok_or_else(|| format!("epoch `{}` is out of range", echo(text)))
     }
 
     fn epoch_dec(&mut self, v: Decimal, text: &str) -> Result<i64, String> {
@@ -268,7 +276,7 @@ impl TsParser {
         let unit = EpochUnit::detect(abs);
         self.check_unit(unit, text)?;
         unit.dec_to_ms(v)
-            .ok_or_else(|| format!("epoch `{text}` is out of range"))
+            .ok_or_else(|| format!("epoch `{}` is out of range", echo(text)))
     }
 }
 
@@ -292,7 +300,7 @@ fn epoch_value(cell: Cell<'_>) -> Option<Decimal> {
 /// A cell as the file writes it (for messages).
 fn cell_text(cell: Cell<'_>) -> String {
     match cell {
-        Cell::Str(s) => s.trim().to_owned(),
+        Cell::Str(s) => echo(s.trim()),
         Cell::Int(i) | Cell::Ms(i) => i.to_string(),
         Cell::F64(f) => f.to_string(),
         Cell::F32(f) => f.to_string(),
@@ -302,7 +310,10 @@ fn cell_text(cell: Cell<'_>) -> String {
 }
 
 fn not_a_timestamp(s: &str) -> String {
-    format!("`{s}` is not a timestamp (epoch s/ms/µs/ns or ISO-8601 like 2022-12-13T00:00:00Z)")
+    format!(
+        "`{}` is not a timestamp (epoch s/ms/µs/ns or ISO-8601 like 2022-12-13T00:00:00Z)",
+        echo(s)
+    )
 }
 
 /// Digits with an optional sign, point and exponent: an epoch number, not a date.

@@ -28,14 +28,24 @@ impl Columnar {
     }
 }
 
-/// Reads the whole file into a DataFrame. A malformed file must not take the process down, so a
-/// panic inside polars is caught and reported as an error.
-fn read_frame(path: &Path, kind: Columnar) -> Result<DataFrame, DataError> {
-    let file = File::open(path).map_err(|e| DataError::new(path, format!("cannot open: {e}")))?;
-    let result = catch_unwind(AssertUnwindSafe(|| match kind {
-        Columnar::Parquet => ParquetReader::new(file).finish(),
-        Columnar::Ipc => IpcReader::new(file).finish(),
-    }));
+/// Reads the whole file (or its bytes, already read: a pipe) into a DataFrame. A malformed
+/// file must not take the process down, so a panic inside polars is caught and reported as an
+/// error.
+fn read_frame(path: &Path, kind: Columnar, bytes: Option<&[u8]>) -> Result<DataFrame, DataError> {
+    fn read<R: polars::io::mmap::MmapBytesReader>(kind: Columnar, r: R) -> PolarsResult<DataFrame> {
+        match kind {
+            Columnar::Parquet => ParquetReader::new(r).finish(),
+            Columnar::Ipc => IpcReader::new(r).finish(),
+        }
+    }
+    let result = match bytes {
+        Some(b) => catch_unwind(AssertUnwindSafe(|| read(kind, std::io::Cursor::new(b)))),
+        None => {
+            let file =
+                File::open(path).map_err(|e| DataError::new(path, format!("cannot open: {e}")))?;
+            catch_unwind(AssertUnwindSafe(|| read(kind, file)))
+        }
+    };
     match result {
         Ok(Ok(df)) => Ok(df),
         Ok(Err(e)) => Err(DataError::new(
@@ -175,8 +185,12 @@ fn resolve<'a>(
         .collect()
 }
 
-pub(crate) fn load_candles(path: &Path, kind: Columnar) -> Result<Candles, DataError> {
-    let df = read_frame(path, kind)?;
+pub(crate) fn load_candles(
+    path: &Path,
+    kind: Columnar,
+    bytes: Option<&[u8]>,
+) -> Result<Candles, DataError> {
+    let df = read_frame(path, kind, bytes)?;
     let cols = resolve(path, &df, &["open", "high", "low", "close"])?;
     let vals = cols
         .iter()
@@ -202,8 +216,12 @@ pub(crate) fn load_candles(path: &Path, kind: Columnar) -> Result<Candles, DataE
         .ok_or_else(|| DataError::new(path, "no data rows"))
 }
 
-pub(crate) fn load_trades(path: &Path, kind: Columnar) -> Result<Trades, DataError> {
-    let df = read_frame(path, kind)?;
+pub(crate) fn load_trades(
+    path: &Path,
+    kind: Columnar,
+    bytes: Option<&[u8]>,
+) -> Result<Trades, DataError> {
+    let df = read_frame(path, kind, bytes)?;
     let cols = resolve(path, &df, &["price"])?;
     let vals = cols
         .iter()

@@ -61,7 +61,35 @@ pub mod exact_decimal {
         let t = s.trim();
         Decimal::from_str(t)
             .or_else(|_| Decimal::from_scientific(t))
-            .map_err(|_| format!("\"{s}\" is not a decimal number"))
+            .map_err(|_| {
+                let shown = crate::echo::echo(s);
+                if is_number_text(t) {
+                    format!("\"{shown}\" is {OUT_OF_RANGE}")
+                } else {
+                    format!("\"{shown}\" is not a decimal number")
+                }
+            })
+    }
+
+    /// Why a well-formed number is refused: what an exact decimal holds.
+    pub const OUT_OF_RANGE: &str = "out of range: an exact decimal holds at most 28 digits (magnitude below 7.9e28, \
+         no more than 28 decimals)";
+
+    /// Whether `t` is written as a number (`-1.5`, `1e30`, `+2.5E-7`), whatever its size.
+    pub fn is_number_text(t: &str) -> bool {
+        let t = t.strip_prefix(['+', '-']).unwrap_or(t);
+        let (mantissa, exponent) = match t.find(['e', 'E']) {
+            Some(i) => (&t[..i], Some(&t[i + 1..])),
+            None => (t, None),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        let mantissa_ok = digits(int) && digits(frac) && !(int.is_empty() && frac.is_empty());
+        let exponent_ok = exponent.is_none_or(|e| {
+            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+            !e.is_empty() && digits(e)
+        });
+        mantissa_ok && exponent_ok
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {

@@ -71,7 +71,10 @@ impl std::str::FromStr for Side {
         match s.trim().to_ascii_lowercase().as_str() {
             "long" | "buy" => Ok(Side::Long),
             "short" | "sell" => Ok(Side::Short),
-            other => Err(format!("\"{other}\" is not a side (long or short)")),
+            other => Err(format!(
+                "\"{}\" is not a side (long or short)",
+                crate::echo::echo(other)
+            )),
         }
     }
 }

@@ -3,7 +3,8 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::figure::{Figure, draw_time_mesh, err, font};
+use super::axis::time_axis;
+use super::figure::{Figure, draw_time_mesh, err, font, time_coord};
 use crate::sweep::report_data::Curve;
 
 pub struct Equity {
@@ -73,22 +74,27 @@ impl Figure for Equity {
             (lo - pad)..(hi + pad)
         };
         let y = range(&mut series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+        let axis = time_axis(t0, t1, 8);
         let mut chart = ChartBuilder::on(&top)
             .caption(&self.title, font(20.0))
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(70)
-            .build_cartesian_2d(t0..t1, y)
+            .build_cartesian_2d(time_coord(&axis, (t0, t1)), y)
             .map_err(err)?;
         let grid = RGBColor(235, 235, 235);
-        draw_time_mesh(&mut chart, (t0, t1), None, "cumulative return (%)", grid)?;
+        draw_time_mesh(&mut chart, &axis, None, "cumulative return (%)", grid)?;
         for (c, s, _) in &series {
             let col = colour(&c.label);
             let total = c.points.last().map_or(0.0, |p| p.1);
             chart
                 .draw_series(LineSeries::new(s.iter().copied(), col.stroke_width(2)))
                 .map_err(err)?
-                .label(format!("{}: {:+.2} % ({})", c.label, total, c.params))
+                .label(if c.params.is_empty() {
+                    format!("{}: {:+.2} %", c.label, total)
+                } else {
+                    format!("{}: {:+.2} % ({})", c.label, total, c.params)
+                })
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2))
                 });
@@ -106,10 +112,10 @@ impl Figure for Equity {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(t0..t1, y)
+            .build_cartesian_2d(time_coord(&axis, (t0, t1)), y)
             .map_err(err)?;
         let x_desc = Some("exit time (UTC)");
-        draw_time_mesh(&mut dd, (t0, t1), x_desc, "drawdown (pp)", grid)?;
+        draw_time_mesh(&mut dd, &axis, x_desc, "drawdown (pp)", grid)?;
         for (c, _, d) in &series {
             dd.draw_series(LineSeries::new(d.iter().copied(), colour(&c.label)))
                 .map_err(err)?;

@@ -3,11 +3,14 @@
 use std::path::Path;
 use std::sync::Once;
 
+use image::ImageEncoder;
 use plotters::coord::Shift;
+use plotters::coord::combinators::{BindKeyPoints, WithKeyPoints};
 use plotters::coord::types::{RangedCoordf64, RangedCoordi64};
 use plotters::prelude::*;
 
 use super::ReportError;
+use super::axis::{TimeAxis, time_label};
 
 /// Roboto Regular (Apache-2.0, from Debian's `fonts-roboto-unhinted`; see assets/fonts/): every
 /// label is drawn with it, so pictures do not depend on the machine's fonts.
@@ -54,48 +57,52 @@ pub fn svg<F: Figure>(fig: &F) -> Result<String, ReportError> {
     Ok(text)
 }
 
-/// The figure as PNG bytes (drawn to a temporary file in `dir`, read back and removed, so the
-/// caller writes every output atomically together).
-pub fn png<F: Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Vec<u8>, ReportError> {
+/// The figure as PNG bytes, drawn and encoded in memory: the caller writes every output
+/// atomically together, and a full disk is then reported by that write, naming the file.
+/// `file` names the picture in a drawing error.
+pub fn png<F: Figure>(fig: &F, file: &Path) -> Result<Vec<u8>, ReportError> {
     register_font();
-    std::fs::create_dir_all(dir).map_err(|e| ReportError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
-    crate::backtest::output::remove_stale_temps(dir, stem);
-    let tmp = dir.join(format!(".{stem}.tmp{}.png", std::process::id()));
-    let drawn = (|| {
-        let root = BitMapBackend::new(&tmp, fig.size()).into_drawing_area();
-        fig.draw(&root)?;
-        root.present().map_err(err)
-    })();
-    let bytes = drawn
-        .map_err(|message| ReportError::Draw {
-            file: Some(dir.join(format!("{stem}.png"))),
-            message,
-        })
-        .and_then(|()| {
-            std::fs::read(&tmp).map_err(|e| ReportError::Io {
-                path: tmp.clone(),
-                source: e,
-            })
-        });
-    let _ = std::fs::remove_file(&tmp);
-    bytes
+    let (w, h) = fig.size();
+    let draw_err = |message: String| ReportError::Draw {
+        file: Some(file.to_path_buf()),
+        message,
+    };
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        fig.draw(&root).map_err(draw_err)?;
+        root.present().map_err(|e| draw_err(err(e)))?;
+    }
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes)
+        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| draw_err(format!("PNG encoding: {e}")))?;
+    Ok(bytes)
 }
 
-/// The axes of a chart over time (epoch ms on x, `t0..t1`): six time labels, the shared fonts
-/// and a light grid of `grid`.
+/// The x coordinate of a chart over time: epoch ms with ticks on round times.
+pub type TimeCoord = WithKeyPoints<RangedCoordi64>;
+
+/// `t0..t1` as a time coordinate with the ticks of `axis`.
+pub fn time_coord(axis: &TimeAxis, (t0, t1): (i64, i64)) -> TimeCoord {
+    (t0..t1)
+        .with_key_points(axis.ticks.clone())
+        .with_light_points(axis.light.clone())
+}
+
+/// The axes of a chart over time (epoch ms on x): the ticks and labels of `axis` (round times,
+/// `super::axis`), the shared fonts and a light grid of `grid`.
 pub fn draw_time_mesh<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordi64, RangedCoordf64>>,
-    (t0, t1): (i64, i64),
+    chart: &mut ChartContext<'_, DB, Cartesian2d<TimeCoord, RangedCoordf64>>,
+    axis: &TimeAxis,
     x_desc: Option<&str>,
     y_desc: &str,
     grid: RGBColor,
 ) -> Result<(), String> {
-    let labels = |t: &i64| axis_time(*t, t1 - t0);
+    let step = axis.step;
+    let labels = move |t: &i64| time_label(*t, step);
     let mut mesh = chart.configure_mesh();
-    mesh.x_labels(6).x_label_formatter(&labels).y_desc(y_desc);
+    mesh.x_label_formatter(&labels).y_desc(y_desc);
     if let Some(d) = x_desc {
         mesh.x_desc(d);
     }
@@ -114,11 +121,4 @@ pub fn font(size: f64) -> FontDesc<'static> {
 pub fn minute(ms: i64) -> String {
     let s = crate::timefmt::iso_ms(ms);
     s.get(..16).unwrap_or(&s).replace('T', " ")
-}
-
-/// An axis label for epoch ms: `MM-DD HH:MM`, with seconds when the axis spans under two hours.
-pub fn axis_time(ms: i64, span_ms: i64) -> String {
-    let iso = crate::timefmt::iso_ms(ms);
-    let end = if span_ms < 7_200_000 { 19 } else { 16 };
-    iso.get(5..end).unwrap_or(&iso).replace('T', " ")
 }

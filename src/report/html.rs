@@ -86,6 +86,76 @@ fn pick_row(label: &str, p: &Picked, band: Option<(Option<f64>, Option<f64>)>) -
     )
 }
 
+fn head(h: &mut String, title: &str) {
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{}</title>\n<style>\n@font-face{{font-family:'{FONT}';src:url(data:font/ttf;base64,{}) format('truetype');}}\nbody{{font-family:'{FONT}',sans-serif;margin:24px;color:#222;background:#fff}}\ntable{{border-collapse:collapse;margin:8px 0 20px;font-size:13px}}\nth,td{{border:1px solid #ccc;padding:3px 6px;text-align:right}}\ntd.p{{text-align:left;font-family:monospace}}\npre{{background:#f4f4f4;padding:8px;white-space:pre-wrap}}\nfigure{{margin:12px 0}}\nsvg{{max-width:100%;height:auto}}\n</style></head><body>\n",
+        escape(title),
+        base64(FONT_BYTES)
+    );
+    let _ = writeln!(h, "<h1>{}</h1>", escape(title));
+}
+
+/// A backtest's page: its metrics (those of `summary.json`), band, exits, equity curve and the
+/// charts of its top and worst trades.
+pub fn backtest_page(
+    s: &crate::backtest::Summary,
+    command: &str,
+    equity: &Drawn,
+    trades: &[Drawn],
+) -> String {
+    let mut h = String::with_capacity(400_000);
+    head(&mut h, &format!("{} — backtest report", s.scenario));
+    let _ = writeln!(
+        h,
+        "<p>{} on {} ({} rows), venue {}, {} intrabar.</p>\n<p>Reproduce with:</p><pre>{}</pre>",
+        escape(if s.symbol.is_empty() {
+            "data"
+        } else {
+            &s.symbol
+        }),
+        escape(&s.data),
+        s.data_rows,
+        escape(&s.venue),
+        s.totals.policy.as_str(),
+        escape(command)
+    );
+    h.push_str("<h2>Summary</h2>\n<table><tr>");
+    h.push_str(METRIC_HEAD);
+    let _ = writeln!(h, "</tr>\n<tr>{}</tr>\n</table>", metric_cells(&s.metrics));
+    let exits: Vec<String> = s
+        .exit_reasons
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    let _ = writeln!(
+        h,
+        "<p>Exits: {}.</p>\n<p>Band (the whole run with each candle's adverse extreme first, then its favourable one first): total {:+.4} % pessimistic, {:+.4} % optimistic; {} ambiguous bars.</p>",
+        escape(&exits.join(", ")),
+        s.band.pessimistic.total_return_pct,
+        s.band.optimistic.total_return_pct,
+        s.ambiguous_bars
+    );
+    for w in &s.warnings {
+        let _ = writeln!(h, "<p><b>Warning:</b> {}</p>", escape(w));
+    }
+    h.push_str("<h2>Equity</h2>\n");
+    let _ = writeln!(h, "<figure>{}</figure>", equity.svg);
+    if !trades.is_empty() {
+        h.push_str("<h2>Top and worst trades</h2>\n");
+        for d in trades {
+            let _ = writeln!(
+                h,
+                "<figure>{}<figcaption>trades/{}.png</figcaption></figure>",
+                d.svg, d.stem
+            );
+        }
+    }
+    h.push_str("<p>Definitions of the metrics: README, \"Sweeps and reports\". Font: Roboto (Apache-2.0), embedded.</p>\n</body></html>\n");
+    h
+}
+
 pub fn page(
     meta: &Meta,
     data: &ReportData,
@@ -96,13 +166,7 @@ pub fn page(
 ) -> String {
     let mut h = String::with_capacity(600_000);
     let title = format!("{} — sweep report", meta.scenario);
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{}</title>\n<style>\n@font-face{{font-family:'{FONT}';src:url(data:font/ttf;base64,{}) format('truetype');}}\nbody{{font-family:'{FONT}',sans-serif;margin:24px;color:#222;background:#fff}}\ntable{{border-collapse:collapse;margin:8px 0 20px;font-size:13px}}\nth,td{{border:1px solid #ccc;padding:3px 6px;text-align:right}}\ntd.p{{text-align:left;font-family:monospace}}\npre{{background:#f4f4f4;padding:8px;white-space:pre-wrap}}\nfigure{{margin:12px 0}}\nsvg{{max-width:100%;height:auto}}\n</style></head><body>\n",
-        escape(&title),
-        base64(FONT_BYTES)
-    );
-    let _ = writeln!(h, "<h1>{}</h1>", escape(&title));
+    head(&mut h, &title);
     let status = if meta.interrupted {
         format!(
             "<p><b>Interrupted:</b> {} of {} combinations finished; the tables hold those.</p>",
@@ -203,22 +267,13 @@ pub fn page(
         }
     }
     // The ten best cells.
-    let mut order: Vec<&Row> = rows.iter().filter(|r| r.objective.is_some()).collect();
-    order.sort_by(|a, b| {
-        let (x, y) = (a.objective.unwrap_or(0.0), b.objective.unwrap_or(0.0));
-        let o = if meta.objective.higher_is_better() {
-            y.total_cmp(&x)
-        } else {
-            x.total_cmp(&y)
-        };
-        o.then(a.combo.cmp(&b.combo))
-    });
+    let order = crate::sweep::robust::top(meta.objective, rows, 10);
     h.push_str(
         "<h2>Top cells</h2>\n<table><tr><th>combo</th><th>parameters</th><th>objective</th>",
     );
     h.push_str(METRIC_HEAD);
     h.push_str("</tr>\n");
-    for r in order.iter().take(10) {
+    for r in order.iter().map(|&i| &rows[i]) {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td class=p>{}</td><td>{}</td>{}</tr>",

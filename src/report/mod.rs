@@ -2,6 +2,7 @@
 //! trade charts (PNG and SVG, drawn with plotters and the embedded font), and one
 //! self-contained `index.html`.
 
+pub mod axis;
 pub mod equity;
 pub mod figure;
 pub mod heatmap;
@@ -60,7 +61,7 @@ pub struct Drawn {
 fn draw<F: figure::Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Drawn, ReportError> {
     Ok(Drawn {
         stem: stem.to_string(),
-        png: figure::png(fig, dir, stem)?,
+        png: figure::png(fig, &dir.join(format!("{stem}.png")))?,
         svg: figure::svg(fig)?,
     })
 }
@@ -72,6 +73,7 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     let data: ReportData = read_json(&dir.join("report.json"))?;
     let pq = dir.join("sweep.parquet");
     let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
+    belongs(&meta, &pq, &dir.join("sweep.json"))?;
     let rows = table::rows_from(&table::read_parquet(&pq)?, folds, &pq)?;
     let results = meta.results.as_ref().ok_or_else(|| ReportError::Input {
         path: dir.join("sweep.json"),
@@ -125,6 +127,124 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
             d.svg.clone().into_bytes(),
         ));
     }
+    for d in &trades {
+        files.push((trades_dir.join(format!("{}.png", d.stem)), d.png.clone()));
+    }
+    files.push((dir.join("index.html"), page.into_bytes()));
+    write_files(&files).map_err(ReportError::Write)?;
+    let written: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
+    remove_stale(dir, &written)?;
+    Ok(written)
+}
+
+/// Whether `name` is one of the files a report writes into its folder (`trades/` aside).
+fn is_report_file(name: &str) -> bool {
+    let picture =
+        |stem: &str| stem == "equity" || stem == "heatmap" || stem.starts_with("heatmap-");
+    name == "index.html"
+        || name
+            .strip_suffix(".png")
+            .or_else(|| name.strip_suffix(".svg"))
+            .is_some_and(picture)
+}
+
+/// Removes the report files in `dir` (pictures, trade charts, `index.html`) that are not in
+/// `written`: a report of another grid, or a sweep with `--no-report` (`written` empty), then
+/// never leaves old pictures beside new tables. Returns what was removed.
+pub fn remove_stale(dir: &Path, written: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
+    let mut removed = Vec::new();
+    let trades = dir.join("trades");
+    for (folder, ours) in [
+        (dir, is_report_file as fn(&str) -> bool),
+        (trades.as_path(), |n: &str| {
+            n.ends_with(".png") || n.ends_with(".svg")
+        }),
+    ] {
+        let Ok(entries) = std::fs::read_dir(folder) else {
+            continue;
+        };
+        let mut stale: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| e.file_name().to_str().is_some_and(ours))
+            .map(|e| e.path())
+            .filter(|p| !written.contains(p))
+            .collect();
+        stale.sort();
+        for path in stale {
+            std::fs::remove_file(&path).map_err(|source| ReportError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            removed.push(path);
+        }
+    }
+    // Only when empty: the folder itself is the report's too.
+    let _ = std::fs::remove_dir(&trades);
+    Ok(removed)
+}
+
+/// Refuses a `sweep.parquet` that is not the one written with `sweep.json` (its digest differs),
+/// or, for outputs without a digest, one whose row count is not the sweep's.
+fn belongs(meta: &Meta, pq: &Path, json: &Path) -> Result<(), ReportError> {
+    let refuse = |why: String| ReportError::Input {
+        path: pq.to_path_buf(),
+        message: format!(
+            "does not belong to {} beside it ({why}); run the sweep again into this folder, or \
+             put back the pair that was written together",
+            json.display()
+        ),
+    };
+    match &meta.parquet_digest {
+        Some(recorded) => {
+            let bytes = std::fs::read(pq).map_err(|e| ReportError::Input {
+                path: pq.to_path_buf(),
+                message: format!("cannot read: {e}"),
+            })?;
+            let found = table::digest(&bytes);
+            if &found != recorded {
+                return Err(refuse(format!(
+                    "its digest is {found}, sweep.json records {recorded}"
+                )));
+            }
+        }
+        None => {
+            let rows = table::read_parquet(pq)?.height() as u64;
+            if rows != meta.finished {
+                return Err(refuse(format!(
+                    "it has {rows} rows, sweep.json says {} combinations finished",
+                    meta.finished
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renders a backtest's report into `dir`: `equity.{png,svg}`, `trades/*.png` (its top and
+/// worst trades) and `index.html` with the summary table; returns the files written (all at
+/// once, atomically). `command`: how the run was made, shown on the page.
+pub fn render_backtest(
+    dir: &Path,
+    summary: &crate::backtest::Summary,
+    data: &ReportData,
+    command: &str,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let eq = equity::Equity {
+        title: format!("{}: realised return of the backtest", summary.scenario),
+        curves: data.curves.clone(),
+    };
+    let equity = draw(&eq, dir, "equity")?;
+    let trades_dir = dir.join("trades");
+    let mut trades = Vec::new();
+    for c in &data.charts {
+        trades.push(draw(c, &trades_dir, &c.file)?);
+    }
+    let page = html::backtest_page(summary, command, &equity, &trades);
+    let mut files: Vec<(PathBuf, Vec<u8>)> = vec![
+        (dir.join("equity.png"), equity.png.clone()),
+        (dir.join("equity.svg"), equity.svg.clone().into_bytes()),
+    ];
     for d in &trades {
         files.push((trades_dir.join(format!("{}.png", d.stem)), d.png.clone()));
     }

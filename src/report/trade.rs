@@ -4,8 +4,48 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::figure::{Figure, draw_time_mesh, err, font};
+use super::axis::{PriceFrame, TimeAxis, price_frame, time_axis};
+use super::figure::{Figure, draw_time_mesh, err, font, time_coord};
 use crate::sweep::report_data::TradeChart;
+
+/// The share of the chart's height kept above the trade for the legend.
+pub const LEGEND_SHARE: f64 = 0.28;
+
+impl TradeChart {
+    /// The time span drawn: the candles around the trade, the entry and the exit.
+    pub fn time_span(&self) -> (i64, i64) {
+        let end = self.candles.last().map_or(self.exit_time, |c| c.ts) + self.candle_ms;
+        let t0 = self
+            .candles
+            .first()
+            .map_or(self.entry_time, |c| c.ts)
+            .min(self.entry_time);
+        (t0, end.max(self.exit_time + 1))
+    }
+
+    /// The time axis: ticks on round times.
+    pub fn time_axis(&self) -> TimeAxis {
+        let (t0, t1) = self.time_span();
+        time_axis(t0, t1, 8)
+    }
+
+    /// The price frame: the trade's levels (entry, exit, activation, the peak, both stops) and
+    /// the candle bodies always inside, below the legend; the wicks only as far as they do not
+    /// flatten the rest ([`price_frame`]).
+    pub fn price_frame(&self) -> PriceFrame {
+        let levels = self
+            .candles
+            .iter()
+            .flat_map(|c| [c.open, c.close])
+            .chain(self.desired.iter().map(|p| p.1))
+            .chain(self.exchange.iter().filter_map(|p| p.1))
+            .chain(self.peak.iter().map(|p| p.1))
+            .chain(self.activation.map(|a| a.1))
+            .chain([self.entry_price, self.exit_price]);
+        let wicks = self.candles.iter().flat_map(|c| [c.low, c.high]);
+        price_frame(levels, wicks, LEGEND_SHARE)
+    }
+}
 
 impl Figure for TradeChart {
     fn size(&self) -> (u32, u32) {
@@ -14,43 +54,29 @@ impl Figure for TradeChart {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         root.fill(&WHITE).map_err(err)?;
-        let end = self.candles.last().map_or(self.exit_time, |c| c.ts) + self.candle_ms;
-        let t0 = self
-            .candles
-            .first()
-            .map_or(self.entry_time, |c| c.ts)
-            .min(self.entry_time);
-        let t1 = end.max(self.exit_time + 1);
-        let prices = self
-            .candles
-            .iter()
-            .flat_map(|c| [c.low, c.high])
-            .chain(self.desired.iter().map(|p| p.1))
-            .chain(self.exchange.iter().filter_map(|p| p.1))
-            .chain([self.entry_price, self.exit_price]);
-        let (lo, hi) = prices.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-            (a.min(p), b.max(p))
-        });
-        let pad = ((hi - lo) * 0.05).max(hi.abs() * 1e-6).max(1e-9);
+        let (t0, t1) = self.time_span();
+        let axis = self.time_axis();
+        let frame = self.price_frame();
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, font(15.0))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(80)
-            .build_cartesian_2d(t0..t1, (lo - pad)..(hi + pad))
+            .build_cartesian_2d(time_coord(&axis, (t0, t1)), frame.lo..frame.hi)
             .map_err(err)?;
         let grid = RGBColor(238, 238, 238);
-        draw_time_mesh(&mut chart, (t0, t1), Some("time (UTC)"), "price", grid)?;
+        draw_time_mesh(&mut chart, &axis, Some("time (UTC)"), "price", grid)?;
         let width = ((860.0 / self.candles.len().max(1) as f64) * 0.7).clamp(1.0, 12.0) as u32;
         let up = RGBColor(38, 166, 91);
         let down = RGBColor(214, 69, 65);
         chart
             .draw_series(self.candles.iter().map(|c| {
+                // A wick beyond the frame (a spike) is cut at its edge.
                 CandleStick::new(
                     c.ts + self.candle_ms / 2,
                     c.open,
-                    c.high,
-                    c.low,
+                    c.high.min(frame.legend_floor),
+                    c.low.max(frame.lo),
                     c.close,
                     up.filled(),
                     down.filled(),

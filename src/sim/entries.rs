@@ -1,11 +1,61 @@
 //! Where positions open (DESIGN §3 "Entries"): a generator over the data's times or a CSV file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 
 use crate::engine::{Side, exact_decimal};
 use serde::{Deserialize, Serialize};
+
+/// Why the entries cannot be used: each names the file and line, or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum EntriesError {
+    #[error("{}: {cause}", .path.display())]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{}: line {line}: expected time,side[,price][,quantity], got {got} fields", .path.display())]
+    Width {
+        path: PathBuf,
+        line: usize,
+        got: usize,
+    },
+    #[error("{}: line {line}, field `{field}`: {problem}", .path.display())]
+    Field {
+        path: PathBuf,
+        line: usize,
+        field: &'static str,
+        problem: String,
+    },
+    /// A duration key (`entries.every`, `data.interval`).
+    #[error("{key}: {problem}")]
+    Duration { key: &'static str, problem: String },
+    /// A priced entry too far outside the market where it opens to be a fill there (boxed:
+    /// the error stays small).
+    #[error("{0}")]
+    FarFromMarket(Box<FarEntry>),
+}
+
+/// The details of [`EntriesError::FarFromMarket`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{place}: entry price {price} at {time} is {off_percent} % outside {market} ({low}–{high}): \
+     more than {far_percent} % away, it cannot be a fill on this market (check the file's \
+     prices and the data's symbol)"
+)]
+pub struct FarEntry {
+    /// The file and line, or `entry N`.
+    pub place: String,
+    pub price: Decimal,
+    pub time: String,
+    pub off_percent: Decimal,
+    /// `the candle at …` or `the ticks at … and …`.
+    pub market: String,
+    pub low: Decimal,
+    pub high: Decimal,
+    pub far_percent: i64,
+}
 
 /// Which side the generated entries take (`entries.side`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -122,13 +172,16 @@ pub fn random(ts: &[i64], n: u32, seed: u64, rule: SideRule) -> Vec<EntrySpec> {
 }
 
 /// Reads `time,side[,price][,quantity]` (a header line is optional); errors name file and line.
-pub fn read_file(path: &Path) -> Result<Vec<EntrySpec>, String> {
+pub fn read_file(path: &Path) -> Result<Vec<EntrySpec>, EntriesError> {
     Ok(read_file_lines(path)?.into_iter().map(|(_, e)| e).collect())
 }
 
 /// [`read_file`] with each entry's 1-based line.
-pub fn read_file_lines(path: &Path) -> Result<Vec<(usize, EntrySpec)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_file_lines(path: &Path) -> Result<Vec<(usize, EntrySpec)>, EntriesError> {
+    let text = std::fs::read_to_string(path).map_err(|cause| EntriesError::Read {
+        path: path.to_path_buf(),
+        cause,
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
@@ -140,8 +193,11 @@ pub fn read_file_lines(path: &Path) -> Result<Vec<(usize, EntrySpec)>, String> {
             .split(',')
             .map(|f| f.trim().trim_matches('"'))
             .collect();
-        let err = |field: &str, m: String| {
-            format!("{}: line {line_no}, field `{field}`: {m}", path.display())
+        let err = |field: &'static str, problem: String| EntriesError::Field {
+            path: path.to_path_buf(),
+            line: line_no,
+            field,
+            problem,
         };
         if out.is_empty()
             && fields
@@ -151,15 +207,15 @@ pub fn read_file_lines(path: &Path) -> Result<Vec<(usize, EntrySpec)>, String> {
             continue; // header
         }
         if fields.len() < 2 || fields.len() > 4 {
-            return Err(format!(
-                "{}: line {line_no}: expected time,side[,price][,quantity], got {} fields",
-                path.display(),
-                fields.len()
-            ));
+            return Err(EntriesError::Width {
+                path: path.to_path_buf(),
+                line: line_no,
+                got: fields.len(),
+            });
         }
         let time = crate::data::parse_time(fields[0]).map_err(|m| err("time", m))?;
         let side: Side = fields[1].parse().map_err(|m| err("side", m))?;
-        let dec = |name: &str, s: &str| -> Result<Option<Decimal>, String> {
+        let dec = |name: &'static str, s: &str| -> Result<Option<Decimal>, EntriesError> {
             if s.is_empty() {
                 return Ok(None);
             }

@@ -38,7 +38,7 @@ use crate::runner::Entry;
 pub use journal::{
     JournalRow, PositionRecord, RebuildError, RebuildProblem, Rebuilt, RowKind, rebuild,
 };
-pub use record::{config_hash, config_json, fnv1a};
+pub use record::{Cols, config_hash, config_json, engine_from_row, fnv1a, nonneg};
 pub use schema::SCHEMA_VERSION;
 
 #[derive(Debug, Error)]

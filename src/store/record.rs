@@ -162,8 +162,9 @@ pub fn first_difference(
         .map(|(name, (x, y))| (name, show(x), show(y)))
 }
 
-/// Reads a row selected with [`COLUMNS`]; the error names the column and the problem.
-pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
+/// The engine's columns of a state row (the first 27, the same in every schema version); the
+/// error names the column and the problem.
+pub fn engine_from_row(row: &Row<'_>) -> Result<EngineSnapshot, String> {
     let mut col = Cols { row };
     let id: i64 = col.get(0, "position_id")?;
     let symbol: String = col.get(1, "symbol")?;
@@ -202,8 +203,7 @@ pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
         _ => return Err("sent_stop and sent_at must be set together".into()),
     };
     let confirmed = col.opt_decimal(16, "confirmed_stop")?;
-    // Derived from the lifecycle (checked against it by the comparison with the journal).
-    let _exchange_order_id: Option<String> = col.get(17, "exchange_order_id")?;
+    // Column 17, exchange_order_id, is derived (from the send count), so not read back.
     let activated_at: Option<i64> = col.get(18, "activated_at")?;
     let breakeven_armed: bool = col.get(19, "breakeven_armed")?;
     let momentum_fast: bool = col.get(20, "momentum_fast")?;
@@ -220,34 +220,7 @@ pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
         updates_held: col.get(25, "updates_held")?,
         emergency_updates: col.get(26, "emergency_updates")?,
     };
-    let order: StopOrderSnapshot = col.json(27, "order_json")?;
-    let sign = side.sign();
-    let units = |d: Decimal, name: &str| {
-        fixed::to_units(d, price_decimals)
-            .ok_or_else(|| format!("column {name}: {d} is not exact at {price_decimals} decimals"))
-    };
-    let best = sign * units(col.decimal(28, "best_price")?, "best_price")?;
-    let worst = sign * units(col.decimal(29, "worst_price")?, "worst_price")?;
-    let closed = match (
-        col.opt_decimal(30, "exit_price")?,
-        col.get::<Option<i64>>(31, "exit_at")?,
-        exit,
-    ) {
-        (Some(p), Some(ts), Some(reason)) => Some(Close {
-            ts,
-            fill: units(p, "exit_price")?,
-            reason,
-        }),
-        (None, None, _) => None,
-        _ => return Err("exit_price, exit_at and exit_reason must be set together".into()),
-    };
-    let driver: String = col.get(32, "driver_json")?;
-    let last_seq: i64 = col.get(33, "last_seq")?;
-    let version: i64 = col.get(34, "version")?;
-    let updated_at: i64 = col.get(35, "updated_at")?;
-    let nonneg =
-        |v: i64, what: &str| u64::try_from(v).map_err(|_| format!("{what} {v} is negative"));
-    let engine = EngineSnapshot {
+    Ok(EngineSnapshot {
         position: Position {
             id: nonneg(id, "position_id")?,
             symbol,
@@ -270,7 +243,43 @@ pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
         exit,
         counters,
         window,
+    })
+}
+
+pub fn nonneg(v: i64, what: &str) -> Result<u64, String> {
+    u64::try_from(v).map_err(|_| format!("{what} {v} is negative"))
+}
+
+/// Reads a row selected with [`COLUMNS`]; the error names the column and the problem.
+pub fn from_row(row: &Row<'_>) -> Result<PositionRecord, String> {
+    let engine = engine_from_row(row)?;
+    let mut col = Cols { row };
+    let price_decimals = engine.instrument.price_decimals;
+    let order: StopOrderSnapshot = col.json(27, "order_json")?;
+    let sign = engine.position.side.sign();
+    let units = |d: Decimal, name: &str| {
+        fixed::to_units(d, price_decimals)
+            .ok_or_else(|| format!("column {name}: {d} is not exact at {price_decimals} decimals"))
     };
+    let best = sign * units(col.decimal(28, "best_price")?, "best_price")?;
+    let worst = sign * units(col.decimal(29, "worst_price")?, "worst_price")?;
+    let closed = match (
+        col.opt_decimal(30, "exit_price")?,
+        col.get::<Option<i64>>(31, "exit_at")?,
+        engine.exit,
+    ) {
+        (Some(p), Some(ts), Some(reason)) => Some(Close {
+            ts,
+            fill: units(p, "exit_price")?,
+            reason,
+        }),
+        (None, None, _) => None,
+        _ => return Err("exit_price, exit_at and exit_reason must be set together".into()),
+    };
+    let driver: String = col.get(32, "driver_json")?;
+    let last_seq: i64 = col.get(33, "last_seq")?;
+    let version: i64 = col.get(34, "version")?;
+    let updated_at: i64 = col.get(35, "updated_at")?;
     Ok(PositionRecord {
         runner: RunnerSnapshot {
             engine,
@@ -291,29 +300,33 @@ fn parse_dec(s: &str) -> Result<Decimal, String> {
 }
 
 /// Typed column access whose errors name the column.
-struct Cols<'a, 'b> {
-    row: &'a Row<'b>,
+pub struct Cols<'a, 'b> {
+    pub row: &'a Row<'b>,
 }
 
 impl Cols<'_, '_> {
-    fn get<T: rusqlite::types::FromSql>(&mut self, i: usize, name: &str) -> Result<T, String> {
+    pub fn get<T: rusqlite::types::FromSql>(&mut self, i: usize, name: &str) -> Result<T, String> {
         self.row.get(i).map_err(|e| format!("column {name}: {e}"))
     }
-    fn decimal(&mut self, i: usize, name: &str) -> Result<Decimal, String> {
+    pub fn decimal(&mut self, i: usize, name: &str) -> Result<Decimal, String> {
         let s: String = self.get(i, name)?;
         parse_dec(&s).map_err(|e| format!("column {name}: {e}"))
     }
-    fn opt_decimal(&mut self, i: usize, name: &str) -> Result<Option<Decimal>, String> {
+    pub fn opt_decimal(&mut self, i: usize, name: &str) -> Result<Option<Decimal>, String> {
         let s: Option<String> = self.get(i, name)?;
         s.map(|s| parse_dec(&s).map_err(|e| format!("column {name}: {e}")))
             .transpose()
     }
-    fn parse_name<T: DeserializeOwned>(&mut self, i: usize, name: &str) -> Result<T, String> {
+    pub fn parse_name<T: DeserializeOwned>(&mut self, i: usize, name: &str) -> Result<T, String> {
         let s: String = self.get(i, name)?;
         serde_json::from_value(serde_json::Value::String(s.clone()))
             .map_err(|_| format!("column {name}: \"{s}\" is not a valid value"))
     }
-    fn opt_name<T: DeserializeOwned>(&mut self, i: usize, name: &str) -> Result<Option<T>, String> {
+    pub fn opt_name<T: DeserializeOwned>(
+        &mut self,
+        i: usize,
+        name: &str,
+    ) -> Result<Option<T>, String> {
         let s: Option<String> = self.get(i, name)?;
         s.map(|s| {
             serde_json::from_value(serde_json::Value::String(s.clone()))
@@ -321,7 +334,7 @@ impl Cols<'_, '_> {
         })
         .transpose()
     }
-    fn json<T: DeserializeOwned>(&mut self, i: usize, name: &str) -> Result<T, String> {
+    pub fn json<T: DeserializeOwned>(&mut self, i: usize, name: &str) -> Result<T, String> {
         let s: String = self.get(i, name)?;
         serde_json::from_str(&s).map_err(|e| format!("column {name}: {e}"))
     }

@@ -16,7 +16,7 @@ use crate::scenario::Scenario;
 
 use super::SweepError;
 use super::grid::Grid;
-use super::metrics::{self, Metrics, Objective, Trade};
+use super::metrics::{self, Metrics, Objective, Trade, bars_between};
 
 /// Walk-forward folds: `bounds[f]..bounds[f + 1]` is fold `f` (epoch ms, end exclusive).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,12 +109,10 @@ impl Job {
         band: bool,
     ) -> Result<Job, SweepError> {
         let folds = match walk_forward {
-            Some(k) => Some(Folds::split(&loaded.market, k).ok_or_else(|| {
-                SweepError::Spec(format!(
-                    "--walk-forward {k}: the data span is too short for {} folds",
-                    k + 1
-                ))
-            })?),
+            Some(k) => Some(
+                Folds::split(&loaded.market, k)
+                    .ok_or_else(|| SweepError::FoldsTooShort { k, folds: k + 1 })?,
+            ),
             None => None,
         };
         let reload = grid
@@ -232,17 +230,6 @@ impl Job {
             rows.push(r?);
         }
         Ok(rows)
-    }
-}
-
-/// Bars a position was replayed on, entry and exit bars included (0 for ticks).
-pub fn bars_between(market: &Market, opened_at: i64, exit_ts: i64) -> u64 {
-    match &market.series {
-        Series::Candles { bars, .. } => {
-            let at = |t: i64| bars.partition_point(|b| b.ts <= t).saturating_sub(1);
-            (at(exit_ts).saturating_sub(at(opened_at)) + 1) as u64
-        }
-        Series::Ticks { .. } => 0,
     }
 }
 

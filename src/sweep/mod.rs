@@ -8,7 +8,9 @@
 
 pub mod exec;
 pub mod grid;
-pub mod metrics;
+pub mod memory;
+/// The metrics live with the backtest (its summary uses them too); re-exported for the sweep's paths.
+pub use crate::backtest::metrics;
 pub mod picks;
 pub mod report_data;
 pub mod robust;
@@ -33,20 +35,45 @@ use spec::{CliSpec, Spec};
 
 #[derive(Debug, Error)]
 pub enum SweepError {
+    /// The grid or a sweep setting (`[sweep]`, `--grid`, `--objective`, …): the text names
+    /// the key.
     #[error("sweep: {0}")]
     Spec(String),
+    #[error("sweep: --walk-forward {k}: the data span is too short for {folds} folds")]
+    FoldsTooShort { k: u32, folds: u32 },
+    #[error("sweep: {}", memory::refusal(*.cells, *.needed, *.per_cell, *.available))]
+    TooBig {
+        cells: u64,
+        needed: u64,
+        per_cell: u64,
+        available: u64,
+    },
+    #[error("sweep: TRAILSTOP_MEMORY_LIMIT={value}: not a size like 8G or 512M")]
+    MemoryLimit { value: String },
+    #[error("sweep: merge: no sweep-shard-*.json in {}", .dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoShards { dirs: Vec<PathBuf> },
+    #[error("sweep: merge: shard {index}/{count} is missing")]
+    MissingShard { index: usize, count: u32 },
+    #[error("sweep: merge: the shards' rows are not exactly the sweep's combinations")]
+    ShardRows,
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
     #[error(transparent)]
     Backtest(#[from] BacktestError),
     #[error("combination {params}: {message}")]
     Combo { params: String, message: String },
-    #[error("{0}")]
-    Table(String),
+    /// Building or writing the result tables (polars).
+    #[error("{step}: {cause}")]
+    Table {
+        step: &'static str,
+        cause: polars::prelude::PolarsError,
+    },
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    OutDir(#[from] crate::backtest::output::OutDirError),
 }
 
 /// Bumped when the files' layout changes.
@@ -76,6 +103,11 @@ pub struct Meta {
     pub shard: Option<Shard>,
     /// Filled in the final (unsharded or merged) output.
     pub results: Option<Results>,
+    /// The digest of the `sweep.parquet` written with this file ([`table::digest`]): `report`
+    /// refuses a table that does not belong to this `sweep.json`. Absent in a shard's file and
+    /// in outputs of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet_digest: Option<String>,
 }
 
 impl Meta {
@@ -130,7 +162,14 @@ pub struct Outcome {
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
     pub meta: Meta,
+    /// The ten best cells, best first (empty for a shard).
+    pub top: Vec<Picked>,
+    /// Where the best cell lies on the edge of the grid (see [`robust::edges`]).
+    pub edges: Vec<String>,
 }
+
+/// How many of the best cells the terminal shows.
+pub const TOP: usize = 10;
 
 /// The scenario table as swept: the file, `--set` applied, `[sweep]` removed.
 fn base_table(path: &Path, set: &[String]) -> Result<toml::Table, SweepError> {
@@ -152,6 +191,11 @@ pub fn prepare(opts: &Options) -> Result<(Job, Spec, Vec<u64>, PathBuf), SweepEr
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
+    // A grid whose results cannot fit fails now, not on a failed allocation at the end.
+    let folds = spec.walk_forward.map_or(0, |k| k as usize + 1);
+    memory::check(combos.len() as u64, folds, memory::available()?)?;
+    // An unusable --out fails now, not after the whole grid has run.
+    crate::backtest::output::check_out_dir(&dir)?;
     let job = Job::new(
         base,
         scenario,
@@ -196,6 +240,7 @@ pub fn run(
         interrupted: rows.len() < combos.len(),
         shard: opts.shard,
         results: None,
+        parquet_digest: None,
     };
     match opts.shard {
         Some(shard) => write_shard(&dir, shard, &meta, &rows),
@@ -223,6 +268,8 @@ fn write_shard(dir: &Path, shard: Shard, meta: &Meta, rows: &[Row]) -> Result<Ou
         dir: dir.to_path_buf(),
         files: files.into_iter().map(|(p, _)| p).collect(),
         meta: meta.clone(),
+        top: Vec::new(),
+        edges: Vec::new(),
     })
 }
 
@@ -251,6 +298,11 @@ pub fn finish(
         plateau: plateau[i].score,
         metrics: rows[i].metrics.clone(),
     };
+    let top = robust::top(meta.objective, &rows, TOP)
+        .into_iter()
+        .map(picked)
+        .collect();
+    let edges = best.map_or_else(Vec::new, |i| robust::edges(grid, rows[i].combo));
     let own = job.run_scenario_itself()?;
     let own_params = grid
         .axes
@@ -276,8 +328,10 @@ pub fn finish(
     });
     let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
     let mut df = table::frame(grid, &rows, folds, Some(&plateau))?;
+    let parquet = table::parquet_bytes(&mut df)?;
+    meta.parquet_digest = Some(table::digest(&parquet));
     let mut files = vec![
-        (dir.join("sweep.parquet"), table::parquet_bytes(&mut df)?),
+        (dir.join("sweep.parquet"), parquet),
         (dir.join("sweep.csv"), table::csv_bytes(&mut df)?),
         (dir.join("sweep.json"), json_bytes(&meta)),
     ];
@@ -305,6 +359,8 @@ pub fn finish(
         dir: dir.to_path_buf(),
         files: written,
         meta,
+        top,
+        edges,
     })
 }
 
@@ -359,13 +415,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
         }
     }
     let Some((first, first_path)) = parts.first().cloned() else {
-        return Err(SweepError::Spec(format!(
-            "merge: no sweep-shard-*.json in {}",
-            dirs.iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        return Err(SweepError::NoShards {
+            dirs: dirs.to_vec(),
+        });
     };
     let count = first
         .shard
@@ -414,9 +466,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
         rows.extend(table::rows_from(&table::read_parquet(&pq)?, folds, &pq)?);
     }
     if let Some(k) = seen.iter().position(Option::is_none) {
-        return Err(SweepError::Spec(format!(
-            "merge: shard {k}/{count} is missing"
-        )));
+        return Err(SweepError::MissingShard { index: k, count });
     }
     rows.sort_by_key(|r| r.combo);
     let spec = Spec {
@@ -428,9 +478,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
     };
     let expected = spec.combos().map_err(SweepError::Spec)?;
     if rows.iter().map(|r| r.combo).ne(expected.iter().copied()) {
-        return Err(SweepError::Spec(
-            "merge: the shards' rows are not exactly the sweep's combinations".into(),
-        ));
+        return Err(SweepError::ShardRows);
     }
     let job = job_from_meta(&first, &first_path)?;
     let merge = format!(
@@ -449,6 +497,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
         interrupted: false,
         shard: None,
         results: None,
+        parquet_digest: None,
         ..first
     };
     finish(&job, meta, rows, out)

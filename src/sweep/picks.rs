@@ -14,8 +14,8 @@ use crate::scenario::Scenario;
 use crate::sim::path::{bar_points, bar_span};
 
 use super::SweepError;
-use super::exec::{Job, bars_between};
-use super::metrics::{self, Trade};
+use super::exec::Job;
+use super::metrics;
 
 /// How many of the best's top and of its worst trades get a chart.
 pub const CHARTS_EACH: usize = 3;
@@ -26,6 +26,15 @@ const MARGIN: usize = 10;
 
 fn f(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
+}
+
+/// A price on the tick grid (the nearest tick; a slipped exit price falls between ticks), for
+/// titles: the exact price is in `trades.csv`.
+pub fn on_tick(price: Decimal, tick: Decimal) -> Decimal {
+    if tick <= Decimal::ZERO {
+        return price;
+    }
+    ((price / tick).round() * tick).normalize()
 }
 
 /// A labelled parameter set to draw.
@@ -42,11 +51,7 @@ pub fn build(job: &Job, picks: &[Pick]) -> Result<ReportData, SweepError> {
         let loaded = job.loaded_for(&pick.scenario)?;
         let report = backtest::run_scenario(&pick.scenario, &loaded, |_, _| {})?;
         let market = &loaded.market;
-        let trades: Vec<Trade> = report
-            .rows
-            .iter()
-            .map(|r| Trade::of(r, bars_between(market, r.entry_time, r.exit_time)))
-            .collect();
+        let trades = metrics::trades_of(market, &report.rows);
         curves.push(Curve {
             label: pick.label.to_string(),
             params: pick.params.clone(),
@@ -63,6 +68,31 @@ pub fn build(job: &Job, picks: &[Pick]) -> Result<ReportData, SweepError> {
         curves,
         charts,
     })
+}
+
+/// A backtest's report inputs: its equity curve (label `backtest`) and the charts of its top
+/// and worst trades, from the run already made (nothing is run again).
+pub fn backtest_data(
+    scenario: &Scenario,
+    loaded: &Loaded,
+    report: &backtest::Report,
+) -> ReportData {
+    let pick = Pick {
+        label: "backtest",
+        params: String::new(),
+        scenario: scenario.clone(),
+    };
+    ReportData {
+        scenario: scenario.name.clone(),
+        objective: metrics::Objective::TotalReturnPct,
+        curves: vec![Curve {
+            label: pick.label.to_string(),
+            params: String::new(),
+            metrics: report.summary.metrics.clone(),
+            points: equity(&report.rows),
+        }],
+        charts: trade_charts(&pick, loaded, &report.rows, &report.events),
+    }
 }
 
 /// Cumulative `pnl_pct` after each exit (exit order, ties by position id), exact until drawn.
@@ -136,16 +166,16 @@ fn chart(pick: &Pick, loaded: &Loaded, row: &TradeRow, events: &[Event], tag: &s
     TradeChart {
         file: format!("{}-{tag}-position-{}", pick.label, row.position_id),
         title: format!(
-            "{} {} #{}: {} {} to {} {} ({}), pnl {} %",
+            "{} {} #{}: {} {} to {}, {}, opened {}, pnl {:+.2} %",
             pick.label,
             tag,
             row.position_id,
             row.side.as_str(),
-            row.entry_price,
-            row.exit_price,
+            on_tick(row.entry_price, market.instrument.tick_size),
+            on_tick(row.exit_price, market.instrument.tick_size),
             row.exit_reason.as_str(),
-            crate::timefmt::iso_ms(row.entry_time),
-            row.pnl_pct
+            crate::report::figure::minute(row.entry_time),
+            metrics::to_f64(row.pnl_pct)
         ),
         side: row.side.as_str().to_string(),
         entry_time: row.entry_time,

@@ -83,6 +83,47 @@ pub fn best_by(objective: Objective, values: impl Iterator<Item = Option<f64>>) 
     best.map(|(i, _)| i)
 }
 
+/// The positions of the `n` best rows by `objective` (rows without a value are not ranked),
+/// equal values in combination order: the report's "top cells" and the terminal's table.
+pub fn top(objective: Objective, rows: &[Row], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..rows.len())
+        .filter(|&i| rows[i].objective.is_some_and(|v| !v.is_nan()))
+        .collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&rows[a], &rows[b]);
+        let (x, y) = (a.objective.unwrap_or(0.0), b.objective.unwrap_or(0.0));
+        let o = if objective.higher_is_better() {
+            y.total_cmp(&x)
+        } else {
+            x.total_cmp(&y)
+        };
+        o.then(a.combo.cmp(&b.combo))
+    });
+    order.truncate(n);
+    order
+}
+
+/// Where cell `combo` lies on the edge of the grid: each numeric axis of three values or more
+/// on which it holds the smallest or the largest value, as "`key` = `value` is its smallest
+/// (largest) value". The best cell there may mean the optimum lies outside the range swept.
+pub fn edges(grid: &Grid, combo: u64) -> Vec<String> {
+    grid.axes
+        .iter()
+        .zip(grid.indices(combo))
+        .filter(|(a, _)| a.is_numeric() && a.values.len() >= 3)
+        .filter_map(|(a, i)| {
+            let side = if i == 0 {
+                "smallest"
+            } else if i + 1 == a.values.len() {
+                "largest"
+            } else {
+                return None;
+            };
+            Some(format!("{} = {} is its {side} value", a.key, a.values[i]))
+        })
+        .collect()
+}
+
 /// One walk-forward step: choose on fold `train`, measure on fold `test = train + 1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
@@ -163,6 +204,41 @@ mod tests {
             objective_pessimistic: None,
             folds,
         }
+    }
+
+    #[test]
+    fn top_ranks_by_the_objective_direction_and_skips_empty_cells() {
+        let rows = vec![
+            row(0, Some(1.0), Vec::new()),
+            row(1, None, Vec::new()),
+            row(2, Some(3.0), Vec::new()),
+            row(3, Some(1.0), Vec::new()),
+        ];
+        assert_eq!(top(Objective::TotalReturnPct, &rows, 10), [2, 0, 3]);
+        assert_eq!(top(Objective::TotalReturnPct, &rows, 2), [2, 0]);
+        assert_eq!(top(Objective::MaxDrawdownPct, &rows, 10), [0, 3, 2]);
+    }
+
+    #[test]
+    fn edges_name_the_smallest_or_largest_value_of_axes_of_three_or_more() {
+        use crate::sweep::grid::parse_cli;
+        let grid = Grid::new(vec![
+            parse_cli("activation_percent=0.1:0.5:0.2").unwrap(),
+            parse_cli("distance_percent=0.2,0.3").unwrap(),
+            parse_cli("intrabar.policy=ohlc,olhc,optimistic").unwrap(),
+        ])
+        .unwrap();
+        // Axes by key: the word axis (never an edge), activation, distance (two values: no edge).
+        let first = grid.combo_of(&[0, 0, 0]);
+        assert_eq!(
+            edges(&grid, first),
+            ["trailing.activation_percent = 0.1 is its smallest value"]
+        );
+        assert_eq!(
+            edges(&grid, grid.combo_of(&[2, 2, 1])),
+            ["trailing.activation_percent = 0.5 is its largest value"]
+        );
+        assert!(edges(&grid, grid.combo_of(&[0, 1, 1])).is_empty());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use super::grid::{self, Axis, Grid};
 use super::metrics::Objective;
 
 /// Keys of `[sweep]` that are settings, not axes.
-const SETTINGS: [&str; 4] = ["objective", "samples", "seed", "walk_forward"];
+pub const SETTINGS: [&str; 4] = ["objective", "samples", "seed", "walk_forward"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {

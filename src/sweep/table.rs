@@ -145,22 +145,43 @@ pub fn frame(
             p.iter().map(|p| p.cells).collect::<Vec<i64>>(),
         ));
     }
-    DataFrame::new_infer_height(cols).map_err(|e| SweepError::Table(e.to_string()))
+    DataFrame::new_infer_height(cols).map_err(|cause| SweepError::Table {
+        step: "building the table",
+        cause,
+    })
 }
 
 pub fn parquet_bytes(df: &mut DataFrame) -> Result<Vec<u8>, SweepError> {
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf)
         .finish(df)
-        .map_err(|e| SweepError::Table(format!("writing Parquet: {e}")))?;
+        .map_err(|cause| SweepError::Table {
+            step: "writing Parquet",
+            cause,
+        })?;
     Ok(buf)
+}
+
+/// A table's fingerprint, recorded in `sweep.json`: FNV-1a (64 bit) of the file's bytes and
+/// their length (`fnv1a64:<hex>:<bytes>`). It tells a table that belongs to its `sweep.json`
+/// from one copied in from another sweep, not a forgery.
+pub fn digest(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv1a64:{h:016x}:{}", bytes.len())
 }
 
 pub fn csv_bytes(df: &mut DataFrame) -> Result<Vec<u8>, SweepError> {
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)
         .finish(df)
-        .map_err(|e| SweepError::Table(format!("writing CSV: {e}")))?;
+        .map_err(|cause| SweepError::Table {
+            step: "writing CSV",
+            cause,
+        })?;
     Ok(buf)
 }
 

@@ -1,4 +1,5 @@
-//! One combination's numbers, from its trades (exact decimals until the final conversion).
+//! A run's numbers from its trades (exact decimals until the final conversion): every sweep
+//! cell's and the backtest's `summary.json` (one implementation).
 //!
 //! Definitions (also in the README, "Sweeps and reports"):
 //! - returns are `pnl_pct` of `trades.csv` (net of fees, percent of the entry notional), summed
@@ -19,6 +20,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use crate::backtest::market::{Market, Series};
 use crate::backtest::record::TradeRow;
 
 /// What a metric needs of one trade.
@@ -56,7 +58,25 @@ impl Trade {
     }
 }
 
-/// The sweep's metrics of one run; `None` is an empty cell (undefined, see the module docs).
+/// Bars a position was replayed on, entry and exit bars included (0 for ticks).
+pub fn bars_between(market: &Market, opened_at: i64, exit_ts: i64) -> u64 {
+    match &market.series {
+        Series::Candles { bars, .. } => {
+            let at = |t: i64| bars.partition_point(|b| b.ts <= t).saturating_sub(1);
+            (at(exit_ts).saturating_sub(at(opened_at)) + 1) as u64
+        }
+        Series::Ticks { .. } => 0,
+    }
+}
+
+/// What the metrics need of a run's rows on `market`.
+pub fn trades_of(market: &Market, rows: &[TradeRow]) -> Vec<Trade> {
+    rows.iter()
+        .map(|r| Trade::of(r, bars_between(market, r.entry_time, r.exit_time)))
+        .collect()
+}
+
+/// The metrics of one run; `None` is an empty cell (undefined, see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Metrics {
     pub trades: i64,
@@ -76,12 +96,14 @@ pub struct Metrics {
     pub ambiguous_share: Option<f64>,
 }
 
-/// Rounds half-even to 8 decimals, then to the nearest f64: the same exact value always gives
-/// the same float, on any machine and thread count.
+/// Rounds half-even to 8 decimals, then to the nearest f64 (through the decimal text, which
+/// Rust parses correctly rounded; `Decimal::to_f64` can be an ulp off, which JSON then shows as
+/// `…0000001`): the same exact value always gives the same float, on any machine and thread count.
 pub fn to_f64(d: Decimal) -> f64 {
-    d.round_dp_with_strategy(8, RoundingStrategy::MidpointNearestEven)
-        .to_f64()
-        .unwrap_or(f64::NAN)
+    let r = d.round_dp_with_strategy(8, RoundingStrategy::MidpointNearestEven);
+    r.to_string()
+        .parse()
+        .unwrap_or_else(|_| r.to_f64().unwrap_or(f64::NAN))
 }
 
 fn ratio(num: Decimal, den: Decimal) -> Option<f64> {
