@@ -633,3 +633,23 @@ fn help_lists_commands_and_options() {
     }
     assert!(o.stderr.is_empty());
 }
+
+/// A closed stdout ends the command quietly (no panic, no error text), as it does any filter.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_trailstop");
+    let out = std::process::Command::new("sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("-c")
+        .arg(format!(
+            // `true` exits at once: every line the backtest prints meets a closed pipe.
+            "'{bin}' backtest scenarios/quickstart.toml --out '{}' | true",
+            dir.path().display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}

@@ -131,10 +131,37 @@ fn handles_interrupt(command: &Command) -> bool {
     }
 }
 
+/// Whether a command talks over sockets (`live`, `fake-bybit`): it keeps SIGPIPE ignored, so
+/// a peer that went away is an error on that connection (a `writev` has no `MSG_NOSIGNAL`),
+/// not the end of the process.
+fn serves_network(command: &Command) -> bool {
+    match command {
+        #[cfg(feature = "live")]
+        Command::Live(_) | Command::FakeBybit(_) => true,
+        _ => {
+            let _ = command;
+            false
+        }
+    }
+}
+
+/// A closed stdout (`trailstop backtest … | head`) ends the process quietly, as it does any Unix
+/// filter, instead of a panic in `println!` (Rust ignores SIGPIPE by default). `paper` commits
+/// each step in one transaction, so it resumes from there.
+fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to the default before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if !handles_interrupt(&cli.command) {
         exit_on_interrupt();
+    }
+    if !serves_network(&cli.command) {
+        quiet_on_closed_pipe();
     }
     let result = match cli.command {
         Command::Trace(a) => trace::run(a),
