@@ -5,6 +5,8 @@ mod check;
 mod completions;
 #[cfg(feature = "live")]
 mod fake_bybit;
+#[cfg(feature = "live")]
+mod live;
 mod merge;
 mod paper;
 mod report;
@@ -50,6 +52,9 @@ enum Command {
     /// Serve a fake Bybit on loopback that replays a scenario or data file as the market.
     #[cfg(feature = "live")]
     FakeBybit(fake_bybit::Args),
+    /// Protect the account's open positions with trailing stops on the exchange (Bybit).
+    #[cfg(feature = "live")]
+    Live(live::Args),
     /// Print the shell completion script (bash, zsh or fish) to stdout.
     Completions(completions::Args),
 }
@@ -115,6 +120,31 @@ fn exit_on_interrupt() {
     }
 }
 
+/// Whether a command handles SIGINT/SIGTERM itself: `sweep` saves its finished rows; `live`
+/// finishes or journals what is in flight and exits 0, its stops left on the exchange.
+fn handles_interrupt(command: &Command) -> bool {
+    match command {
+        Command::Sweep(_) => true,
+        #[cfg(feature = "live")]
+        Command::Live(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether a command talks over sockets (`live`, `fake-bybit`): it keeps SIGPIPE ignored, so
+/// a peer that went away is an error on that connection (a `writev` has no `MSG_NOSIGNAL`),
+/// not the end of the process.
+fn serves_network(command: &Command) -> bool {
+    match command {
+        #[cfg(feature = "live")]
+        Command::Live(_) | Command::FakeBybit(_) => true,
+        _ => {
+            let _ = command;
+            false
+        }
+    }
+}
+
 /// A closed stdout (`trailstop backtest … | head`) ends the process quietly, as it does any Unix
 /// filter, instead of a panic in `println!` (Rust ignores SIGPIPE by default). `paper` commits
 /// each step in one transaction, so it resumes from there.
@@ -127,10 +157,12 @@ fn quiet_on_closed_pipe() {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Sweep(_)) {
+    if !handles_interrupt(&cli.command) {
         exit_on_interrupt();
     }
-    quiet_on_closed_pipe();
+    if !serves_network(&cli.command) {
+        quiet_on_closed_pipe();
+    }
     let result = match cli.command {
         Command::Trace(a) => trace::run(a),
         Command::Backtest(a) => backtest::run(a),
@@ -144,6 +176,9 @@ pub fn main() -> ExitCode {
         Command::Completions(a) => completions::run(a),
         // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
         Command::Check(a) => return check::run(a),
+        // Its own exit status: 2 for missing keys or a bad config.
+        #[cfg(feature = "live")]
+        Command::Live(a) => return live::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

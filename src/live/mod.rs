@@ -8,6 +8,8 @@
 //!   signing, the REST and stream clients and the async venue adapter.
 //! - `clock` (feature `live`): the injectable local clock.
 //! - [`reconcile`]: the decisions of LIVE.md §4 from stored positions and an exchange snapshot.
+//! - `runner` (feature `live`): `trailstop live`: the driver on the store, reconciliation at
+//!   start, `/status`.
 //! - `fake_bybit` (feature `live`): a Bybit v5 venue on loopback for tests and
 //!   `trailstop fake-bybit`.
 //!
@@ -23,6 +25,8 @@ pub mod credentials;
 #[cfg(feature = "live")]
 pub mod fake_bybit;
 pub mod reconcile;
+#[cfg(feature = "live")]
+pub mod runner;
 
 pub use config::{Exchange, LiveConfig, LiveConfigError, TriggerPrice};
 pub use credentials::{Credentials, CredentialsError, Secret};

@@ -36,7 +36,7 @@ pub struct Opening {
 
 /// The fewest decimals that write every price exactly: the tick a file's prices imply.
 pub fn implied_tick<'a>(values: impl IntoIterator<Item = &'a Decimal>) -> Result<Decimal, String> {
-    let dp = decimals_for(Decimal::ONE, values)?;
+    let dp = decimals_for(values).map_err(|e| e.to_string())?;
     Ok(Decimal::new(1, dp))
 }
 

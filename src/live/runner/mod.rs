@@ -1,0 +1,1013 @@
+//! `trailstop live` (feature `live`, `LIVE.md` §4–§6): the runner that ties the Bybit venue
+//! adapter, the engine's [`PositionRunner`](crate::runner::PositionRunner)s and the store
+//! together.
+//!
+//! - [`book`]: the synchronous core: one runner per managed position on an [`Outbox`]
+//!   venue; every step committed before its commands leave (write-ahead).
+//! - [`status`]: `GET /status`, `GET /healthz`.
+//! - [`trades`]: closed positions appended to `trades.csv` / `events.jsonl`.
+//!
+//! Start: the store (exclusive), the venue (clock, instruments), the streams (their events
+//! wait in their queues), the REST snapshot, [`reconcile`](crate::live::reconcile) and every
+//! decision carried out (each printed and journalled); then the loop: prices → engines →
+//! commands → answers → engines, private messages → events, a REST re-check every 60 s and
+//! after a reconnect. A stop or interrupt leaves every stop resting on the exchange.
+
+pub mod book;
+pub mod status;
+pub mod trades;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use rust_decimal::Decimal;
+use thiserror::Error;
+use tokio::sync::watch;
+
+pub use book::{Book, BookError, Driver, Opening, Outbox, Slot, event_position, in_flight_command};
+pub use status::{Shared, Status};
+
+use crate::live::bybit::request::{PositionFilter, PositionIdx};
+use crate::live::bybit::rest::{RestClient, RestConfig, RestError};
+use crate::live::bybit::snapshot::PositionInfo;
+use crate::live::bybit::stream::StreamMessage;
+use crate::live::bybit::venue::{Action, BybitVenue, StreamNews};
+use crate::live::bybit::ws::{StreamKind, WsClient, WsConfig, WsEvent};
+use crate::live::clock::{Clock, system_clock};
+use crate::live::config::{LiveConfig, Symbols};
+use crate::live::credentials::Credentials;
+use crate::live::reconcile::{self, Decision, PositionKey, StopModel, VenuePosition, VenueStop};
+use crate::sim::path::Point;
+use crate::sim::venue::{SimVenue, VenueKind, VenueModel};
+use crate::store::{OpenOptions, Store, StoreError};
+use crate::venue::Venue;
+use crate::venue::{Command, OrderRef, VenueEvent};
+
+/// How often the positions are re-read over REST (`LIVE.md` §5).
+pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
+/// No price for this long on a symbol (by the local clock of arrival): stale (`LIVE.md` §5).
+pub const STALE_AFTER: Duration = Duration::from_secs(10);
+/// Sends of one command before giving up (retries after `Retry`/`RetryAfter`).
+const MAX_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Error)]
+pub enum LiveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Book(#[from] BookError),
+    #[error("{what}: {source}")]
+    Rest {
+        what: &'static str,
+        source: RestError,
+    },
+    #[error("starting the REST client: {0}")]
+    Client(String),
+    #[error("reconciliation cannot complete: {0}; nothing but the journal was changed")]
+    Unreconciled(String),
+    #[error("{0}")]
+    Venue(String),
+    #[error("{stream} stream refused: {reason}")]
+    StreamRefused {
+        stream: &'static str,
+        reason: String,
+    },
+    #[error("{path}: {source}")]
+    Output {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the status server on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How to run.
+pub struct LiveOptions {
+    /// Where log lines go (one per decision that touches the exchange).
+    pub log: Box<dyn Fn(&str) + Send>,
+    pub clock: Clock,
+    /// REST timeout per request.
+    pub timeout: Duration,
+    /// `--dry-run`: the exchange's positions and prices, the simulated venue's orders (no
+    /// order reaches the exchange).
+    pub dry_run: bool,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            log: Box::new(|line| eprintln!("{line}")),
+            clock: system_clock(),
+            timeout: Duration::from_secs(5),
+            dry_run: false,
+        }
+    }
+}
+
+/// The running driver.
+struct Live {
+    config: LiveConfig,
+    book: Book,
+    venue: BybitVenue,
+    status: Shared,
+    reconciled: bool,
+    /// The streams down now.
+    down: BTreeSet<&'static str>,
+    /// When the last price of each subscribed symbol arrived (local clock).
+    arrived: BTreeMap<String, Instant>,
+    /// The symbols found stale at the last look (logged once per spell).
+    stale: BTreeSet<String>,
+    log: Box<dyn Fn(&str) + Send>,
+    clock: Clock,
+    /// `--dry-run`: each position's simulated venue (its commands go there, never to the
+    /// exchange), and the exchange positions a simulated stop closed (not adopted again
+    /// until their size, side or entry changes).
+    dry: Option<Dry>,
+}
+
+#[derive(Default)]
+struct Dry {
+    venues: BTreeMap<u64, SimVenue>,
+    closed: BTreeMap<(String, u8), PositionInfo>,
+}
+
+const DRY_MODEL: VenueModel = VenueModel {
+    venue: VenueKind::Bybit,
+    update_latency_ms: 0,
+};
+
+fn rest_err(what: &'static str) -> impl Fn(RestError) -> LiveError {
+    move |source| LiveError::Rest { what, source }
+}
+
+fn describe(cmd: &Command, instrument: Option<&crate::engine::Instrument>) -> String {
+    let price = |u: i64| instrument.map_or(u.to_string(), |i| i.decimal(u).to_string());
+    match cmd {
+        Command::Place { order, stop } => {
+            format!("place stop {} ({})", price(*stop), order.client_id())
+        }
+        Command::Amend { order, stop, .. } => {
+            format!("move stop to {} ({})", price(*stop), order.client_id())
+        }
+        Command::Cancel { order } => format!("cancel stop ({})", order.client_id()),
+        Command::CloseAtMarket { .. } => "close at market, reduce-only".to_string(),
+        Command::Query { order } => format!("look up ({})", order.client_id()),
+    }
+}
+
+fn describe_events(events: &[VenueEvent]) -> String {
+    if events.is_empty() {
+        return "pending (the answer comes on the stream)".into();
+    }
+    events
+        .iter()
+        .map(|e| match e {
+            VenueEvent::Accepted { .. } => "accepted".to_string(),
+            VenueEvent::Rejected { reason, .. } => format!("rejected ({reason:?})"),
+            VenueEvent::Cancelled { .. } => "cancelled".to_string(),
+            VenueEvent::Ambiguous { .. } => "ambiguous (looked up next)".to_string(),
+            VenueEvent::Triggered { .. } => "triggered".to_string(),
+            VenueEvent::PositionOpened { .. } => "opened".to_string(),
+            VenueEvent::PositionChanged { .. } => "changed".to_string(),
+            VenueEvent::PositionClosed { .. } => "closed".to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Live {
+    fn say(&self, line: &str) {
+        (self.log)(line);
+    }
+
+    /// Why `/healthz` is degraded: a stream down, or symbols without a price for
+    /// [`STALE_AFTER`].
+    fn degraded(&self) -> Option<String> {
+        let mut why: Vec<String> = self
+            .down
+            .iter()
+            .map(|s| format!("{s} stream down"))
+            .collect();
+        if !self.stale.is_empty() {
+            let list: Vec<&str> = self.stale.iter().map(String::as_str).collect();
+            why.push(format!("stale prices: {}", list.join(", ")));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    /// Marks the symbols without a price for [`STALE_AFTER`]; logs each change.
+    fn look_for_stale(&mut self) {
+        let now = Instant::now();
+        let stale: BTreeSet<String> = self
+            .arrived
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) >= STALE_AFTER)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in stale.difference(&self.stale) {
+            self.say(&format!(
+                "{s}: no price for {} s: stale",
+                STALE_AFTER.as_secs()
+            ));
+        }
+        for s in self.stale.difference(&stale) {
+            self.say(&format!("{s}: prices again"));
+        }
+        self.stale = stale;
+    }
+
+    fn publish(&self) {
+        let s = Status::of(&self.book, self.reconciled, self.degraded());
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)() + self.venue.rest().clock_offset_ms()
+    }
+
+    /// Sends one command until it has an answer (retrying what the venue says to retry);
+    /// logs one line.
+    async fn send(&mut self, id: u64, cmd: Command, ts: i64) -> Result<Vec<VenueEvent>, LiveError> {
+        let symbol = self
+            .book
+            .slots
+            .get(&id)
+            .map_or(String::new(), |s| s.driver.symbol.clone());
+        let what = describe(&cmd, self.book.slots.get(&id).map(|s| s.instrument()));
+        if let Some(dry) = &mut self.dry {
+            let Some(sim) = dry.venues.get_mut(&id) else {
+                return Ok(Vec::new());
+            };
+            let events: Vec<VenueEvent> = sim.execute(cmd, ts).into_iter().collect();
+            self.say(&format!(
+                "{symbol} position {id}: {what}: {} (dry run: simulated)",
+                describe_events(&events)
+            ));
+            return Ok(events);
+        }
+        let cmd = self.book.never_looser(id, cmd);
+        let mut wait = Duration::from_millis(100);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let ex = self.venue.execute(cmd, ts).await;
+            match ex.action {
+                None => {
+                    self.say(&format!(
+                        "{symbol} position {id}: {what}: {}",
+                        describe_events(&ex.events)
+                    ));
+                    return Ok(ex.events);
+                }
+                Some(Action::Retry) if attempt < MAX_ATTEMPTS => {
+                    self.say(&format!(
+                        "{symbol} position {id}: {what}: retry {attempt} after {} ms",
+                        wait.as_millis()
+                    ));
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Some(Action::RetryAfter { ms }) if attempt < MAX_ATTEMPTS => {
+                    self.say(&format!(
+                        "{symbol} position {id}: {what}: rate limited, retry after {ms} ms"
+                    ));
+                    tokio::time::sleep(Duration::from_millis(ms.clamp(0, 60_000) as u64)).await;
+                }
+                Some(Action::Fatal { code, message }) => {
+                    return Err(LiveError::Venue(format!(
+                        "{symbol} position {id}: {what}: refused ({code}): {message}"
+                    )));
+                }
+                Some(Action::Halt) => {
+                    return Err(LiveError::Venue(format!(
+                        "{symbol} position {id}: {what}: banned from REST for now; \
+                         the stops on the exchange keep working"
+                    )));
+                }
+                Some(_) => break,
+            }
+        }
+        Err(LiveError::Venue(format!(
+            "{symbol} position {id}: {what}: no answer after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Sends what position `id` queued (each step committed before), feeds the answers back
+    /// and commits them, until nothing is left to send; then a closed position is written out.
+    async fn drain(&mut self, id: u64) -> Result<(), LiveError> {
+        loop {
+            let cmds = self.book.take_commands(id);
+            if cmds.is_empty() {
+                break;
+            }
+            for (cmd, ts) in cmds {
+                let events = self.send(id, cmd, ts).await?;
+                for e in &events {
+                    self.book.on_event(id, e);
+                }
+                self.book.commit(&[id])?;
+            }
+        }
+        self.finish_if_closed(id)
+    }
+
+    fn finish_if_closed(&mut self, id: u64) -> Result<(), LiveError> {
+        let Some(slot) = self.book.slots.get(&id) else {
+            return Ok(());
+        };
+        let Some(close) = slot.runner.closed() else {
+            return Ok(());
+        };
+        let out = self.config.out.clone();
+        let output = |source| LiveError::Output {
+            path: out.display().to_string(),
+            source,
+        };
+        if let Some(row) = trades::row(slot) {
+            let events = trades::events(&self.book.store, id)?;
+            trades::append_closed(&out, &row, &events).map_err(output)?;
+        }
+        let instrument = *slot.instrument();
+        self.say(&format!(
+            "{} position {id}: closed at {} ({}), written to {}",
+            slot.driver.symbol,
+            instrument.decimal(close.fill),
+            close.reason.as_str(),
+            out.join("trades.csv").display()
+        ));
+        self.venue.forget(id);
+        if let Some(slot) = self.book.remove(id)
+            && let Some(dry) = &mut self.dry
+        {
+            dry.venues.remove(&id);
+            let key = (slot.driver.symbol.clone(), slot.driver.position_idx);
+            dry.closed.insert(key, stored_info(&slot));
+        }
+        Ok(())
+    }
+
+    /// Venue events and discovered positions from a stream message or a re-check.
+    async fn on_news(&mut self, news: StreamNews, ts: i64) -> Result<(), LiveError> {
+        for e in &news.events {
+            let id = event_position(e);
+            if !self.book.slots.contains_key(&id) {
+                continue;
+            }
+            self.book.on_event(id, e);
+            self.book.commit(&[id])?;
+            self.drain(id).await?;
+        }
+        for info in &news.discovered {
+            self.open_discovered(info, ts).await?;
+        }
+        for p in &news.prices {
+            self.arrived.insert(p.symbol.clone(), Instant::now());
+            self.dry_triggers(&p.symbol, p.price, p.ts).await?;
+            if let Some(ids) = self.book.on_price(&p.symbol, p.price, p.ts)? {
+                for id in ids {
+                    self.drain(id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `--dry-run`: the simulated venues see the point first and trigger the stops it
+    /// crosses (at the stop: a live point is not known to be a gap).
+    async fn dry_triggers(
+        &mut self,
+        symbol: &str,
+        price: Decimal,
+        ts: i64,
+    ) -> Result<(), LiveError> {
+        let Some(dry) = &mut self.dry else {
+            return Ok(());
+        };
+        let mut fills = Vec::new();
+        for (&id, slot) in self
+            .book
+            .slots
+            .iter()
+            .filter(|(_, s)| s.driver.symbol == symbol)
+        {
+            let (Some(sim), Some(units)) =
+                (dry.venues.get_mut(&id), slot.instrument().units(price))
+            else {
+                continue;
+            };
+            if ts < slot.last_ts() {
+                continue;
+            }
+            if let Some(e) = sim.check(Point {
+                ts,
+                price: units,
+                gap: false,
+            }) {
+                fills.push((id, e));
+            }
+            sim.see(units);
+        }
+        for (id, e) in fills {
+            self.book.on_event(id, &e);
+            self.book.commit(&[id])?;
+            self.drain(id).await?;
+        }
+        Ok(())
+    }
+
+    /// A trailing stop for an exchange position nobody manages yet.
+    async fn open_discovered(&mut self, info: &PositionInfo, ts: i64) -> Result<(), LiveError> {
+        let (Some(side), true) = (info.side, info.is_open()) else {
+            return Ok(());
+        };
+        if !self.config.symbols.contains(&info.symbol)
+            || self
+                .book
+                .at(&info.symbol, info.position_idx.as_u8())
+                .is_some()
+        {
+            return Ok(());
+        }
+        if let Some(dry) = &self.dry
+            && dry
+                .closed
+                .get(&(info.symbol.clone(), info.position_idx.as_u8()))
+                .is_some_and(|c| c.same_exposure(info))
+        {
+            return Ok(());
+        }
+        let Some(instrument) = self.venue.instrument(&info.symbol).copied() else {
+            self.say(&format!(
+                "{} positionIdx {}: not an instrument the venue listed; not managed",
+                info.symbol,
+                info.position_idx.as_u8()
+            ));
+            return Ok(());
+        };
+        let opening = Opening {
+            symbol: info.symbol.clone(),
+            position_idx: info.position_idx.as_u8(),
+            side,
+            entry: on_grid(info.avg_price, &instrument),
+            size: info.size,
+            opened_at: info.updated_ms.unwrap_or(ts),
+            // On Bybit a position has one stop: one set by someone else is adopted.
+            foreign_stop: info.stop_loss,
+        };
+        let id = self.book.next_id();
+        self.venue
+            .manage(id, info)
+            .map_err(|e| LiveError::Venue(e.to_string()))?;
+        let config = self.config.trailing_for(&info.symbol).clone();
+        if let Some(dry) = &mut self.dry {
+            let entry = instrument.units(opening.entry).unwrap_or_default();
+            dry.venues
+                .insert(id, SimVenue::new(DRY_MODEL, side.sign(), entry));
+        }
+        self.book.open(&opening, &instrument, &config)?;
+        self.say(&format!(
+            "{} position {id}: new {} of {} at {}: trailing stop opened",
+            info.symbol,
+            side.as_str(),
+            info.size,
+            info.avg_price
+        ));
+        if config.initial_stop_percent.is_none() {
+            self.say(&format!(
+                "warning: {} position {id}: no initial stop configured: it rests without a \
+                 stop until activation",
+                info.symbol
+            ));
+        }
+        self.drain(id).await
+    }
+
+    async fn on_ws(&mut self, ev: WsEvent) -> Result<(), LiveError> {
+        match ev {
+            WsEvent::Message(m) => {
+                let news = self.venue.on_message(&m);
+                let ts = match &m {
+                    StreamMessage::Positions { ts, .. } => *ts,
+                    _ => self.now(),
+                };
+                self.on_news(news, ts).await?;
+            }
+            WsEvent::Connected { kind, connection } => {
+                self.down.remove(kind.as_str());
+                if connection > 0 {
+                    self.say(&format!(
+                        "{} stream reconnected: re-checking",
+                        kind.as_str()
+                    ));
+                    self.recheck().await?;
+                }
+            }
+            WsEvent::Disconnected { kind, reason } => {
+                self.say(&format!("{} stream lost: {reason}", kind.as_str()));
+                self.down.insert(kind.as_str());
+            }
+            WsEvent::Unreadable { kind, error } => {
+                self.say(&format!(
+                    "{} stream: unreadable message: {error}",
+                    kind.as_str()
+                ));
+            }
+            WsEvent::Refused { kind, reason } => {
+                return Err(LiveError::StreamRefused {
+                    stream: kind.as_str(),
+                    reason,
+                });
+            }
+        }
+        self.publish();
+        Ok(())
+    }
+
+    async fn recheck(&mut self) -> Result<(), LiveError> {
+        let ts = self.now();
+        match self.venue.recheck(ts).await {
+            Ok(news) => self.on_news(news, ts).await,
+            Err(a) => {
+                self.say(&format!("re-check failed ({a:?}); next one later"));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The symbols to read and subscribe: the configured ones, or (`*`) those with an open
+/// position now.
+async fn symbols_of(config: &LiveConfig, rest: &RestClient) -> Result<Vec<String>, LiveError> {
+    match &config.symbols {
+        Symbols::Only(list) => Ok(list.clone()),
+        Symbols::All => {
+            let list = rest
+                .positions(PositionFilter::SettleCoin("USDT"))
+                .await
+                .map_err(rest_err("listing positions"))?;
+            let set: BTreeSet<String> = list
+                .into_iter()
+                .filter(PositionInfo::is_open)
+                .map(|p| p.symbol)
+                .collect();
+            Ok(set.into_iter().collect())
+        }
+    }
+}
+
+/// An exchange's average entry price at the instrument's decimals (an average of several
+/// fills has more; the engine holds prices as integer units), half to even.
+fn on_grid(price: Decimal, instrument: &crate::engine::Instrument) -> Decimal {
+    price
+        .round_dp_with_strategy(
+            instrument.price_decimals,
+            rust_decimal::RoundingStrategy::MidpointNearestEven,
+        )
+        .normalize()
+}
+
+fn stored_info(slot: &Slot) -> PositionInfo {
+    let e = slot.runner.engine.snapshot();
+    PositionInfo {
+        symbol: slot.driver.symbol.clone(),
+        position_idx: PositionIdx::from_u8(i64::from(slot.driver.position_idx))
+            .unwrap_or(PositionIdx::OneWay),
+        side: Some(e.position.side),
+        size: slot.driver.size,
+        avg_price: e.position.entry_price,
+        stop_loss: slot
+            .runner
+            .order
+            .resting()
+            .map(|r| e.instrument.decimal(r.stop)),
+        mark_price: None,
+        updated_ms: Some(slot.record.updated_at),
+    }
+}
+
+fn pending_order(slot: &Slot, id: u64) -> Option<OrderRef> {
+    match in_flight_command(&slot.runner, id)? {
+        Command::Place { order, .. }
+        | Command::Amend { order, .. }
+        | Command::Cancel { order }
+        | Command::Query { order } => Some(order),
+        Command::CloseAtMarket { .. } => None,
+    }
+}
+
+/// Runs `trailstop live` until `stop` turns true (SIGTERM/SIGINT): returns `Ok` having left
+/// every stop resting. `status` is what `/status` serves.
+pub async fn run(
+    config: LiveConfig,
+    credentials: Credentials,
+    status: Shared,
+    mut stop: watch::Receiver<bool>,
+    opts: LiveOptions,
+) -> Result<(), LiveError> {
+    let log = opts.log;
+    // The store first: a second runner on the same database is refused before any request.
+    let store = Store::open(&config.db, OpenOptions::runner())?;
+    let mut book = Book::new(store)?;
+    let (addr, server) = status::listen(config.listen, status.clone(), stop.clone())
+        .await
+        .map_err(|source| LiveError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    log(&format!(
+        "{}: status on http://{addr}/status, database {}",
+        config.name,
+        config.db.display()
+    ));
+
+    let rest = RestClient::new(
+        RestConfig {
+            base_url: config.venue.rest_url.clone(),
+            recv_window_ms: config.venue.recv_window_ms,
+            timeout: opts.timeout,
+            clock: opts.clock.clone(),
+        },
+        Some(credentials.clone()),
+    )
+    .map_err(|e| LiveError::Client(e.to_string()))?;
+    let symbols = symbols_of(&config, &rest).await?;
+    let refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
+    let venue = BybitVenue::connect(rest, config.venue.trigger_price, &refs)
+        .await
+        .map_err(rest_err("reading the server time and instruments"))?;
+
+    // The streams now: what they say waits in their queues until reconciliation is done.
+    let mut public_cfg = WsConfig::new(
+        &config.venue.ws_url,
+        StreamKind::Public,
+        symbols.iter().map(|s| format!("tickers.{s}")).collect(),
+        opts.clock.clone(),
+    );
+    public_cfg.credentials = None;
+    let mut private_cfg = WsConfig::new(
+        &config.venue.ws_url,
+        StreamKind::Private,
+        vec!["position".into(), "order".into(), "execution".into()],
+        opts.clock.clone(),
+    );
+    private_cfg.credentials = Some(credentials);
+    let mut private = WsClient::spawn(private_cfg);
+    let mut public = WsClient::spawn(public_cfg);
+
+    // Stored open positions, each checked against its journal.
+    for rec in book
+        .store
+        .records()?
+        .iter()
+        .filter(|r| r.closed().is_none())
+    {
+        book.store.check_row(rec)?;
+        book.restore(rec)?;
+    }
+    let mut live = Live {
+        config,
+        book,
+        venue,
+        status,
+        reconciled: false,
+        down: BTreeSet::new(),
+        // Every symbol counts from the start: one that never sends a price goes stale too.
+        arrived: symbols
+            .iter()
+            .map(|s| (s.clone(), Instant::now()))
+            .collect(),
+        stale: BTreeSet::new(),
+        log,
+        clock: opts.clock,
+        dry: opts.dry_run.then(Dry::default),
+    };
+    if let Some(dry) = &mut live.dry {
+        // The simulated venues of stored positions: their stops rest where the lifecycle says.
+        for (&id, slot) in &live.book.slots {
+            let e = slot.runner.engine.snapshot();
+            let entry = e
+                .instrument
+                .units(e.position.entry_price)
+                .unwrap_or_default();
+            let mut sim = SimVenue::new(DRY_MODEL, e.position.side.sign(), entry);
+            if let Some(r) = slot.runner.order.resting() {
+                let order = OrderRef {
+                    position: id,
+                    seq: r.seq,
+                };
+                sim.execute(
+                    Command::Place {
+                        order,
+                        stop: r.stop,
+                    },
+                    slot.record.updated_at,
+                );
+            }
+            dry.venues.insert(id, sim);
+        }
+        live.say("dry run: the simulated venue takes every order; none reaches the exchange");
+    }
+    // Positions that closed before a crash let their rows reach trades.csv.
+    let written = trades::written(&live.config.out);
+    for rec in live.book.store.records()? {
+        if rec.closed().is_some() && !written.contains(&rec.id()) {
+            live.book.restore(&rec)?;
+            live.finish_if_closed(rec.id())?;
+        }
+    }
+    live.publish();
+    reconcile_at_start(&mut live, &symbols).await?;
+    live.reconciled = true;
+    live.publish();
+    live.say("reconciled: running");
+
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    let mut freshness = tokio::time::interval(Duration::from_secs(1));
+    let result = loop {
+        let step = tokio::select! {
+            biased;
+            _ = stop.changed() => break Ok(()),
+            ev = private.next() => match ev {
+                Some(ev) => live.on_ws(ev).await,
+                None => Err(LiveError::StreamRefused { stream: "private", reason: "ended".into() }),
+            },
+            ev = public.next() => match ev {
+                Some(ev) => live.on_ws(ev).await,
+                None => Err(LiveError::StreamRefused { stream: "public", reason: "ended".into() }),
+            },
+            _ = recheck.tick() => live.recheck().await.map(|()| live.publish()),
+            _ = freshness.tick() => {
+                live.look_for_stale();
+                live.publish();
+                Ok(())
+            }
+        };
+        if let Err(e) = step {
+            break Err(e);
+        }
+    };
+    // Nothing is cancelled: the stops keep protecting the positions while trailstop is down.
+    private.shutdown().await;
+    public.shutdown().await;
+    server.abort();
+    if result.is_ok() {
+        live.say(&format!(
+            "stopped; {} position(s) left with their stops resting on the exchange",
+            live.book.slots.len()
+        ));
+    }
+    result
+}
+
+/// `LIVE.md` §4: the exchange's positions and stops against the stored ones; each decision
+/// printed and journalled, then carried out. Fails (the caller exits non-zero) rather than
+/// run half-reconciled.
+async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), LiveError> {
+    let mut exchange: Vec<PositionInfo> = Vec::new();
+    for s in symbols {
+        let list = live
+            .venue
+            .rest()
+            .positions(PositionFilter::Symbol(s))
+            .await
+            .map_err(|e| LiveError::Unreconciled(format!("listing {s} positions: {e}")))?;
+        exchange.extend(list.into_iter().filter(PositionInfo::is_open));
+    }
+    let now = live.now();
+    let key = |p: &PositionInfo| PositionKey {
+        symbol: p.symbol.clone(),
+        index: p.position_idx.as_u8(),
+    };
+    let snap = reconcile::Snapshot {
+        positions: exchange
+            .iter()
+            .filter_map(|p| {
+                Some(VenuePosition {
+                    key: key(p),
+                    side: p.side?,
+                    size: p.size,
+                    entry: p.avg_price,
+                    ts: p.updated_ms.unwrap_or(now),
+                    market: p.mark_price,
+                })
+            })
+            .collect(),
+        // Bybit's one stop per position carries no client id.
+        stops: exchange
+            .iter()
+            .filter_map(|p| {
+                Some(VenueStop {
+                    key: key(p),
+                    client_id: None,
+                    price: p.stop_loss?,
+                })
+            })
+            .collect(),
+    };
+    let managed: Vec<reconcile::Managed> = live
+        .book
+        .slots
+        .iter()
+        .map(|(&id, s)| reconcile::Managed {
+            position_id: id,
+            key: PositionKey {
+                symbol: s.driver.symbol.clone(),
+                index: s.driver.position_idx,
+            },
+            side: s.side(),
+            size: s.driver.size,
+            entry: s.record.engine().position.entry_price,
+            resting: s
+                .runner
+                .order
+                .resting()
+                .map(|r| s.instrument().decimal(r.stop)),
+            pending: pending_order(s, id),
+        })
+        .collect();
+    let decisions = reconcile::reconcile(&managed, &snap, StopModel::OnePerPosition);
+    let lines: Vec<String> = decisions.iter().map(|d| format!("{d:?}")).collect();
+    for l in &lines {
+        live.say(&format!("reconcile: {l}"));
+    }
+    let journal = serde_json::to_string(&lines).expect("strings serialise");
+    live.book
+        .store
+        .commit(&[], &[("live.reconcile", &journal)])?;
+
+    let info_at = |k: &PositionKey| exchange.iter().find(|p| key(p) == *k).cloned();
+    let mut resend: Vec<(u64, Command)> = Vec::new();
+    let mut gone: Vec<u64> = Vec::new();
+    let mut opened: Vec<PositionInfo> = Vec::new();
+    for d in &decisions {
+        match d {
+            Decision::Resume { position_id } | Decision::Resized { position_id, .. } => {
+                let id = *position_id;
+                let slot = &live.book.slots[&id];
+                let k = PositionKey {
+                    symbol: slot.driver.symbol.clone(),
+                    index: slot.driver.position_idx,
+                };
+                let info = info_at(&k).ok_or_else(|| {
+                    LiveError::Unreconciled(format!("position {id}: not in the snapshot"))
+                })?;
+                live.venue
+                    .manage(id, &info)
+                    .map_err(|e| LiveError::Unreconciled(e.to_string()))?;
+                if let Decision::Resized { size, entry, .. } = d {
+                    let inst = *slot.instrument();
+                    let entry = inst.units(on_grid(*entry, &inst)).ok_or_else(|| {
+                        LiveError::Unreconciled(format!(
+                            "position {id}: entry {entry} off the tick"
+                        ))
+                    })?;
+                    let ts = info.updated_ms.unwrap_or(now).max(slot.record.updated_at);
+                    live.book.on_event(
+                        id,
+                        &VenueEvent::PositionChanged {
+                            position: id,
+                            ts,
+                            entry,
+                            quantity: *size,
+                        },
+                    );
+                    live.book.commit(&[id])?;
+                }
+            }
+            Decision::LookUp { position_id, .. } => {
+                let id = *position_id;
+                if let Some(cmd) = in_flight_command(&live.book.slots[&id].runner, id) {
+                    resend.push((id, cmd));
+                }
+            }
+            Decision::PlaceMissing { position_id } => {
+                let id = *position_id;
+                if let Some(r) = live.book.slots[&id].runner.order.resting() {
+                    resend.push((
+                        id,
+                        Command::Place {
+                            order: OrderRef {
+                                position: id,
+                                seq: r.seq,
+                            },
+                            stop: r.stop,
+                        },
+                    ));
+                }
+            }
+            Decision::ClosedWhileAway { position_id, .. } => {
+                let id = *position_id;
+                let info = stored_info(&live.book.slots[&id]);
+                live.venue
+                    .manage(id, &info)
+                    .map_err(|e| LiveError::Unreconciled(e.to_string()))?;
+                gone.push(id);
+            }
+            Decision::Open { position, adopt } => {
+                if let Some(price) = adopt {
+                    live.say(&format!(
+                        "{}: the stop at {price} set by someone else is adopted: it only \
+                         moves tighter",
+                        position.key.symbol
+                    ));
+                }
+                if let Some(info) = info_at(&position.key) {
+                    opened.push(info);
+                }
+            }
+            Decision::AdoptStop {
+                position_id, price, ..
+            } => {
+                // The exchange is the truth: a tighter stop there is never loosened again.
+                let id = *position_id;
+                let slot = &live.book.slots[&id];
+                let sign = slot.side().sign();
+                let ours = slot.runner.order.resting().map(|r| r.stop);
+                let tighter = match (slot.instrument().units(*price), ours) {
+                    (Some(p), Some(o)) => sign * p > sign * o,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if tighter {
+                    live.book.set_foreign_stop(id, Some(*price));
+                    live.book.commit(&[id])?;
+                }
+            }
+            Decision::CancelOrphan { .. }
+            | Decision::CancelExtra { .. }
+            | Decision::ForeignStop { .. } => {}
+        }
+    }
+    if !gone.is_empty() {
+        let news =
+            live.venue.recheck(now).await.map_err(|a| {
+                LiveError::Unreconciled(format!("re-reading closed positions: {a:?}"))
+            })?;
+        let StreamNews { events, .. } = news;
+        for e in &events {
+            let id = event_position(e);
+            if live.book.slots.contains_key(&id) {
+                live.book.on_event(id, e);
+                live.book.commit(&[id])?;
+            }
+        }
+        for id in gone {
+            if live.book.slots[&id].runner.closed().is_none() {
+                return Err(LiveError::Unreconciled(format!(
+                    "position {id} is gone from the exchange but no close was found"
+                )));
+            }
+            live.say(&format!("position {id}: closed while away"));
+            live.finish_if_closed(id)?;
+        }
+    }
+    for (id, cmd) in resend {
+        live.say(&format!(
+            "position {id}: sending again what a stop left unanswered"
+        ));
+        let events = live
+            .send(id, cmd, live.book.slots[&id].record.updated_at)
+            .await?;
+        for e in &events {
+            live.book.on_event(id, e);
+        }
+        live.book.commit(&[id])?;
+    }
+    for info in &opened {
+        live.open_discovered(info, now).await?;
+    }
+    let ids: Vec<u64> = live.book.slots.keys().copied().collect();
+    for id in ids {
+        live.drain(id).await?;
+    }
+    Ok(())
+}
+
+/// A fresh shared status.
+pub fn shared_status() -> Shared {
+    Arc::new(Mutex::new(Status::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    /// An average of fills off the grid becomes the nearest price at the instrument's decimals.
+    #[test]
+    fn an_average_entry_is_put_on_the_grid() {
+        let i = crate::engine::Instrument::with_price_decimals(dec!(0.01), 2);
+        assert_eq!(
+            on_grid(dec!(17693.573333333333333333333333), &i),
+            dec!(17693.57)
+        );
+        assert_eq!(on_grid(dec!(17693.575), &i), dec!(17693.58));
+        assert_eq!(on_grid(dec!(17693.585), &i), dec!(17693.58));
+        assert_eq!(on_grid(dec!(17693.50), &i).to_string(), "17693.5");
+    }
+}

@@ -1,0 +1,220 @@
+//! `GET /status` and `GET /healthz` (`LIVE.md` §6) on `[http] listen`: a snapshot the run
+//! loop publishes after each message it handled (so `last_price_ts` advances only after the
+//! commands a point caused were answered), served by a small hyper server.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::book::Book;
+use crate::engine::State;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SymbolStatus {
+    pub last_price_ts: i64,
+    pub price: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PositionStatus {
+    pub position_id: u64,
+    pub symbol: String,
+    pub side: &'static str,
+    pub state: &'static str,
+    pub entry_price: Decimal,
+    pub desired_stop: Option<Decimal>,
+    pub sent_stop: Option<Decimal>,
+    pub confirmed_stop: Option<Decimal>,
+    /// The client id of the newest stop sent.
+    pub order_id: Option<String>,
+}
+
+/// What `/status` shows. Prices serialise as decimal strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub reconciled: bool,
+    pub symbols: BTreeMap<String, SymbolStatus>,
+    /// Open positions only.
+    pub positions: Vec<PositionStatus>,
+    /// Why the run is not healthy (a stream down, stale prices), if it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
+}
+
+impl Status {
+    /// The book's open positions and last prices.
+    pub fn of(book: &Book, reconciled: bool, degraded: Option<String>) -> Status {
+        let symbols = book
+            .symbols
+            .iter()
+            .map(|(s, p)| {
+                (
+                    s.clone(),
+                    SymbolStatus {
+                        last_price_ts: p.last_ts,
+                        price: p.price,
+                    },
+                )
+            })
+            .collect();
+        let positions = book
+            .slots
+            .iter()
+            .filter(|(_, s)| s.runner.closed().is_none())
+            .map(|(&id, s)| {
+                let e = s.runner.engine.snapshot();
+                PositionStatus {
+                    position_id: id,
+                    symbol: e.position.symbol.clone(),
+                    side: e.position.side.as_str(),
+                    state: match e.state {
+                        State::Inactive => "inactive",
+                        State::Active => "active",
+                        State::Triggered => "triggered",
+                    },
+                    entry_price: e.position.entry_price,
+                    desired_stop: e.desired.map(|(d, _)| d),
+                    sent_stop: e.sent.map(|(d, _)| d),
+                    confirmed_stop: e.confirmed,
+                    order_id: s.record.exchange_order_id(),
+                }
+            })
+            .collect();
+        Status {
+            reconciled,
+            symbols,
+            positions,
+            degraded,
+        }
+    }
+
+    /// `/healthz`: 200 when reconciled and every stream is up, else 503 with the reason.
+    fn health(&self) -> (StatusCode, String) {
+        match (&self.degraded, self.reconciled) {
+            (_, false) => (StatusCode::SERVICE_UNAVAILABLE, "not reconciled\n".into()),
+            (Some(why), true) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+            (None, true) => (StatusCode::OK, "ok\n".into()),
+        }
+    }
+}
+
+pub type Shared = Arc<Mutex<Status>>;
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn serve(
+    req: Request<Incoming>,
+    shared: Shared,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let status = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(match req.uri().path() {
+        "/status" => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string(&status).expect("a status serialises"),
+        ),
+        "/healthz" => {
+            let (code, text) = status.health();
+            reply(code, "text/plain", text)
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    })
+}
+
+/// Listens on `addr`; the bound address (port 0 picks one). Serves until `stop`.
+pub async fn listen(
+    addr: SocketAddr,
+    shared: Shared,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((socket, _)) = accepted else { continue };
+                    let s = shared.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| serve(req, s.clone()));
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(socket), service)
+                            .await;
+                    });
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    });
+    Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Instrument, Side, TrailingConfig};
+    use crate::live::runner::book::Opening;
+    use crate::store::{OpenOptions, Store};
+    use rust_decimal_macros::dec;
+
+    /// The `LIVE.md` §6 shape: prices as decimal strings, open positions only.
+    #[test]
+    fn status_has_the_documented_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite"), OpenOptions::runner()).unwrap();
+        let mut book = Book::new(store).unwrap();
+        book.on_price("BTCUSDT", dec!(17100.5), 1_670_889_600_000)
+            .unwrap();
+        let config: TrailingConfig = toml::from_str(
+            "activation_percent = \"0.5\"\ndistance_percent = \"0.4\"\ninitial_stop_percent = \"1\"",
+        )
+        .unwrap();
+        let o = Opening {
+            symbol: "BTCUSDT".into(),
+            position_idx: 0,
+            side: Side::Long,
+            entry: dec!(17050),
+            size: dec!(0.5),
+            opened_at: 1_670_889_600_000,
+            foreign_stop: None,
+        };
+        book.open(&o, &Instrument::with_price_decimals(dec!(0.5), 1), &config)
+            .unwrap();
+        let v: serde_json::Value = serde_json::to_value(Status::of(&book, true, None)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "reconciled": true,
+                "symbols": {"BTCUSDT": {"last_price_ts": 1_670_889_600_000_i64, "price": "17100.5"}},
+                "positions": [{
+                    "position_id": 1, "symbol": "BTCUSDT", "side": "long", "state": "inactive",
+                    "entry_price": "17050", "desired_stop": "16879.5", "sent_stop": "16879.5",
+                    "confirmed_stop": null, "order_id": "ts-1-1"
+                }]
+            })
+        );
+        let (code, text) = Status::of(&book, false, None).health();
+        assert_eq!((code.as_u16(), text.as_str()), (503, "not reconciled\n"));
+        let (code, _) = Status::of(&book, true, None).health();
+        assert_eq!(code.as_u16(), 200);
+    }
+}
