@@ -208,7 +208,7 @@ async fn run(config: WsConfig, tx: mpsc::Sender<WsEvent>, mut stop: watch::Recei
 
 /// Up to a quarter of `backoff`, from the clock's milliseconds: reconnects of many clients
 /// (or streams) after one outage spread out instead of arriving together.
-fn jitter(backoff: Duration, now_ms: i64) -> Duration {
+pub(crate) fn jitter(backoff: Duration, now_ms: i64) -> Duration {
     let span = (backoff.as_millis() / 4) as u64 + 1;
     Duration::from_millis(now_ms.unsigned_abs() % span)
 }

@@ -264,11 +264,13 @@ impl Live {
                     return Ok(ex.events);
                 }
                 Some(Action::Retry) if attempt < MAX_ATTEMPTS => {
+                    // Backoff with jitter: many positions retrying after one outage spread out.
+                    let pause = wait + crate::live::bybit::ws::jitter(wait, self.now());
                     self.say(&format!(
                         "{symbol} position {id}: {what}: retry {attempt} after {} ms",
-                        wait.as_millis()
+                        pause.as_millis()
                     ));
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(pause).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Some(Action::RetryAfter { ms }) if attempt < MAX_ATTEMPTS => {
