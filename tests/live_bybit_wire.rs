@@ -1226,3 +1226,54 @@ const SIGN_SET: &str = "ab7d0b24422de3c62f85943f446d3782585fa717c892786d0846fd78
 const SIGN_REMOVE: &str = "a690de3f4656034dec0c228cb97d28d8de9e28d41c94a0c73b26316d9f6f7599";
 const SIGN_FILLS: &str = "d069a4b1fe7dedf163f55c13e1c7528f7c8cc8568b5b02f2ded125e66f7fc12f";
 const SIGN_CLOSE: &str = "3da840f4ee7a82abb501d4f4eec5d4a52c9f9b1c5e56a87bb14c3a941a5a2d48";
+
+/// Real Bybit's `10004` message echoes the signed text, API key included: the key never reaches
+/// the reply, the outcome or the error (a raw server on 127.0.0.1 answers like Bybit does).
+#[tokio::test]
+async fn a_signature_error_that_echoes_the_key_does_not_carry_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = vec![0u8; 8192];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let body = format!(
+            r#"{{"retCode":10004,"retMsg":"error sign! origin_string[1767000000000{KEY}5000category=linear]","result":{{}},"retExtInfo":{{}},"time":1767000000000}}"#
+        );
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.write_all(resp.as_bytes()).await;
+    });
+    let c = RestClient::new(
+        RestConfig {
+            base_url,
+            recv_window_ms: 5000,
+            timeout: Duration::from_secs(5),
+            clock: system_clock(),
+        },
+        Some(creds(KEY, SECRET)),
+    )
+    .unwrap();
+    let req = trailstop::live::bybit::request::position_list(
+        trailstop::live::bybit::request::PositionFilter::Symbol(BTC),
+        None,
+    )
+    .unwrap();
+    let reply = within(c.send(&req)).await;
+    let text = format!("{reply:?} {}", reply.body);
+    assert!(text.contains("error sign!"), "{text}");
+    assert!(!text.contains(KEY), "{text}");
+    assert!(text.contains("<api key>"), "{text}");
+    server.abort();
+}
