@@ -6,6 +6,8 @@
 //!   venue; every step committed before its commands leave (write-ahead).
 //! - [`status`]: `GET /status`, `GET /healthz`.
 //! - [`trades`]: closed positions appended to `trades.csv` / `events.jsonl`.
+//! - [`log`]: the log lines (`tracing`; text or JSON), one per decision that touches the
+//!   exchange.
 //!
 //! Start: the store (exclusive), the venue (clock, instruments), the streams (their events
 //! wait in their queues), the REST snapshot, [`reconcile`](crate::live::reconcile) and every
@@ -14,6 +16,7 @@
 //! after a reconnect. A stop or interrupt leaves every stop resting on the exchange.
 
 pub mod book;
+pub mod log;
 pub mod status;
 pub mod trades;
 
@@ -28,6 +31,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub use book::{Book, BookError, Driver, Opening, Outbox, Slot, event_position, in_flight_command};
+pub use log::{LogFormat, LogSink};
 pub use status::{Shared, Status};
 
 use crate::live::bybit::request::{PositionFilter, PositionIdx};
@@ -44,7 +48,7 @@ use crate::sim::path::Point;
 use crate::sim::venue::{SimVenue, VenueKind, VenueModel};
 use crate::store::{OpenOptions, Store, StoreError};
 use crate::venue::Venue;
-use crate::venue::{Command, OrderRef, VenueEvent};
+use crate::venue::{Command, OrderRef, Phase, VenueEvent};
 
 /// How often the positions are re-read over REST (`LIVE.md` §5).
 pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
@@ -89,8 +93,8 @@ pub enum LiveError {
 
 /// How to run.
 pub struct LiveOptions {
-    /// Where log lines go (one per decision that touches the exchange).
-    pub log: Box<dyn Fn(&str) + Send>,
+    /// Where log lines go (one per decision that touches the exchange), and their format.
+    pub log: LogSink,
     pub clock: Clock,
     /// REST timeout per request.
     pub timeout: Duration,
@@ -102,7 +106,7 @@ pub struct LiveOptions {
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
-            log: Box::new(|line| eprintln!("{line}")),
+            log: LogSink::stderr(LogFormat::Text),
             clock: system_clock(),
             timeout: Duration::from_secs(5),
             dry_run: false,
@@ -123,7 +127,6 @@ struct Live {
     arrived: BTreeMap<String, Instant>,
     /// The symbols found stale at the last look (logged once per spell).
     stale: BTreeSet<String>,
-    log: Box<dyn Fn(&str) + Send>,
     clock: Clock,
     /// `--dry-run`: each position's simulated venue (its commands go there, never to the
     /// exchange), and the exchange positions a simulated stop closed (not adopted again
@@ -146,18 +149,39 @@ fn rest_err(what: &'static str) -> impl Fn(RestError) -> LiveError {
     move |source| LiveError::Rest { what, source }
 }
 
-fn describe(cmd: &Command, instrument: Option<&crate::engine::Instrument>) -> String {
+/// What a command does, and its client id (`-` for a close at market: it has none of ours).
+fn describe(cmd: &Command, instrument: Option<&crate::engine::Instrument>) -> (String, String) {
     let price = |u: i64| instrument.map_or(u.to_string(), |i| i.decimal(u).to_string());
     match cmd {
         Command::Place { order, stop } => {
-            format!("place stop {} ({})", price(*stop), order.client_id())
+            (format!("place stop {}", price(*stop)), order.client_id())
         }
         Command::Amend { order, stop, .. } => {
-            format!("move stop to {} ({})", price(*stop), order.client_id())
+            (format!("move stop to {}", price(*stop)), order.client_id())
         }
-        Command::Cancel { order } => format!("cancel stop ({})", order.client_id()),
-        Command::CloseAtMarket { .. } => "close at market, reduce-only".to_string(),
-        Command::Query { order } => format!("look up ({})", order.client_id()),
+        Command::Cancel { order } => ("cancel stop".into(), order.client_id()),
+        Command::CloseAtMarket { .. } => ("close at market, reduce-only".into(), "-".into()),
+        Command::Query { order } => ("look up the stop".into(), order.client_id()),
+    }
+}
+
+/// Why the lifecycle of `slot` sends `cmd` now (the stop's origin for a set).
+fn why_of(slot: Option<&Slot>, cmd: &Command) -> &'static str {
+    use crate::engine::StopOrigin;
+    let origin = |o: StopOrigin| match o {
+        StopOrigin::Initial => "initial stop",
+        StopOrigin::Breakeven => "breakeven",
+        StopOrigin::Trailing => "trailing",
+    };
+    let phase = slot.map(|s| s.runner.order.phase());
+    match (cmd, phase) {
+        (Command::Place { .. }, Some(Phase::Placing { order, .. }))
+        | (Command::Amend { .. }, Some(Phase::Amending { to: order, .. })) => origin(order.origin),
+        (Command::Place { .. }, _) => "the position has no stop",
+        (Command::Amend { .. }, _) => "trailing",
+        (Command::Cancel { .. }, _) => "replaced",
+        (Command::CloseAtMarket { .. }, _) => "exit now",
+        (Command::Query { .. }, _) => "the last answer was ambiguous",
     }
 }
 
@@ -183,7 +207,11 @@ fn describe_events(events: &[VenueEvent]) -> String {
 
 impl Live {
     fn say(&self, line: &str) {
-        (self.log)(line);
+        log::note(line);
+    }
+
+    fn warn(&self, line: &str) {
+        log::warn(line);
     }
 
     /// Why `/healthz` is degraded: a stream down, or symbols without a price for
@@ -211,7 +239,7 @@ impl Live {
             .map(|(s, _)| s.clone())
             .collect();
         for s in stale.difference(&self.stale) {
-            self.say(&format!(
+            self.warn(&format!(
                 "{s}: no price for {} s: stale",
                 STALE_AFTER.as_secs()
             ));
@@ -232,59 +260,81 @@ impl Live {
     }
 
     /// Sends one command until it has an answer (retrying what the venue says to retry);
-    /// logs one line.
-    async fn send(&mut self, id: u64, cmd: Command, ts: i64) -> Result<Vec<VenueEvent>, LiveError> {
+    /// logs one line per request, saying why it was sent (`why`).
+    async fn send(
+        &mut self,
+        id: u64,
+        cmd: Command,
+        ts: i64,
+        why: &str,
+    ) -> Result<Vec<VenueEvent>, LiveError> {
         let symbol = self
             .book
             .slots
             .get(&id)
             .map_or(String::new(), |s| s.driver.symbol.clone());
-        let what = describe(&cmd, self.book.slots.get(&id).map(|s| s.instrument()));
+        let instrument = self.book.slots.get(&id).map(|s| *s.instrument());
         if let Some(dry) = &mut self.dry {
             let Some(sim) = dry.venues.get_mut(&id) else {
                 return Ok(Vec::new());
             };
+            let (what, client_id) = describe(&cmd, instrument.as_ref());
             let events: Vec<VenueEvent> = sim.execute(cmd, ts).into_iter().collect();
-            self.say(&format!(
-                "{symbol} position {id}: {what}: {} (dry run: simulated)",
-                describe_events(&events)
-            ));
+            log::decision(&log::Decision {
+                symbol: &symbol,
+                position: id,
+                what: &what,
+                why,
+                client_id: &client_id,
+                result: &format!("{} (dry run: simulated)", describe_events(&events)),
+            });
             return Ok(events);
         }
+        let asked = cmd;
         let cmd = self.book.never_looser(id, cmd);
+        let why = if cmd == asked {
+            why.to_string()
+        } else {
+            format!("{why}; held at the stop adopted from someone else (never looser)")
+        };
+        let (what, client_id) = describe(&cmd, instrument.as_ref());
+        let line = |result: &str| {
+            log::decision(&log::Decision {
+                symbol: &symbol,
+                position: id,
+                what: &what,
+                why: &why,
+                client_id: &client_id,
+                result,
+            })
+        };
         let mut wait = Duration::from_millis(100);
         for attempt in 1..=MAX_ATTEMPTS {
             let ex = self.venue.execute(cmd, ts).await;
             match ex.action {
                 None => {
-                    self.say(&format!(
-                        "{symbol} position {id}: {what}: {}",
-                        describe_events(&ex.events)
-                    ));
+                    line(&describe_events(&ex.events));
                     return Ok(ex.events);
                 }
                 Some(Action::Retry) if attempt < MAX_ATTEMPTS => {
                     // Backoff with jitter: many positions retrying after one outage spread out.
                     let pause = wait + crate::live::bybit::ws::jitter(wait, self.now());
-                    self.say(&format!(
-                        "{symbol} position {id}: {what}: retry {attempt} after {} ms",
-                        pause.as_millis()
-                    ));
+                    line(&format!("retry {attempt} after {} ms", pause.as_millis()));
                     tokio::time::sleep(pause).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Some(Action::RetryAfter { ms }) if attempt < MAX_ATTEMPTS => {
-                    self.say(&format!(
-                        "{symbol} position {id}: {what}: rate limited, retry after {ms} ms"
-                    ));
+                    line(&format!("rate limited, retry after {ms} ms"));
                     tokio::time::sleep(Duration::from_millis(ms.clamp(0, 60_000) as u64)).await;
                 }
                 Some(Action::Fatal { code, message }) => {
+                    line(&format!("refused ({code}): {message}"));
                     return Err(LiveError::Venue(format!(
                         "{symbol} position {id}: {what}: refused ({code}): {message}"
                     )));
                 }
                 Some(Action::Halt) => {
+                    line("banned from REST for now");
                     return Err(LiveError::Venue(format!(
                         "{symbol} position {id}: {what}: banned from REST for now; \
                          the stops on the exchange keep working"
@@ -293,6 +343,7 @@ impl Live {
                 Some(_) => break,
             }
         }
+        line(&format!("no answer after {MAX_ATTEMPTS} attempts"));
         Err(LiveError::Venue(format!(
             "{symbol} position {id}: {what}: no answer after {MAX_ATTEMPTS} attempts"
         )))
@@ -307,7 +358,8 @@ impl Live {
                 break;
             }
             for (cmd, ts) in cmds {
-                let events = self.send(id, cmd, ts).await?;
+                let why = why_of(self.book.slots.get(&id), &cmd);
+                let events = self.send(id, cmd, ts, why).await?;
                 for e in &events {
                     self.book.on_event(id, e);
                 }
@@ -479,7 +531,7 @@ impl Live {
             info.avg_price
         ));
         if config.initial_stop_percent.is_none() {
-            self.say(&format!(
+            self.warn(&format!(
                 "warning: {} position {id}: no initial stop configured: it rests without a \
                  stop until activation",
                 info.symbol
@@ -509,11 +561,11 @@ impl Live {
                 }
             }
             WsEvent::Disconnected { kind, reason } => {
-                self.say(&format!("{} stream lost: {reason}", kind.as_str()));
+                self.warn(&format!("{} stream lost: {reason}", kind.as_str()));
                 self.down.insert(kind.as_str());
             }
             WsEvent::Unreadable { kind, error } => {
-                self.say(&format!(
+                self.warn(&format!(
                     "{} stream: unreadable message: {error}",
                     kind.as_str()
                 ));
@@ -534,7 +586,7 @@ impl Live {
         match self.venue.recheck(ts).await {
             Ok(news) => self.on_news(news, ts).await,
             Err(a) => {
-                self.say(&format!("re-check failed ({a:?}); next one later"));
+                self.warn(&format!("re-check failed ({a:?}); next one later"));
                 Ok(())
             }
         }
@@ -607,10 +659,30 @@ pub async fn run(
     config: LiveConfig,
     credentials: Credentials,
     status: Shared,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     opts: LiveOptions,
 ) -> Result<(), LiveError> {
-    let log = opts.log;
+    use tracing::instrument::WithSubscriber;
+    let LiveOptions {
+        log,
+        clock,
+        timeout,
+        dry_run,
+    } = opts;
+    run_logged(config, credentials, status, stop, clock, timeout, dry_run)
+        .with_subscriber(log.into_dispatch())
+        .await
+}
+
+async fn run_logged(
+    config: LiveConfig,
+    credentials: Credentials,
+    status: Shared,
+    mut stop: watch::Receiver<bool>,
+    clock: Clock,
+    timeout: Duration,
+    dry_run: bool,
+) -> Result<(), LiveError> {
     // The store first: a second runner on the same database is refused before any request.
     let store = Store::open(&config.db, OpenOptions::runner())?;
     let mut book = Book::new(store)?;
@@ -620,7 +692,7 @@ pub async fn run(
             addr: config.listen,
             source,
         })?;
-    log(&format!(
+    log::note(&format!(
         "{}: status on http://{addr}/status, database {}",
         config.name,
         config.db.display()
@@ -630,8 +702,8 @@ pub async fn run(
         RestConfig {
             base_url: config.venue.rest_url.clone(),
             recv_window_ms: config.venue.recv_window_ms,
-            timeout: opts.timeout,
-            clock: opts.clock.clone(),
+            timeout,
+            clock: clock.clone(),
         },
         Some(credentials.clone()),
     )
@@ -647,14 +719,14 @@ pub async fn run(
         &config.venue.ws_url,
         StreamKind::Public,
         symbols.iter().map(|s| format!("tickers.{s}")).collect(),
-        opts.clock.clone(),
+        clock.clone(),
     );
     public_cfg.credentials = None;
     let mut private_cfg = WsConfig::new(
         &config.venue.ws_url,
         StreamKind::Private,
         vec!["position".into(), "order".into(), "execution".into()],
-        opts.clock.clone(),
+        clock.clone(),
     );
     private_cfg.credentials = Some(credentials);
     let mut private = WsClient::spawn(private_cfg);
@@ -683,9 +755,8 @@ pub async fn run(
             .map(|s| (s.clone(), Instant::now()))
             .collect(),
         stale: BTreeSet::new(),
-        log,
-        clock: opts.clock,
-        dry: opts.dry_run.then(Dry::default),
+        clock,
+        dry: dry_run.then(Dry::default),
     };
     if let Some(dry) = &mut live.dry {
         // The simulated venues of stored positions: their stops rest where the lifecycle says.
@@ -843,7 +914,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
         .commit(&[], &[("live.reconcile", &journal)])?;
 
     let info_at = |k: &PositionKey| exchange.iter().find(|p| key(p) == *k).cloned();
-    let mut resend: Vec<(u64, Command)> = Vec::new();
+    let mut resend: Vec<(u64, Command, &'static str)> = Vec::new();
     let mut gone: Vec<u64> = Vec::new();
     let mut opened: Vec<PositionInfo> = Vec::new();
     for d in &decisions {
@@ -884,7 +955,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             Decision::LookUp { position_id, .. } => {
                 let id = *position_id;
                 if let Some(cmd) = in_flight_command(&live.book.slots[&id].runner, id) {
-                    resend.push((id, cmd));
+                    resend.push((id, cmd, "unanswered when the last run stopped"));
                 }
             }
             Decision::PlaceMissing { position_id } => {
@@ -899,6 +970,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
                             },
                             stop: r.stop,
                         },
+                        "the stored stop is missing on the exchange",
                     ));
                 }
             }
@@ -968,12 +1040,9 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             live.finish_if_closed(id)?;
         }
     }
-    for (id, cmd) in resend {
-        live.say(&format!(
-            "position {id}: sending again what a stop left unanswered"
-        ));
+    for (id, cmd, why) in resend {
         let events = live
-            .send(id, cmd, live.book.slots[&id].record.updated_at)
+            .send(id, cmd, live.book.slots[&id].record.updated_at, why)
             .await?;
         for e in &events {
             live.book.on_event(id, e);
