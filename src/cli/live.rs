@@ -79,6 +79,7 @@ pub fn run(args: Args) -> ExitCode {
         LiveOptions {
             dry_run: args.dry_run,
             log: LogSink::stderr(args.log_format),
+            resilience: runner::Resilience::from_env(|k| std::env::var(k).ok()),
             ..LiveOptions::default()
         },
     ));

@@ -16,7 +16,9 @@
 //! after a reconnect. A stop or interrupt leaves every stop resting on the exchange.
 
 pub mod book;
+pub mod breaker;
 pub mod log;
+pub mod resilience;
 pub mod status;
 pub mod trades;
 
@@ -31,7 +33,10 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub use book::{Book, BookError, Driver, Opening, Outbox, Slot, event_position, in_flight_command};
+use breaker::{Breaker, PauseReason, Verdict};
 pub use log::{LogFormat, LogSink};
+pub use resilience::Resilience;
+use resilience::Sent;
 pub use status::{Shared, Status};
 
 use crate::live::bybit::request::{PositionFilter, PositionIdx};
@@ -48,7 +53,7 @@ use crate::sim::path::Point;
 use crate::sim::venue::{SimVenue, VenueKind, VenueModel};
 use crate::store::{OpenOptions, Store, StoreError};
 use crate::venue::Venue;
-use crate::venue::{Command, OrderRef, Phase, VenueEvent};
+use crate::venue::{Command, OrderRef, Phase, RejectReason, VenueEvent};
 
 /// How often the positions are re-read over REST (`LIVE.md` §5).
 pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
@@ -101,6 +106,8 @@ pub struct LiveOptions {
     /// `--dry-run`: the exchange's positions and prices, the simulated venue's orders (no
     /// order reaches the exchange).
     pub dry_run: bool,
+    /// The circuit breaker's settings and the wait after a ban.
+    pub resilience: Resilience,
 }
 
 impl Default for LiveOptions {
@@ -110,6 +117,7 @@ impl Default for LiveOptions {
             clock: system_clock(),
             timeout: Duration::from_secs(5),
             dry_run: false,
+            resilience: Resilience::default(),
         }
     }
 }
@@ -132,6 +140,11 @@ struct Live {
     /// exchange), and the exchange positions a simulated stop closed (not adopted again
     /// until their size, side or entry changes).
     dry: Option<Dry>,
+    resilience: Resilience,
+    /// The venue's circuit breaker and pauses (a ban, a rate limit).
+    circuit: Breaker,
+    /// Commands waiting for the venue, per position.
+    held: resilience::HeldCommands,
 }
 
 #[derive(Default)]
@@ -226,6 +239,7 @@ impl Live {
             let list: Vec<&str> = self.stale.iter().map(String::as_str).collect();
             why.push(format!("stale prices: {}", list.join(", ")));
         }
+        why.extend(self.circuit_degraded());
         (!why.is_empty()).then(|| why.join("; "))
     }
 
@@ -251,7 +265,10 @@ impl Live {
     }
 
     fn publish(&self) {
-        let s = Status::of(&self.book, self.reconciled, self.degraded());
+        let mut s = Status::of(&self.book, self.reconciled, self.degraded());
+        if self.dry.is_none() {
+            s.circuit = self.circuit_status();
+        }
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
@@ -259,15 +276,10 @@ impl Live {
         (self.clock)() + self.venue.rest().clock_offset_ms()
     }
 
-    /// Sends one command until it has an answer (retrying what the venue says to retry);
-    /// logs one line per request, saying why it was sent (`why`).
-    async fn send(
-        &mut self,
-        id: u64,
-        cmd: Command,
-        ts: i64,
-        why: &str,
-    ) -> Result<Vec<VenueEvent>, LiveError> {
+    /// Sends one command until it has an answer (retrying what the venue says to retry), or
+    /// until it must wait ([`Sent::Held`]: a ban, a rate limit, the breaker open); logs one
+    /// line per request, saying why it was sent (`why`). Each answer counts for the breaker.
+    async fn send(&mut self, id: u64, cmd: Command, ts: i64, why: &str) -> Result<Sent, LiveError> {
         let symbol = self
             .book
             .slots
@@ -276,7 +288,7 @@ impl Live {
         let instrument = self.book.slots.get(&id).map(|s| *s.instrument());
         if let Some(dry) = &mut self.dry {
             let Some(sim) = dry.venues.get_mut(&id) else {
-                return Ok(Vec::new());
+                return Ok(Sent::Answered(Vec::new()));
             };
             let (what, client_id) = describe(&cmd, instrument.as_ref());
             let events: Vec<VenueEvent> = sim.execute(cmd, ts).into_iter().collect();
@@ -288,7 +300,7 @@ impl Live {
                 client_id: &client_id,
                 result: &format!("{} (dry run: simulated)", describe_events(&events)),
             });
-            return Ok(events);
+            return Ok(Sent::Answered(events));
         }
         let asked = cmd;
         let cmd = self.book.never_looser(id, cmd);
@@ -308,24 +320,57 @@ impl Live {
                 result,
             })
         };
+        let kind = resilience::kind_of(&cmd);
         let mut wait = Duration::from_millis(100);
         for attempt in 1..=MAX_ATTEMPTS {
             let ex = self.venue.execute(cmd, ts).await;
+            let now = self.now();
+            // A stop refused by the rate limit (10006) never changed: it waits for the reset,
+            // and the newest stop goes then.
+            if let [
+                VenueEvent::Rejected {
+                    reason: RejectReason::RateLimited { retry_after_ms },
+                    ..
+                },
+            ] = ex.events[..]
+            {
+                line(&format!(
+                    "rate limited (10006): held until the reset in {retry_after_ms} ms"
+                ));
+                return Ok(self.pause(PauseReason::RateLimited, now + retry_after_ms.max(0)));
+            }
             match ex.action {
                 None => {
+                    if ex
+                        .events
+                        .iter()
+                        .any(|e| matches!(e, VenueEvent::Ambiguous { .. }))
+                    {
+                        self.failed(now);
+                    } else {
+                        self.succeeded();
+                    }
                     line(&describe_events(&ex.events));
-                    return Ok(ex.events);
+                    return Ok(Sent::Answered(ex.events));
                 }
-                Some(Action::Retry) if attempt < MAX_ATTEMPTS => {
+                Some(Action::Retry) => {
+                    self.failed(now);
+                    if let Verdict::Wait { until_ms, why } = self.circuit.check(kind, now) {
+                        line(&format!("no answer: held ({why})"));
+                        return Ok(Sent::Held { until_ms });
+                    }
+                    if attempt == MAX_ATTEMPTS {
+                        break;
+                    }
                     // Backoff with jitter: many positions retrying after one outage spread out.
-                    let pause = wait + crate::live::bybit::ws::jitter(wait, self.now());
+                    let pause = wait + crate::live::bybit::ws::jitter(wait, now);
                     line(&format!("retry {attempt} after {} ms", pause.as_millis()));
                     tokio::time::sleep(pause).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
-                Some(Action::RetryAfter { ms }) if attempt < MAX_ATTEMPTS => {
-                    line(&format!("rate limited, retry after {ms} ms"));
-                    tokio::time::sleep(Duration::from_millis(ms.clamp(0, 60_000) as u64)).await;
+                Some(Action::RetryAfter { ms }) => {
+                    line(&format!("rate limited: held for {ms} ms"));
+                    return Ok(self.pause(PauseReason::RateLimited, now + ms.max(0)));
                 }
                 Some(Action::Fatal { code, message }) => {
                     line(&format!("refused ({code}): {message}"));
@@ -334,19 +379,18 @@ impl Live {
                     )));
                 }
                 Some(Action::Halt) => {
-                    line("banned from REST for now");
-                    return Err(LiveError::Venue(format!(
-                        "{symbol} position {id}: {what}: banned from REST for now; \
-                         the stops on the exchange keep working"
-                    )));
+                    let wait_ms = self.resilience.ban_wait.as_millis() as i64;
+                    line(&format!(
+                        "banned (HTTP 403): no REST to the host for {} s; held",
+                        wait_ms / 1000
+                    ));
+                    return Ok(self.pause(PauseReason::Banned, now + wait_ms));
                 }
-                Some(_) => break,
             }
         }
-        line(&format!("no answer after {MAX_ATTEMPTS} attempts"));
-        Err(LiveError::Venue(format!(
-            "{symbol} position {id}: {what}: no answer after {MAX_ATTEMPTS} attempts"
-        )))
+        let until_ms = self.now() + self.resilience.breaker.cooldown_ms;
+        line(&format!("no answer after {MAX_ATTEMPTS} attempts: held"));
+        Ok(Sent::Held { until_ms })
     }
 
     /// Sends what position `id` queued (each step committed before), feeds the answers back
@@ -358,8 +402,17 @@ impl Live {
                 break;
             }
             for (cmd, ts) in cmds {
-                let why = why_of(self.book.slots.get(&id), &cmd);
-                let events = self.send(id, cmd, ts, why).await?;
+                let events = match self.already_resting(id, &cmd) {
+                    Some(e) => vec![e],
+                    None => {
+                        let why = self.why(id, &cmd);
+                        match self.dispatch(id, cmd, ts, why).await? {
+                            Some(events) => events,
+                            // Held: the lifecycle keeps it in flight until it is released.
+                            None => continue,
+                        }
+                    }
+                };
                 for e in &events {
                     self.book.on_event(id, e);
                 }
@@ -582,9 +635,18 @@ impl Live {
     }
 
     async fn recheck(&mut self) -> Result<(), LiveError> {
+        if !self.rest_allowed() {
+            // Banned: no REST to the host; the ban's end re-checks.
+            return Ok(());
+        }
         let ts = self.now();
         match self.venue.recheck(ts).await {
             Ok(news) => self.on_news(news, ts).await,
+            Err(Action::Halt) => {
+                let wait_ms = self.resilience.ban_wait.as_millis() as i64;
+                self.pause(PauseReason::Banned, ts + wait_ms);
+                Ok(())
+            }
             Err(a) => {
                 self.warn(&format!("re-check failed ({a:?}); next one later"));
                 Ok(())
@@ -668,10 +730,25 @@ pub async fn run(
         clock,
         timeout,
         dry_run,
+        resilience,
     } = opts;
-    run_logged(config, credentials, status, stop, clock, timeout, dry_run)
+    let how = How {
+        clock,
+        timeout,
+        dry_run,
+        resilience,
+    };
+    run_logged(config, credentials, status, stop, how)
         .with_subscriber(log.into_dispatch())
         .await
+}
+
+/// [`LiveOptions`] but the log (the subscriber the run is under).
+struct How {
+    clock: Clock,
+    timeout: Duration,
+    dry_run: bool,
+    resilience: Resilience,
 }
 
 async fn run_logged(
@@ -679,10 +756,14 @@ async fn run_logged(
     credentials: Credentials,
     status: Shared,
     mut stop: watch::Receiver<bool>,
-    clock: Clock,
-    timeout: Duration,
-    dry_run: bool,
+    how: How,
 ) -> Result<(), LiveError> {
+    let How {
+        clock,
+        timeout,
+        dry_run,
+        resilience,
+    } = how;
     // The store first: a second runner on the same database is refused before any request.
     let store = Store::open(&config.db, OpenOptions::runner())?;
     let mut book = Book::new(store)?;
@@ -757,6 +838,9 @@ async fn run_logged(
         stale: BTreeSet::new(),
         clock,
         dry: dry_run.then(Dry::default),
+        resilience,
+        circuit: Breaker::new(resilience.breaker),
+        held: Default::default(),
     };
     if let Some(dry) = &mut live.dry {
         // The simulated venues of stored positions: their stops rest where the lifecycle says.
@@ -801,6 +885,9 @@ async fn run_logged(
     let mut recheck =
         tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     let mut freshness = tokio::time::interval(Duration::from_secs(1));
+    // Held commands and the breaker's clock (a ban's or a cooldown's end).
+    let mut release = tokio::time::interval(Duration::from_millis(100));
+    release.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         let step = tokio::select! {
             biased;
@@ -814,6 +901,7 @@ async fn run_logged(
                 None => Err(LiveError::StreamRefused { stream: "public", reason: "ended".into() }),
             },
             _ = recheck.tick() => live.recheck().await.map(|()| live.publish()),
+            _ = release.tick() => live.release().await,
             _ = freshness.tick() => {
                 live.look_for_stale();
                 live.publish();
@@ -1041,9 +1129,10 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
         }
     }
     for (id, cmd, why) in resend {
-        let events = live
-            .send(id, cmd, live.book.slots[&id].record.updated_at, why)
-            .await?;
+        let ts = live.book.slots[&id].record.updated_at;
+        let Some(events) = live.dispatch(id, cmd, ts, why).await? else {
+            continue;
+        };
         for e in &events {
             live.book.on_event(id, e);
         }
