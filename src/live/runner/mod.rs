@@ -36,7 +36,7 @@ pub use book::{Book, BookError, Driver, Opening, Outbox, Slot, event_position, i
 use breaker::{Breaker, PauseReason, Verdict};
 pub use log::{LogFormat, LogSink};
 pub use resilience::Resilience;
-use resilience::Sent;
+use resilience::{NOT_APPLIED_WHY, Sent};
 pub use status::{Shared, Status};
 
 use crate::live::bybit::request::{PositionFilter, PositionIdx};
@@ -407,7 +407,15 @@ impl Live {
                     None => {
                         let why = self.why(id, &cmd);
                         match self.dispatch(id, cmd, ts, why).await? {
-                            Some(events) => events,
+                            Some(events) => match self.not_applied(id, &cmd, &events) {
+                                Some(again) => {
+                                    match self.dispatch(id, again, ts, NOT_APPLIED_WHY).await? {
+                                        Some(events) => events,
+                                        None => continue,
+                                    }
+                                }
+                                None => events,
+                            },
                             // Held: the lifecycle keeps it in flight until it is released.
                             None => continue,
                         }

@@ -7,9 +7,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::book::in_flight_command;
 use super::breaker::{Kind, PauseReason, Settings, Transition, Verdict};
 use super::{Live, LiveError, log, why_of};
-use crate::venue::{Command, Phase, VenueEvent};
+use crate::live::bybit::snapshot::NOT_APPLIED;
+use crate::venue::{Command, Phase, RejectReason, VenueEvent};
+
+/// Why a command is sent again after its look-up.
+pub(super) const NOT_APPLIED_WHY: &str =
+    "the look-up showed it was not applied: sent again with the same client id";
 
 /// How the runner waits out faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +317,29 @@ impl Live {
             }
         }
         Ok(())
+    }
+
+    /// A look-up that found an ambiguous command not applied (the venue never acted): the
+    /// command to send again, with the same client id (`EXCHANGES.md` §4.3), instead of
+    /// giving the refusal to the lifecycle (which would leave the position at its prior stop
+    /// for good, the engine believing the new one sent).
+    pub(super) fn not_applied(
+        &self,
+        id: u64,
+        cmd: &Command,
+        events: &[VenueEvent],
+    ) -> Option<Command> {
+        let refused = matches!(
+            events,
+            [VenueEvent::Rejected {
+                reason: RejectReason::Invalid { code: NOT_APPLIED },
+                ..
+            }]
+        );
+        if !matches!(cmd, Command::Query { .. }) || !refused {
+            return None;
+        }
+        in_flight_command(&self.book.slots.get(&id)?.runner, id)
     }
 
     /// Why position `id` sends `cmd` now.
