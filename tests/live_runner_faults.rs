@@ -460,3 +460,81 @@ async fn an_ambiguous_timeout_before_applying_is_looked_up_and_sent_again() {
     };
     assert_eq!(id(moves[0]), id(moves[1]));
 }
+
+/// `10002` (the timestamp outside the window): the clock is read again and the move retried
+/// once, successfully.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_skew_refusal_resyncs_and_retries_once() {
+    let run = Run::start(&[]).await;
+    run.fake.inject(Fault::on(STOP_PATH, FaultKind::ClockSkew));
+    let at = run.requests().len();
+    run.price(dec!(17200), T0 + 60_000).await;
+    run.wait_stop("the move after the resync", dec!(17157))
+        .await;
+    let after: Vec<(String, String)> = run.requests()[at..].to_vec();
+    let paths: Vec<&str> = after.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [STOP_PATH, "/v5/market/time", STOP_PATH],
+        "{after:?}"
+    );
+    let (text, _run) = run.finish().await;
+    let moves = decisions(&text, "move stop to 17157");
+    assert_eq!(moves.len(), 1, "{text}");
+    assert!(moves[0].contains("result=\"accepted\""), "{}", moves[0]);
+}
+
+/// Bybit's repeated `position` messages (nothing changed) send nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spurious_position_messages_send_nothing() {
+    let run = Run::start(&[]).await;
+    let at = run.requests().len();
+    for _ in 0..3 {
+        run.fake.spurious_position(BTC, 0);
+    }
+    // A price after them on the other stream; then time for the private ones to be read.
+    run.price(dec!(17010), T0 + 1_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(run.requests()[at..].to_vec(), Vec::new());
+    assert_eq!(run.stop(), Some(dec!(16830)));
+    let (text, _run) = run.finish().await;
+    assert_eq!(decisions(&text, "").len(), 1, "only the first stop: {text}");
+}
+
+/// The stop triggers while the private messages come twice and out of order: one close, one
+/// trade row, one `Triggered` event, and nothing sent after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_and_swapped_messages_give_one_close() {
+    let run = Run::start(&[]).await;
+    run.fake.duplicate_next_private(6);
+    run.fake.swap_next_private();
+    let at = run.requests().len();
+    run.fake.set_price(BTC, dec!(16800), true, T0 + 60_000);
+    let trades = run.dir.path().join("out/trades.csv");
+    wait_for(
+        "the trade written",
+        Duration::from_secs(30),
+        &run.log,
+        async || std::fs::read_to_string(&trades).is_ok_and(|t| t.lines().count() >= 2),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (text, run) = run.finish().await;
+    let rows = read(&run.dir.path().join("out/trades.csv"));
+    assert_eq!(rows.lines().count(), 2, "{rows}\n{text}");
+    let events = read(&run.dir.path().join("out/events.jsonl"));
+    assert_eq!(
+        events
+            .lines()
+            .filter(|l| l.contains(r#""type":"Triggered""#))
+            .count(),
+        1,
+        "{events}"
+    );
+    let posts: Vec<(String, String)> = run.requests()[at..]
+        .iter()
+        .filter(|(m, _)| m == "POST")
+        .cloned()
+        .collect();
+    assert_eq!(posts, Vec::new(), "nothing sent after the trigger");
+}
