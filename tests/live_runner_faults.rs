@@ -91,12 +91,39 @@ struct Run {
     fake: FakeBybit,
     listen: String,
     log: PathBuf,
+    config: PathBuf,
     live: Child,
+}
+
+fn spawn(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_trailstop"))
+        .arg("live")
+        .arg(config)
+        .env("TS_FAULTS_KEY", KEY)
+        .env("TS_FAULTS_SECRET", SECRET)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        ))
+        .spawn()
+        .unwrap()
 }
 
 impl Run {
     /// `env`: the runner's extra environment (the test hooks).
     async fn start(env: &[(&str, &str)]) -> Run {
+        let run = Run::launch(env).await;
+        run.wait_stop("the first stop", dec!(16830)).await;
+        run
+    }
+
+    /// The fake and the runner, not waiting for anything.
+    async fn launch(env: &[(&str, &str)]) -> Run {
         let dir = tempfile::tempdir().unwrap();
         let fake = FakeBybit::start(FakeConfig::new(Setup::new(
             KEY,
@@ -110,25 +137,35 @@ impl Run {
         let listen = format!("127.0.0.1:{}", free_port());
         let config = write_live_toml(dir.path(), &fake, &listen);
         let log = dir.path().join("live.log");
-        let live = Command::new(env!("CARGO_BIN_EXE_trailstop"))
-            .arg("live")
-            .arg(&config)
-            .env("TS_FAULTS_KEY", KEY)
-            .env("TS_FAULTS_SECRET", SECRET)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
-        let run = Run {
+        let live = spawn(&config, &log, env);
+        Run {
             dir,
             fake,
             listen,
             log,
+            config,
             live,
+        }
+    }
+
+    /// Waits for the runner's abort (the crash hook), then starts it again without the hook.
+    async fn restart_after_abort(&mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        let until = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(s) = self.live.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < until, "no abort: {}", read(&self.log));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        run.wait_stop("the first stop", dec!(16830)).await;
-        run
+        assert_eq!(
+            exit.signal(),
+            Some(libc::SIGABRT),
+            "{exit:?}: {}",
+            read(&self.log)
+        );
+        self.live = spawn(&self.config, &self.log, &[]);
     }
 
     fn stop(&self) -> Option<Decimal> {
@@ -537,4 +574,86 @@ async fn duplicate_and_swapped_messages_give_one_close() {
         .cloned()
         .collect();
     assert_eq!(posts, Vec::new(), "nothing sent after the trigger");
+}
+
+/// One run of the crash scenario: the first stop, a move to 17157, then the stop triggered;
+/// crashed at `point` (a `TRAILSTOP_CRASH_AT` value) and restarted, unless `None`. Returns
+/// `trades.csv`, `events.jsonl`, and the trading-stop calls after the restart.
+async fn crash_scenario(point: Option<&str>) -> (String, String, usize) {
+    let env: Vec<(&str, &str)> = point
+        .map(|p| ("TRAILSTOP_CRASH_AT", p))
+        .into_iter()
+        .collect();
+    let mut run = Run::launch(&env).await;
+    let mut calls_before = 0;
+    if point == Some("placing:1") {
+        run.restart_after_abort().await;
+        run.wait_stop("the first stop after the restart", dec!(16830))
+            .await;
+        run.price(dec!(17200), T0 + 60_000).await;
+    } else {
+        run.wait_stop("the first stop", dec!(16830)).await;
+        run.fake.set_price(BTC, dec!(17200), false, T0 + 60_000);
+        if point.is_some() {
+            run.restart_after_abort().await;
+            calls_before = run.stop_calls();
+        }
+    }
+    run.wait_stop("the move", dec!(17157)).await;
+    wait_for(
+        "the move confirmed",
+        Duration::from_secs(30),
+        &run.log,
+        async || {
+            run.status()
+                .await
+                .is_some_and(|s| s["positions"][0]["confirmed_stop"] == "17157")
+        },
+    )
+    .await;
+    let after_restart = run.stop_calls() - calls_before;
+    // The stop triggers: the trade is written.
+    run.fake.set_price(BTC, dec!(17100), true, T0 + 120_000);
+    let trades = run.dir.path().join("out/trades.csv");
+    wait_for(
+        "the trade written",
+        Duration::from_secs(30),
+        &run.log,
+        async || std::fs::read_to_string(&trades).is_ok_and(|t| t.lines().count() >= 2),
+    )
+    .await;
+    let (_, run) = run.finish().await;
+    (
+        read(&run.dir.path().join("out/trades.csv")),
+        read(&run.dir.path().join("out/events.jsonl")),
+        after_restart,
+    )
+}
+
+/// SIGKILL-like aborts at every journal point (a stop's step committed before its request
+/// left, for a first stop and for a move; the answer received before its commit; the answer
+/// committed), each restarted: the exchange ends with the one stop at the stored price, sent
+/// again only when its answer was not committed, and the trades and events equal an
+/// uninterrupted run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_at_every_journal_point_resumes_to_one_stop_and_the_same_trades() {
+    let (trades, events, _) = crash_scenario(None).await;
+    assert_eq!(trades.lines().count(), 2, "{trades}");
+    assert!(trades.contains(",17100,trailing_stop,"), "{trades}");
+    // (point, trading-stop calls after the restart until the move is confirmed)
+    for (point, resent) in [
+        // The first stop never left: placed after the restart, then the move.
+        ("placing:1", 2),
+        // The move never left: sent after the restart.
+        ("amending:1", 1),
+        // The move was applied, its answer lost: sent again (Bybit: not modified, 34040).
+        ("acked:2", 1),
+        // The answer was committed: nothing to send again.
+        ("committed:2", 0),
+    ] {
+        let (t, e, calls) = crash_scenario(Some(point)).await;
+        assert_eq!(calls, resent, "{point}");
+        assert_eq!(t, trades, "{point}");
+        assert_eq!(e, events, "{point}");
+    }
 }

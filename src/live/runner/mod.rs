@@ -17,6 +17,7 @@
 
 pub mod book;
 pub mod breaker;
+pub mod crash;
 pub mod log;
 pub mod resilience;
 pub mod status;
@@ -322,6 +323,11 @@ impl Live {
         };
         let kind = resilience::kind_of(&cmd);
         let mut wait = Duration::from_millis(100);
+        match cmd {
+            Command::Place { .. } => crash::reached(crash::Point::Placing),
+            Command::Amend { .. } => crash::reached(crash::Point::Amending),
+            _ => {}
+        }
         for attempt in 1..=MAX_ATTEMPTS {
             let ex = self.venue.execute(cmd, ts).await;
             let now = self.now();
@@ -421,10 +427,12 @@ impl Live {
                         }
                     }
                 };
+                crash::reached(crash::Point::Acked);
                 for e in &events {
                     self.book.on_event(id, e);
                 }
                 self.book.commit(&[id])?;
+                crash::reached(crash::Point::Committed);
             }
         }
         self.finish_if_closed(id)
@@ -1028,6 +1036,13 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
                 live.venue
                     .manage(id, &info)
                     .map_err(|e| LiveError::Unreconciled(e.to_string()))?;
+                if let Some(r) = slot.runner.order.resting() {
+                    let order = OrderRef {
+                        position: id,
+                        seq: r.seq,
+                    };
+                    live.venue.resume_resting(order, r.stop);
+                }
                 if let Decision::Resized { size, entry, .. } = d {
                     let inst = *slot.instrument();
                     let entry = inst.units(on_grid(*entry, &inst)).ok_or_else(|| {
