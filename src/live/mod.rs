@@ -6,6 +6,9 @@
 //! - [`bybit`]: the Bybit v5 adapter: the pure parts (requests from seam commands, response
 //!   classification, REST snapshots and stream messages) and, with feature `live`, the
 //!   signing, the REST and stream clients and the async venue adapter.
+//! - [`binance`]: the Binance USD-M adapter's pure parts (Algo Order stops: requests,
+//!   response classification, REST results, stream messages) and, with feature `live`, the
+//!   signing.
 //! - `clock` (feature `live`): the injectable local clock.
 //! - [`reconcile`]: the decisions of LIVE.md §4 from stored positions and an exchange snapshot.
 //! - `runner` (feature `live`): `trailstop live`: the driver on the store, reconciliation at
@@ -17,6 +20,7 @@
 //! built and tested; the feature adds the HMAC and network crates (tokio, reqwest with rustls,
 //! tokio-tungstenite, hyper for the fake's server side).
 
+pub mod binance;
 pub mod bybit;
 #[cfg(feature = "live")]
 pub mod clock;
