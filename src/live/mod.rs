@@ -13,6 +13,8 @@
 //! - [`reconcile`]: the decisions of LIVE.md §4 from stored positions and an exchange snapshot.
 //! - `runner` (feature `live`): `trailstop live`: the driver on the store, reconciliation at
 //!   start, `/status`.
+//! - `fake_binance` (feature `live`): the Binance USD-M exchange rules for a fake venue (the
+//!   model, sans I/O).
 //! - `fake_bybit` (feature `live`): a Bybit v5 venue on loopback for tests and
 //!   `trailstop fake-bybit`.
 //!
@@ -26,6 +28,8 @@ pub mod bybit;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "live")]
+pub mod fake_binance;
 #[cfg(feature = "live")]
 pub mod fake_bybit;
 pub mod reconcile;
