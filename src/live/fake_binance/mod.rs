@@ -1,4 +1,4 @@
-//! A fake Binance USD-M venue (`LIVE.md` §7, `EXCHANGES.md` §4), sans I/O so far: one
+//! A fake Binance USD-M venue on loopback (`LIVE.md` §7, `EXCHANGES.md` §4): one
 //! account's positions and their Algo Order stops, the HMAC and timestamp checks
 //! (`-1022`, `-1021`, `-2015`), the algo rules (`-4120` on the old endpoint, `-2021` on the
 //! wrong side of the mark, `-4014` off the tick, `-2011`/`-2013` for unknown ids, one
@@ -9,12 +9,16 @@
 //!
 //! - [`model`]: the exchange (every behaviour a test asserts is decided there).
 //! - [`faults`]: the injectable REST faults.
+//! - [`server`]: hyper + tungstenite on a socket (REST, `/market` and `/private` streams);
+//!   [`FakeBinance`] is the handle tests drive.
 //!
-//! It reads and writes the wire with the fake Bybit's HTTP types
-//! ([`crate::live::fake_bybit::wire`]); the server on a socket is still to come.
+//! It shares the fake Bybit's HTTP types ([`crate::live::fake_bybit::wire`]) and its replay
+//! ([`crate::live::fake_bybit::replay`], through `ReplayVenue`).
 
 pub mod faults;
 pub mod model;
+pub mod server;
 
 pub use faults::{Fault, FaultKind};
 pub use model::{InstrumentSpec, Model, Outgoing, Setup};
+pub use server::{FakeBinance, FakeConfig, Stream};

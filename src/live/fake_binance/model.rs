@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use super::faults::{Fault, FaultKind};
 use crate::engine::Side;
 use crate::live::bybit::sign::hmac_sha256_hex;
+use crate::live::fake_bybit::replay::ReplayVenue;
 use crate::live::fake_bybit::wire::{HttpReply, HttpRequest};
 
 /// Binance's error codes as the fake answers them (the fake keeps its own list: it is the
@@ -116,8 +117,13 @@ impl Setup {
 /// A message for the streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
-    /// On the `/market` host, for `symbol`'s subscribers.
-    Market { symbol: String, text: String },
+    /// On the `/market` host, for the subscribers of `symbol`'s `stream` (`markPrice`,
+    /// `aggTrade`).
+    Market {
+        symbol: String,
+        stream: &'static str,
+        text: String,
+    },
     /// On the `/private` host (the user data stream).
     Private { text: String },
 }
@@ -174,6 +180,7 @@ pub struct Model {
     pub banned_until: Option<i64>,
     listen_key: Option<(String, i64)>,
     listen_key_seq: u64,
+    trade_seq: u64,
     faults: Vec<Fault>,
     /// The next stop to trigger is rejected at market (`-4131`, PERCENT_PRICE).
     pub reject_next_trigger: bool,
@@ -223,6 +230,7 @@ impl Model {
             banned_until: None,
             listen_key: None,
             listen_key_seq: 0,
+            trade_seq: 0,
             faults: Vec::new(),
             reject_next_trigger: false,
             requests: Vec::new(),
@@ -267,7 +275,9 @@ impl Model {
         }
     }
 
-    /// Opens (or adds to) a position at `price`; the `ACCOUNT_UPDATE` it sends.
+    /// Opens (or adds to) a position at `price`, as another client's order would; the
+    /// `ACCOUNT_UPDATE` it sends. In one-way mode the other side open is refused (it would
+    /// reduce, not open).
     pub fn open_position(
         &mut self,
         symbol: &str,
@@ -275,9 +285,26 @@ impl Model {
         qty: Decimal,
         price: Decimal,
         ts: i64,
-    ) -> Vec<Outgoing> {
+    ) -> Result<Vec<Outgoing>, String> {
+        if !self.setup.instruments.iter().any(|i| i.symbol == symbol) {
+            return Err(format!("{symbol}: not an instrument of the fake"));
+        }
+        if qty <= Decimal::ZERO || price <= Decimal::ZERO {
+            return Err(format!(
+                "{symbol}: quantity {qty} and price {price} must be > 0"
+            ));
+        }
         let ps = self.position_side(side);
         let key = (symbol.to_string(), ps);
+        if let Some(p) = self.positions.get(&key)
+            && p.size > Decimal::ZERO
+            && p.side != side
+        {
+            return Err(format!(
+                "{symbol}: a {} position is open (one-way mode)",
+                p.side.as_str()
+            ));
+        }
         let p = self.positions.entry(key.clone()).or_insert(Position {
             side,
             size: Decimal::ZERO,
@@ -286,7 +313,7 @@ impl Model {
         let total = p.size + qty;
         p.entry = (p.entry * p.size + price * qty) / total;
         p.size = total;
-        vec![self.account_update(&key, ts)]
+        Ok(vec![self.account_update(&key, ts)])
     }
 
     /// The open positions: symbol, `positionSide`, side, size, entry.
@@ -436,14 +463,28 @@ impl Model {
     /// not the trigger: the backtester's rule).
     pub fn on_price(&mut self, symbol: &str, price: Decimal, gap: bool, ts: i64) -> Vec<Outgoing> {
         self.marks.insert(symbol.to_string(), Mark { price, ts });
-        let mut out = vec![Outgoing::Market {
-            symbol: symbol.to_string(),
-            text: json!({
-                "e": "markPriceUpdate", "E": ts, "s": symbol, "p": dec_text(price),
-                "i": dec_text(price), "P": dec_text(price), "r": "0.00010000", "T": ts
-            })
-            .to_string(),
-        }];
+        self.trade_seq += 1;
+        let mut out = vec![
+            Outgoing::Market {
+                symbol: symbol.to_string(),
+                stream: "markPrice",
+                text: json!({
+                    "e": "markPriceUpdate", "E": ts, "s": symbol, "p": dec_text(price),
+                    "i": dec_text(price), "P": dec_text(price), "r": "0.00010000", "T": ts
+                })
+                .to_string(),
+            },
+            Outgoing::Market {
+                symbol: symbol.to_string(),
+                stream: "aggTrade",
+                text: json!({
+                    "e": "aggTrade", "E": ts, "s": symbol, "a": self.trade_seq,
+                    "p": dec_text(price), "q": "1", "f": self.trade_seq, "l": self.trade_seq,
+                    "T": ts, "m": false
+                })
+                .to_string(),
+            },
+        ];
         let crossed: Vec<i64> = self
             .stops
             .values()
@@ -1179,6 +1220,38 @@ impl Model {
     }
 }
 
+impl ReplayVenue for Model {
+    type Out = Outgoing;
+
+    fn on_price(&mut self, symbol: &str, price: Decimal, gap: bool, ts: i64) -> Vec<Outgoing> {
+        Model::on_price(self, symbol, price, gap, ts)
+    }
+
+    fn open_position(
+        &mut self,
+        symbol: &str,
+        side: Side,
+        qty: Decimal,
+        ts: i64,
+    ) -> Result<Vec<Outgoing>, String> {
+        let price = self
+            .mark(symbol)
+            .ok_or_else(|| format!("{symbol}: no price yet to open a position at"))?;
+        Model::open_position(self, symbol, side, qty, price, ts)
+    }
+
+    fn open_position_at(
+        &mut self,
+        symbol: &str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        at: i64,
+    ) -> Result<Vec<Outgoing>, String> {
+        Model::open_position(self, symbol, side, qty, price, at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The client's builders, signer and parsers (`live::binance`) against the fake's own
@@ -1279,7 +1352,8 @@ mod tests {
     fn with_long() -> Model {
         let mut m = model();
         m.on_price("BTCUSDT", dec!(100), true, T0);
-        m.open_position("BTCUSDT", Side::Long, dec!(0.5), dec!(100), T0);
+        m.open_position("BTCUSDT", Side::Long, dec!(0.5), dec!(100), T0)
+            .unwrap();
         m
     }
 
@@ -1484,7 +1558,7 @@ mod tests {
         send(&mut m, &place(1, dec!(95)), T0);
         // Above the stop: nothing but the price.
         let out = m.on_price("BTCUSDT", dec!(96), false, T0 + 1000);
-        assert_eq!(out.len(), 1);
+        assert_eq!(out.len(), 2);
         let StreamMessage::Price(p) = stream::parse(match &out[0] {
             Outgoing::Market { text, .. } => text,
             _ => panic!(),
@@ -1590,13 +1664,46 @@ mod tests {
             ..model().setup().clone()
         });
         m.on_price("BTCUSDT", dec!(100), true, T0);
-        m.open_position("BTCUSDT", Side::Long, dec!(0.5), dec!(100), T0);
+        m.open_position("BTCUSDT", Side::Long, dec!(0.5), dec!(100), T0)
+            .unwrap();
         send(&mut m, &place(1, dec!(95)), T0);
         // Crossed 100 ms later: not active yet.
-        assert_eq!(m.on_price("BTCUSDT", dec!(94), false, T0 + 100).len(), 1);
+        assert_eq!(m.on_price("BTCUSDT", dec!(94), false, T0 + 100).len(), 2);
         assert_eq!(m.resting_stops().len(), 1);
         let msgs = private(&m.on_price("BTCUSDT", dec!(94), false, T0 + 500));
         assert_eq!(msgs.len(), 5);
+    }
+
+    #[test]
+    fn the_shared_replay_drives_the_fake_binance() {
+        use crate::live::fake_bybit::replay::{Opening, Replay, Tick};
+        let tick = |ts, price, gap| Tick { ts, price, gap };
+        let mut m = model();
+        let mut r = Replay::new(
+            "BTCUSDT",
+            vec![tick(T0, dec!(100), true), tick(T0 + 1000, dec!(94), false)],
+            vec![Opening {
+                at: T0,
+                side: Side::Long,
+                qty: dec!(0.5),
+                price: None,
+            }],
+        );
+        let first = r.step(&mut m).unwrap();
+        // The price, then the position opened at it.
+        assert!(matches!(first[0], Outgoing::Market { .. }));
+        assert_eq!(m.open_positions()[0].4, dec!(100));
+        send(&mut m, &place(1, dec!(95)), T0);
+        let second = private(&r.step(&mut m).unwrap());
+        assert_eq!(second.len(), 5);
+        assert!(r.step(&mut m).is_none());
+        // One-way mode: the other side is refused while one is open.
+        let mut m = with_long();
+        assert!(
+            m.open_position("BTCUSDT", Side::Short, dec!(1), dec!(100), T0)
+                .unwrap_err()
+                .contains("one-way")
+        );
     }
 
     #[test]
@@ -1608,7 +1715,8 @@ mod tests {
             ..model().setup().clone()
         });
         m.on_price("BTCUSDT", dec!(100), true, T0);
-        m.open_position("BTCUSDT", Side::Long, dec!(0.5), dec!(100), T0);
+        m.open_position("BTCUSDT", Side::Long, dec!(0.5), dec!(100), T0)
+            .unwrap();
         let (reply, _) = send(&mut m, &place(1, dec!(95)), T0);
         let h =
             RateHeaders::from_pairs(reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
