@@ -19,6 +19,8 @@ pub mod faults;
 pub mod model;
 pub mod server;
 
+pub use crate::live::fake_bybit::server::Pace;
+pub use crate::live::fake_bybit::{Opening, Replay, Tick, replay};
 pub use faults::{Fault, FaultKind};
 pub use model::{InstrumentSpec, Model, Outgoing, Setup};
-pub use server::{FakeBinance, FakeConfig, Stream};
+pub use server::{FakeBinance, FakeConfig, Stream, Tap};

@@ -32,6 +32,7 @@ use super::model::{Model, Outgoing, Setup};
 use crate::engine::Side;
 use crate::live::clock::{Clock, system_clock};
 use crate::live::fake_bybit::replay::{Replay, ReplayVenue};
+use crate::live::fake_bybit::server::Pace;
 use crate::live::fake_bybit::wire::{HttpReply, HttpRequest, decode};
 
 /// Which stream host a connection is on.
@@ -49,6 +50,11 @@ pub struct FakeConfig {
     /// The fake's local clock; its server time adds [`FakeBinance::set_clock_offset`].
     pub clock: Clock,
     pub replay: Option<Replay>,
+    /// How the replay advances (the fake Bybit's paces).
+    pub pace: Pace,
+    /// With a pace other than manual: start replaying only once a stream connected (so a
+    /// client started after the fake sees the series from its start).
+    pub start_on_subscribe: bool,
     /// How often the server's time is looked at (the listenKey's expiry).
     pub tick_every: Duration,
 }
@@ -60,6 +66,8 @@ impl FakeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             clock: system_clock(),
             replay: None,
+            pace: Pace::Manual,
+            start_on_subscribe: false,
             tick_every: Duration::from_millis(100),
         }
     }
@@ -79,6 +87,8 @@ struct Shared {
     clock: Clock,
     market_connections: AtomicUsize,
     private_connections: AtomicUsize,
+    /// Raised on the first stream connection.
+    subscribed: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -127,6 +137,7 @@ impl FakeBinance {
             clock: config.clock,
             market_connections: AtomicUsize::new(0),
             private_connections: AtomicUsize::new(0),
+            subscribed: watch::channel(false).0,
         });
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(accept_loop(
@@ -134,6 +145,24 @@ impl FakeBinance {
             shared.clone(),
             stop.clone(),
         ))];
+        if config.pace != Pace::Manual {
+            let (s, mut stop) = (shared.clone(), stop.clone());
+            let mut subscribed = shared.subscribed.subscribe();
+            let wait = config.start_on_subscribe;
+            let pace = config.pace.clone();
+            tasks.push(tokio::spawn(async move {
+                if wait {
+                    tokio::select! {
+                        _ = subscribed.wait_for(|s| *s) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+                tokio::select! {
+                    _ = pace_replay(&s, pace) => {}
+                    _ = stop.changed() => {}
+                }
+            }));
+        }
         let (s, mut stop_tick) = (shared.clone(), stop);
         let every = config.tick_every;
         tasks.push(tokio::spawn(async move {
@@ -174,18 +203,24 @@ impl FakeBinance {
 
     /// Replays the next point; false when the series is over (or there is none).
     pub fn step(&self) -> bool {
-        let mut m = self.shared.model();
-        let mut r = self.shared.replay.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(replay) = r.as_mut() else {
-            return false;
-        };
-        match replay.step(&mut *m) {
-            Some(out) => {
-                self.shared.publish(out);
-                true
-            }
-            None => false,
-        }
+        step(&self.shared)
+    }
+
+    /// Points the replay has left.
+    pub fn remaining(&self) -> usize {
+        let r = self.shared.replay.lock().unwrap_or_else(|e| e.into_inner());
+        r.as_ref().map_or(0, Replay::remaining)
+    }
+
+    /// Openings the replay could not make, with why.
+    pub fn refused_openings(&self) -> Vec<String> {
+        let r = self.shared.replay.lock().unwrap_or_else(|e| e.into_inner());
+        r.as_ref().map_or(Vec::new(), |r| r.refused.clone())
+    }
+
+    /// Every message sent to the streams from now on, for a log.
+    pub fn tap(&self) -> Tap {
+        Tap(self.shared.tx.subscribe())
     }
 
     /// A price point outside the replay (`ts` its data time).
@@ -288,6 +323,83 @@ impl Drop for FakeBinance {
             t.abort();
         }
     }
+}
+
+/// The messages the fake publishes, as [`FakeBinance::tap`] hands them on.
+pub struct Tap(broadcast::Receiver<Wire>);
+
+impl Tap {
+    /// The next message published; `None` when the fake stopped. A reader too slow to keep
+    /// up skips what it missed.
+    pub async fn next(&mut self) -> Option<Outgoing> {
+        loop {
+            match self.0.recv().await {
+                Ok(Wire::Out(out)) => return Some(out),
+                Ok(Wire::Drop(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn step(shared: &Shared) -> bool {
+    step_ts(shared).is_some()
+}
+
+/// Replays the next point; its data time, `None` at the end.
+fn step_ts(shared: &Shared) -> Option<i64> {
+    let mut m = shared.model();
+    let mut r = shared.replay.lock().unwrap_or_else(|e| e.into_inner());
+    let replay = r.as_mut()?;
+    let ts = replay.next_ts()?;
+    let out = replay.step(&mut *m)?;
+    shared.publish(out);
+    Some(ts)
+}
+
+/// Runs the replay at `pace` to its end.
+async fn pace_replay(shared: &Shared, pace: Pace) {
+    match pace {
+        Pace::Manual => {}
+        Pace::Every(every) => {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if !step(shared) {
+                    return;
+                }
+            }
+        }
+        Pace::Lockstep {
+            status_url,
+            symbol,
+            poll,
+        } => {
+            let http = reqwest::Client::new();
+            loop {
+                let Some(ts) = step_ts(shared) else { return };
+                // Until the client says it has this point (or the fake stops).
+                while processed_ts(&http, &status_url, &symbol).await < Some(ts) {
+                    tokio::time::sleep(poll).await;
+                }
+            }
+        }
+    }
+}
+
+/// `symbols.<symbol>.last_price_ts` of a `/status` answer (`None` while unreachable).
+async fn processed_ts(http: &reqwest::Client, url: &str, symbol: &str) -> Option<i64> {
+    let resp = http
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&resp.text().await.ok()?).ok()?;
+    v.get("symbols")?
+        .get(symbol)?
+        .get("last_price_ts")?
+        .as_i64()
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -487,6 +599,7 @@ fn upgrade(
             Session::Market { .. } => shared.market_connections.fetch_add(1, Ordering::SeqCst),
             Session::Private => shared.private_connections.fetch_add(1, Ordering::SeqCst),
         };
+        shared.subscribed.send_replace(true);
         run_session(ws, session, rx, stop).await;
     });
     let mut r = Response::new(Full::new(Bytes::new()));
