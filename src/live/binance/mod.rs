@@ -7,6 +7,8 @@
 //!   reduce-only `MARKET` order. Also time, `exchangeInfo`, `positionRisk`, the position
 //!   mode, `openAlgoOrders`, the listenKey calls and the stream paths.
 //! - `sign` (feature `live`): HMAC-SHA256 over the exact query, `X-MBX-APIKEY`.
+//! - `rest` (feature `live`): the signed REST client (reqwest): clock offset and `-1021`
+//!   resync, no request to a host that banned us (418), the typed reads.
 //! - [`response`]: HTTP status + `{"code","msg"}` → an [`Outcome`](response::Outcome)
 //!   (`EXCHANGES.md` §1.8), and an outcome → what the lifecycle or the adapter must do.
 //! - [`snapshot`]: the REST results, and how a read-back resolves an ambiguous command or a
@@ -19,6 +21,8 @@
 
 pub mod request;
 pub mod response;
+#[cfg(feature = "live")]
+pub mod rest;
 #[cfg(feature = "live")]
 pub mod sign;
 pub mod snapshot;
