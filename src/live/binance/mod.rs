@@ -15,6 +15,8 @@
 //!   cancel that found nothing (`-2011`).
 //! - [`stream`]: `markPriceUpdate`/`aggTrade` points; `ALGO_UPDATE`, `ORDER_TRADE_UPDATE`,
 //!   `ACCOUNT_UPDATE`, `listenKeyExpired`.
+//! - `venue` (feature `live`): the async adapter: seam commands → REST calls (cancel, then
+//!   create: the lifecycle's two commands), stream messages → venue events, per position.
 //!
 //! JSON is read with the Bybit adapter's field reader ([`crate::live::bybit::json`]): exact
 //! decimals from text, errors that name the field.
@@ -27,3 +29,5 @@ pub mod rest;
 pub mod sign;
 pub mod snapshot;
 pub mod stream;
+#[cfg(feature = "live")]
+pub mod venue;
