@@ -471,3 +471,106 @@ async fn dropped_stream_connections_end_and_reconnect() {
     assert_eq!((p.price, p.ts), (dec!(101.5), 5_000));
     fake.stop().await;
 }
+
+mod client {
+    //! The stream client of `live::binance::ws` against the fake.
+    use super::*;
+    use trailstop::live::binance::ws::{StreamKind, WsClient, WsConfig, WsEvent};
+
+    async fn next_event(ws: &mut WsClient, mut pick: impl FnMut(&WsEvent) -> bool) -> WsEvent {
+        within(async {
+            loop {
+                let e = ws.next().await.expect("the client runs");
+                if pick(&e) {
+                    return e;
+                }
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn the_market_client_reconnects_after_a_drop() {
+        let fake = fake(|_| {}).await;
+        let path = req::market_stream_path(&[BTC], TriggerPrice::Mark);
+        let mut c = WsConfig::new(&fake.ws_url(), StreamKind::Market, &path, system_clock());
+        c.backoff = Duration::from_millis(20);
+        let mut ws = WsClient::spawn(c);
+        let e = next_event(&mut ws, |e| matches!(e, WsEvent::Connected { .. })).await;
+        assert_eq!(
+            e,
+            WsEvent::Connected {
+                kind: StreamKind::Market,
+                connection: 0
+            }
+        );
+        fake.set_price(BTC, dec!(100.5), true, 7_000);
+        let e = next_event(&mut ws, |e| matches!(e, WsEvent::Message(_))).await;
+        assert!(
+            matches!(&e, WsEvent::Message(StreamMessage::Price(p)) if p.price == dec!(100.5) && p.ts == 7_000),
+            "{e:?}"
+        );
+        fake.drop_streams(Some(Stream::Market));
+        next_event(&mut ws, |e| matches!(e, WsEvent::Disconnected { .. })).await;
+        let e = next_event(&mut ws, |e| matches!(e, WsEvent::Connected { .. })).await;
+        assert_eq!(
+            e,
+            WsEvent::Connected {
+                kind: StreamKind::Market,
+                connection: 1
+            }
+        );
+        fake.set_price(BTC, dec!(101), true, 8_000);
+        let e = next_event(&mut ws, |e| matches!(e, WsEvent::Message(_))).await;
+        assert!(
+            matches!(&e, WsEvent::Message(StreamMessage::Price(p)) if p.ts == 8_000),
+            "{e:?}"
+        );
+        ws.shutdown().await;
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_listen_key_is_refused_and_ends_the_client() {
+        let fake = fake(|_| {}).await;
+        let path = req::private_stream_path("no-such-key");
+        let mut ws = WsClient::spawn(WsConfig::new(
+            &fake.ws_url(),
+            StreamKind::Private,
+            &path,
+            system_clock(),
+        ));
+        let e = next_event(&mut ws, |_| true).await;
+        assert!(
+            matches!(&e, WsEvent::Refused { kind: StreamKind::Private, reason } if reason.contains("400")),
+            "{e:?}"
+        );
+        assert_eq!(within(ws.next()).await, None);
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_user_stream_delivers_the_expiry() {
+        let fake = fake(|s| s.listen_key_ttl_ms = 400).await;
+        let (_, body) = outcome(&fake, &req::listen_key_create()).await;
+        let key = snapshot::listen_key(&body).unwrap();
+        let mut c = WsConfig::new(
+            &fake.ws_url(),
+            StreamKind::Private,
+            &req::private_stream_path(&key),
+            system_clock(),
+        );
+        c.backoff = Duration::from_millis(20);
+        let mut ws = WsClient::spawn(c);
+        next_event(&mut ws, |e| matches!(e, WsEvent::Connected { .. })).await;
+        next_event(&mut ws, |e| {
+            matches!(e, WsEvent::Message(StreamMessage::ListenKeyExpired { .. }))
+        })
+        .await;
+        // The connection closes; the reconnect with the dead key is refused.
+        next_event(&mut ws, |e| matches!(e, WsEvent::Disconnected { .. })).await;
+        let e = next_event(&mut ws, |_| true).await;
+        assert!(matches!(e, WsEvent::Refused { .. }), "{e:?}");
+        fake.stop().await;
+    }
+}

@@ -17,6 +17,8 @@
 //!   `ACCOUNT_UPDATE`, `listenKeyExpired`.
 //! - `venue` (feature `live`): the async adapter: seam commands → REST calls (cancel, then
 //!   create: the lifecycle's two commands), stream messages → venue events, per position.
+//! - `ws` (feature `live`): the stream client (tokio-tungstenite): the market and user
+//!   streams, silence as loss, reconnect with backoff; a refused key ends it.
 //!
 //! JSON is read with the Bybit adapter's field reader ([`crate::live::bybit::json`]): exact
 //! decimals from text, errors that name the field.
@@ -31,3 +33,5 @@ pub mod snapshot;
 pub mod stream;
 #[cfg(feature = "live")]
 pub mod venue;
+#[cfg(feature = "live")]
+pub mod ws;
