@@ -175,6 +175,8 @@ pub struct Model {
     next_algo_id: i64,
     next_order_id: i64,
     order_calls: VecDeque<i64>,
+    /// Every request's server time in the last minute (`X-MBX-USED-WEIGHT-1M`, weight 1 each).
+    weight_calls: VecDeque<i64>,
     /// After a 429: until when a further request earns a ban.
     penalty_until: Option<i64>,
     pub banned_until: Option<i64>,
@@ -226,6 +228,7 @@ impl Model {
             next_algo_id: 3_000_001,
             next_order_id: 8_000_001,
             order_calls: VecDeque::new(),
+            weight_calls: VecDeque::new(),
             penalty_until: None,
             banned_until: None,
             listen_key: None,
@@ -697,9 +700,13 @@ impl Model {
         }
         let is_order = req.method == "POST"
             && matches!(req.path.as_str(), "/fapi/v1/algoOrder" | "/fapi/v1/order");
+        while self.weight_calls.front().is_some_and(|t| now - t >= 60_000) {
+            self.weight_calls.pop_front();
+        }
+        self.weight_calls.push_back(now);
         let mut headers = vec![(
             "X-MBX-USED-WEIGHT-1M".to_string(),
-            self.requests.len().to_string(),
+            self.weight_calls.len().to_string(),
         )];
         if is_order {
             let (allowed, h) = self.order_gate(now);
@@ -1721,7 +1728,7 @@ mod tests {
         let h =
             RateHeaders::from_pairs(reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         assert_eq!(h.order_count_10s, Some(1));
-        assert!(h.used_weight_1m.is_some());
+        assert_eq!(h.used_weight_1m, Some(1));
         let (reply, _) = send(&mut m, &place(2, dec!(96)), T0 + 10);
         assert_eq!(reply.status, 429);
         assert_eq!(
