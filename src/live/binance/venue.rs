@@ -109,6 +109,17 @@ struct Managed {
 }
 
 impl Managed {
+    /// The stop of ours last accepted and not cancelled since, as far as we were told.
+    fn resting(&self, position: u64) -> Option<OrderRef> {
+        let seq = self
+            .told
+            .iter()
+            .filter(|(seq, accepted)| *accepted && !self.told.contains(&(*seq, false)))
+            .map(|(seq, _)| *seq)
+            .max()?;
+        Some(OrderRef { position, seq })
+    }
+
     /// Whether `e` is news (not an acceptance or cancellation already told).
     fn first(&mut self, e: &VenueEvent) -> bool {
         match *e {
@@ -219,6 +230,101 @@ impl BinanceVenue {
             },
         );
         Ok(())
+    }
+
+    /// After a restart: `order` is the stop of ours resting on its position (the journal
+    /// says so, reconciliation found it there): a re-check that no longer finds it reads it
+    /// back.
+    pub fn resume_resting(&mut self, order: OrderRef) {
+        if let Some(m) = self.managed.get_mut(&order.position) {
+            m.told.insert((order.seq, true));
+        }
+    }
+
+    /// Stops managing `position` (closed and reported).
+    pub fn forget(&mut self, position: u64) {
+        if let Some(m) = self.managed.remove(&position) {
+            self.by_key.remove(&(m.symbol, m.ps));
+        }
+    }
+
+    /// Re-reads every managed position (`positionRisk`) and the stops resting
+    /// (`openAlgoOrders`), for what the user stream may have missed (after a reconnect or a
+    /// new listenKey, and periodically, `LIVE.md` §5): a position resized; a stop of ours
+    /// accepted but resting no more (read back by its `clientAlgoId`: triggered, or gone);
+    /// a position gone flat (its stop's fill when the stop triggered, else closed at the
+    /// last price). Open positions nothing manages are discovered. What the stream already
+    /// told is not told again.
+    pub async fn recheck(&mut self, ts: i64) -> Result<StreamNews, Action> {
+        let mut news = StreamNews::default();
+        let symbols: BTreeSet<String> = self.managed.values().map(|m| m.symbol.clone()).collect();
+        for symbol in symbols {
+            let list = self
+                .rest
+                .positions(Some(&symbol))
+                .await
+                .map_err(recheck_failed)?;
+            let resting = self
+                .rest
+                .open_stops(Some(&symbol))
+                .await
+                .map_err(recheck_failed)?;
+            for p in list {
+                let Some(&position) = self.by_key.get(&(p.symbol.clone(), p.position_side)) else {
+                    if p.is_open() {
+                        news.discovered.push(p);
+                    }
+                    continue;
+                };
+                let m = self.managed[&position].clone();
+                if m.closed {
+                    continue;
+                }
+                let missing = m
+                    .resting(position)
+                    .filter(|o| !resting.iter().any(|s| s.client_algo_id == o.client_id()));
+                if let Some(order) = missing {
+                    let info = self
+                        .rest
+                        .stop(AlgoRef::Client(&order.client_id()))
+                        .await
+                        .map_err(recheck_failed)?;
+                    let found = snapshot::resolve_missing_cancel(
+                        order,
+                        info.as_ref(),
+                        p.is_open(),
+                        &m.instrument,
+                        ts,
+                    )
+                    .map_err(|e| Action::Fatal {
+                        code: 0,
+                        message: e.to_string(),
+                    })?;
+                    let mm = self.managed.get_mut(&position).expect("managed");
+                    match found {
+                        MissingStop::Triggered(e) => {
+                            mm.closed = true;
+                            news.events.push(e);
+                            continue;
+                        }
+                        // The stream's fill is on its way.
+                        MissingStop::AwaitFill => continue,
+                        MissingStop::Gone(e) => {
+                            if mm.first(&e) {
+                                news.events.push(e);
+                            }
+                        }
+                        MissingStop::StillResting | MissingStop::PositionClosed => {}
+                    }
+                }
+                self.on_position(p, ts, &mut news)
+                    .map_err(|e| Action::Fatal {
+                        code: 0,
+                        message: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(news)
     }
 
     /// Executes `command` at `ts` (the event time it answers to). A create's or a cancel's
@@ -436,8 +542,13 @@ impl BinanceVenue {
 
     /// One text frame of either stream.
     pub fn on_message(&mut self, text: &str) -> Result<StreamNews, ParseError> {
+        self.on_stream(stream::parse(text)?)
+    }
+
+    /// One message of either stream, parsed (the stream client's).
+    pub fn on_stream(&mut self, message: StreamMessage) -> Result<StreamNews, ParseError> {
         let mut news = StreamNews::default();
-        match stream::parse(text)? {
+        match message {
             StreamMessage::Price(p) => {
                 if self.prices.admit(&p) {
                     self.last_price.insert(p.symbol.clone(), p.price);
@@ -571,6 +682,10 @@ impl BinanceVenue {
         }
         Ok(())
     }
+}
+
+fn recheck_failed(e: RestError) -> Action {
+    rest_failed(e).action.unwrap_or(Action::Retry)
 }
 
 fn rest_failed(e: RestError) -> Executed {

@@ -15,15 +15,25 @@ use crate::venue::{Command, Phase, Venue, VenueEvent};
 
 /// A venue that answers nothing at once: it queues each command for the async loop, which
 /// sends it after the step that wants it is committed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Outbox {
     pub queue: Vec<(Command, i64)>,
+    /// Bybit moves the stop in place (`trading-stop`); Binance cancels, then creates.
+    pub atomic: bool,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            queue: Vec::new(),
+            atomic: true,
+        }
+    }
 }
 
 impl Venue for Outbox {
-    /// Bybit moves the stop in place (`trading-stop`).
     fn atomic_amend(&self) -> bool {
-        true
+        self.atomic
     }
     fn execute(&mut self, command: Command, ts: i64) -> Option<VenueEvent> {
         self.queue.push((command, ts));
@@ -120,6 +130,8 @@ pub struct Book {
     pub slots: BTreeMap<u64, Slot>,
     pub symbols: BTreeMap<String, SymbolPrice>,
     next_id: u64,
+    /// Whether the venue moves a stop in place (new positions' lifecycles follow it).
+    pub atomic_amend: bool,
 }
 
 impl Book {
@@ -137,7 +149,15 @@ impl Book {
             slots: BTreeMap::new(),
             symbols: BTreeMap::new(),
             next_id,
+            atomic_amend: true,
         })
+    }
+
+    fn outbox(&self) -> Outbox {
+        Outbox {
+            atomic: self.atomic_amend,
+            ..Outbox::default()
+        }
     }
 
     /// The id the next opened position gets.
@@ -152,7 +172,7 @@ impl Book {
             position: id,
             problem: e.to_string(),
         })?;
-        let runner = PositionRunner::restore(&rec.runner, Outbox::default()).map_err(|source| {
+        let runner = PositionRunner::restore(&rec.runner, self.outbox()).map_err(|source| {
             BookError::Engine {
                 position: id,
                 source,
@@ -190,12 +210,12 @@ impl Book {
             opened_at: o.opened_at,
         };
         let mut tap = Recorder::default();
-        let runner =
-            PositionRunner::open(&position, instrument, config, Outbox::default(), &mut tap)
-                .map_err(|source| BookError::Engine {
-                    position: id,
-                    source,
-                })?;
+        let outbox = self.outbox();
+        let runner = PositionRunner::open(&position, instrument, config, outbox, &mut tap)
+            .map_err(|source| BookError::Engine {
+                position: id,
+                source,
+            })?;
         let driver = Driver {
             symbol: o.symbol.clone(),
             position_idx: o.position_idx,

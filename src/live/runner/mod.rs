@@ -18,6 +18,7 @@
 pub mod book;
 pub mod breaker;
 pub mod crash;
+pub mod exchange;
 pub mod log;
 pub mod resilience;
 pub mod status;
@@ -40,21 +41,19 @@ pub use resilience::Resilience;
 use resilience::{NOT_APPLIED_WHY, Sent};
 pub use status::{Shared, Status};
 
-use crate::live::bybit::request::{PositionFilter, PositionIdx};
-use crate::live::bybit::rest::{RestClient, RestConfig, RestError};
-use crate::live::bybit::snapshot::PositionInfo;
-use crate::live::bybit::stream::StreamMessage;
-use crate::live::bybit::venue::{Action, BybitVenue, StreamNews};
-use crate::live::bybit::ws::{StreamKind, WsClient, WsConfig, WsEvent};
+use crate::live::bybit::rest::RestError;
 use crate::live::clock::{Clock, system_clock};
-use crate::live::config::{LiveConfig, Symbols};
+use crate::live::config::LiveConfig;
 use crate::live::credentials::Credentials;
-use crate::live::reconcile::{self, Decision, PositionKey, StopModel, VenuePosition, VenueStop};
+use crate::live::reconcile::{self, Decision, PositionKey, VenuePosition};
 use crate::sim::path::Point;
 use crate::sim::venue::{SimVenue, VenueKind, VenueModel};
 use crate::store::{OpenOptions, Store, StoreError};
 use crate::venue::Venue;
 use crate::venue::{Command, OrderRef, Phase, RejectReason, VenueEvent};
+use exchange::{
+    Action, ExchangeVenue, Feed, Heard, PositionIdx, PositionInfo, StreamNews, Streams,
+};
 
 /// How often the positions are re-read over REST (`LIVE.md` §5).
 pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
@@ -127,7 +126,7 @@ impl Default for LiveOptions {
 struct Live {
     config: LiveConfig,
     book: Book,
-    venue: BybitVenue,
+    venue: ExchangeVenue,
     status: Shared,
     reconciled: bool,
     /// The streams down now.
@@ -154,13 +153,12 @@ struct Dry {
     closed: BTreeMap<(String, u8), PositionInfo>,
 }
 
-const DRY_MODEL: VenueModel = VenueModel {
-    venue: VenueKind::Bybit,
-    update_latency_ms: 0,
-};
-
-fn rest_err(what: &'static str) -> impl Fn(RestError) -> LiveError {
-    move |source| LiveError::Rest { what, source }
+/// `--dry-run`'s simulated venue: the backtester's of the same exchange.
+fn dry_model(venue: VenueKind) -> VenueModel {
+    VenueModel {
+        venue,
+        update_latency_ms: 0,
+    }
 }
 
 /// What a command does, and its client id (`-` for a close at market: it has none of ours).
@@ -274,7 +272,7 @@ impl Live {
     }
 
     fn now(&self) -> i64 {
-        (self.clock)() + self.venue.rest().clock_offset_ms()
+        (self.clock)() + self.venue.clock_offset_ms()
     }
 
     /// Sends one command until it has an answer (retrying what the venue says to retry), or
@@ -586,10 +584,11 @@ impl Live {
             .manage(id, info)
             .map_err(|e| LiveError::Venue(e.to_string()))?;
         let config = self.config.trailing_for(&info.symbol).clone();
+        let kind = self.venue.sim_kind();
         if let Some(dry) = &mut self.dry {
             let entry = instrument.units(opening.entry).unwrap_or_default();
             dry.venues
-                .insert(id, SimVenue::new(DRY_MODEL, side.sign(), entry));
+                .insert(id, SimVenue::new(dry_model(kind), side.sign(), entry));
         }
         self.book.open(&opening, &instrument, &config)?;
         self.say(&format!(
@@ -609,39 +608,46 @@ impl Live {
         self.drain(id).await
     }
 
-    async fn on_ws(&mut self, ev: WsEvent) -> Result<(), LiveError> {
-        match ev {
-            WsEvent::Message(m) => {
-                let news = self.venue.on_message(&m);
-                let ts = match &m {
-                    StreamMessage::Positions { ts, .. } => *ts,
-                    _ => self.now(),
-                };
-                self.on_news(news, ts).await?;
+    async fn on_feed(&mut self, feed: Feed, streams: &mut Streams) -> Result<(), LiveError> {
+        let now = self.now();
+        match self.venue.hear(feed, now) {
+            Heard::News {
+                news,
+                ts,
+                close_now,
+                renew_key,
+            } => {
+                self.on_news(news, ts.unwrap_or(now)).await?;
+                for (id, reason) in close_now {
+                    self.close_now(id, &reason).await?;
+                }
+                if renew_key {
+                    self.renew_listen_key(streams).await?;
+                }
             }
-            WsEvent::Connected { kind, connection } => {
-                self.down.remove(kind.as_str());
+            Heard::KeepAlive => {
+                if let Err(e) = self.venue.keep_listen_key().await {
+                    self.warn(&format!("listenKey keepalive failed ({e}): a new key"));
+                    self.renew_listen_key(streams).await?;
+                }
+            }
+            Heard::Connected { kind, connection } => {
+                self.down.remove(kind);
                 if connection > 0 {
-                    self.say(&format!(
-                        "{} stream reconnected: re-checking",
-                        kind.as_str()
-                    ));
+                    self.say(&format!("{kind} stream reconnected: re-checking"));
                     self.recheck().await?;
                 }
             }
-            WsEvent::Disconnected { kind, reason } => {
-                self.warn(&format!("{} stream lost: {reason}", kind.as_str()));
-                self.down.insert(kind.as_str());
+            Heard::Disconnected { kind, reason } => {
+                self.warn(&format!("{kind} stream lost: {reason}"));
+                self.down.insert(kind);
             }
-            WsEvent::Unreadable { kind, error } => {
-                self.warn(&format!(
-                    "{} stream: unreadable message: {error}",
-                    kind.as_str()
-                ));
+            Heard::Unreadable { kind, error } => {
+                self.warn(&format!("{kind} stream: unreadable message: {error}"));
             }
-            WsEvent::Refused { kind, reason } => {
+            Heard::Refused { kind, reason } => {
                 return Err(LiveError::StreamRefused {
-                    stream: kind.as_str(),
+                    stream: kind,
                     reason,
                 });
             }
@@ -667,26 +673,6 @@ impl Live {
                 self.warn(&format!("re-check failed ({a:?}); next one later"));
                 Ok(())
             }
-        }
-    }
-}
-
-/// The symbols to read and subscribe: the configured ones, or (`*`) those with an open
-/// position now.
-async fn symbols_of(config: &LiveConfig, rest: &RestClient) -> Result<Vec<String>, LiveError> {
-    match &config.symbols {
-        Symbols::Only(list) => Ok(list.clone()),
-        Symbols::All => {
-            let list = rest
-                .positions(PositionFilter::SettleCoin("USDT"))
-                .await
-                .map_err(rest_err("listing positions"))?;
-            let set: BTreeSet<String> = list
-                .into_iter()
-                .filter(PositionInfo::is_open)
-                .map(|p| p.symbol)
-                .collect();
-            Ok(set.into_iter().collect())
         }
     }
 }
@@ -795,39 +781,9 @@ async fn run_logged(
         config.db.display()
     ));
 
-    let rest = RestClient::new(
-        RestConfig {
-            base_url: config.venue.rest_url.clone(),
-            recv_window_ms: config.venue.recv_window_ms,
-            timeout,
-            clock: clock.clone(),
-        },
-        Some(credentials.clone()),
-    )
-    .map_err(|e| LiveError::Client(e.to_string()))?;
-    let symbols = symbols_of(&config, &rest).await?;
-    let refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
-    let venue = BybitVenue::connect(rest, config.venue.trigger_price, &refs)
-        .await
-        .map_err(rest_err("reading the server time and instruments"))?;
-
-    // The streams now: what they say waits in their queues until reconciliation is done.
-    let mut public_cfg = WsConfig::new(
-        &config.venue.ws_url,
-        StreamKind::Public,
-        symbols.iter().map(|s| format!("tickers.{s}")).collect(),
-        clock.clone(),
-    );
-    public_cfg.credentials = None;
-    let mut private_cfg = WsConfig::new(
-        &config.venue.ws_url,
-        StreamKind::Private,
-        vec!["position".into(), "order".into(), "execution".into()],
-        clock.clone(),
-    );
-    private_cfg.credentials = Some(credentials);
-    let mut private = WsClient::spawn(private_cfg);
-    let mut public = WsClient::spawn(public_cfg);
+    let (venue, mut streams, symbols) =
+        exchange::connect(&config, credentials, clock.clone(), timeout).await?;
+    book.atomic_amend = venue.atomic_amend();
 
     // Stored open positions, each checked against its journal.
     for rec in book
@@ -858,6 +814,7 @@ async fn run_logged(
         circuit: Breaker::new(resilience.breaker),
         held: Default::default(),
     };
+    let kind = live.venue.sim_kind();
     if let Some(dry) = &mut live.dry {
         // The simulated venues of stored positions: their stops rest where the lifecycle says.
         for (&id, slot) in &live.book.slots {
@@ -866,7 +823,7 @@ async fn run_logged(
                 .instrument
                 .units(e.position.entry_price)
                 .unwrap_or_default();
-            let mut sim = SimVenue::new(DRY_MODEL, e.position.side.sign(), entry);
+            let mut sim = SimVenue::new(dry_model(kind), e.position.side.sign(), entry);
             if let Some(r) = slot.runner.order.resting() {
                 let order = OrderRef {
                     position: id,
@@ -908,13 +865,9 @@ async fn run_logged(
         let step = tokio::select! {
             biased;
             _ = stop.changed() => break Ok(()),
-            ev = private.next() => match ev {
-                Some(ev) => live.on_ws(ev).await,
-                None => Err(LiveError::StreamRefused { stream: "private", reason: "ended".into() }),
-            },
-            ev = public.next() => match ev {
-                Some(ev) => live.on_ws(ev).await,
-                None => Err(LiveError::StreamRefused { stream: "public", reason: "ended".into() }),
+            feed = streams.next() => match feed {
+                Ok(feed) => live.on_feed(feed, &mut streams).await,
+                Err(stream) => Err(LiveError::StreamRefused { stream, reason: "ended".into() }),
             },
             _ = recheck.tick() => live.recheck().await.map(|()| live.publish()),
             _ = release.tick() => live.release().await,
@@ -929,8 +882,7 @@ async fn run_logged(
         }
     };
     // Nothing is cancelled: the stops keep protecting the positions while trailstop is down.
-    private.shutdown().await;
-    public.shutdown().await;
+    streams.shutdown().await;
     server.abort();
     if result.is_ok() {
         live.say(&format!(
@@ -946,14 +898,20 @@ async fn run_logged(
 /// run half-reconciled.
 async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), LiveError> {
     let mut exchange: Vec<PositionInfo> = Vec::new();
+    let mut stops = Vec::new();
     for s in symbols {
         let list = live
             .venue
-            .rest()
-            .positions(PositionFilter::Symbol(s))
+            .open_positions(s)
             .await
             .map_err(|e| LiveError::Unreconciled(format!("listing {s} positions: {e}")))?;
-        exchange.extend(list.into_iter().filter(PositionInfo::is_open));
+        stops.extend(
+            live.venue
+                .resting_stops(s, &list)
+                .await
+                .map_err(|e| LiveError::Unreconciled(format!("listing {s} stops: {e}")))?,
+        );
+        exchange.extend(list);
     }
     let now = live.now();
     let key = |p: &PositionInfo| PositionKey {
@@ -974,17 +932,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
                 })
             })
             .collect(),
-        // Bybit's one stop per position carries no client id.
-        stops: exchange
-            .iter()
-            .filter_map(|p| {
-                Some(VenueStop {
-                    key: key(p),
-                    client_id: None,
-                    price: p.stop_loss?,
-                })
-            })
-            .collect(),
+        stops,
     };
     let managed: Vec<reconcile::Managed> = live
         .book
@@ -1007,7 +955,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             pending: pending_order(s, id),
         })
         .collect();
-    let decisions = reconcile::reconcile(&managed, &snap, StopModel::OnePerPosition);
+    let decisions = reconcile::reconcile(&managed, &snap, live.venue.stop_model());
     let lines: Vec<String> = decisions.iter().map(|d| format!("{d:?}")).collect();
     for l in &lines {
         live.say(&format!("reconcile: {l}"));
@@ -1021,6 +969,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
     let mut resend: Vec<(u64, Command, &'static str)> = Vec::new();
     let mut gone: Vec<u64> = Vec::new();
     let mut opened: Vec<PositionInfo> = Vec::new();
+    let mut orphans: Vec<String> = Vec::new();
     for d in &decisions {
         match d {
             Decision::Resume { position_id } | Decision::Resized { position_id, .. } => {
@@ -1085,8 +1034,12 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
                     ));
                 }
             }
-            Decision::ClosedWhileAway { position_id, .. } => {
+            Decision::ClosedWhileAway {
+                position_id,
+                cancel,
+            } => {
                 let id = *position_id;
+                orphans.extend(cancel.iter().cloned());
                 let info = stored_info(&live.book.slots[&id]);
                 live.venue
                     .manage(id, &info)
@@ -1123,10 +1076,18 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
                     live.book.commit(&[id])?;
                 }
             }
-            Decision::CancelOrphan { .. }
-            | Decision::CancelExtra { .. }
-            | Decision::ForeignStop { .. } => {}
+            Decision::CancelOrphan { client_id, .. } => orphans.push(client_id.clone()),
+            Decision::CancelExtra { cancel, .. } => orphans.extend(cancel.iter().cloned()),
+            Decision::ForeignStop { .. } => {}
         }
+    }
+    // Our stops that must not rest (Binance: stops are orders of their own): cancelled
+    // before anything is placed, so a position never holds two.
+    for client_id in &orphans {
+        live.venue.cancel_orphan(client_id).await.map_err(|e| {
+            LiveError::Unreconciled(format!("cancelling the stop {client_id}: {e}"))
+        })?;
+        live.say(&format!("reconcile: cancelled the stop {client_id}"));
     }
     if !gone.is_empty() {
         let news =
