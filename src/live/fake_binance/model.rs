@@ -337,6 +337,23 @@ impl Model {
             .collect()
     }
 
+    /// The last mark of every symbol, as `markPriceUpdate`s: what a new market stream hears
+    /// first (`markPrice@1s` pushes the current mark every second, moved or not).
+    pub fn current_marks(&self) -> Vec<Outgoing> {
+        self.marks
+            .iter()
+            .map(|(symbol, m)| Outgoing::Market {
+                symbol: symbol.clone(),
+                stream: "markPrice",
+                text: json!({
+                    "e": "markPriceUpdate", "E": m.ts, "s": symbol, "p": dec_text(m.price),
+                    "i": dec_text(m.price), "P": dec_text(m.price), "r": "0.00010000", "T": m.ts
+                })
+                .to_string(),
+            })
+            .collect()
+    }
+
     pub fn mark(&self, symbol: &str) -> Option<Decimal> {
         self.marks.get(symbol).map(|m| m.price)
     }

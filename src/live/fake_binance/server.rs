@@ -599,8 +599,12 @@ fn upgrade(
             Session::Market { .. } => shared.market_connections.fetch_add(1, Ordering::SeqCst),
             Session::Private => shared.private_connections.fetch_add(1, Ordering::SeqCst),
         };
+        let first = match &session {
+            Session::Market { .. } => shared.model().current_marks(),
+            Session::Private => Vec::new(),
+        };
         shared.subscribed.send_replace(true);
-        run_session(ws, session, rx, stop).await;
+        run_session(ws, session, first, rx, stop).await;
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -632,6 +636,7 @@ fn market_name<'a>(names: &'a [String], symbol: &str, stream: &str) -> Option<&'
 async fn run_session<S>(
     ws: WebSocketStream<S>,
     session: Session,
+    first: Vec<Outgoing>,
     mut rx: broadcast::Receiver<Wire>,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -642,6 +647,26 @@ async fn run_session<S>(
         Session::Private => Stream::Private,
     };
     let (mut sink, mut source) = ws.split();
+    for out in first {
+        if let (
+            Session::Market { combined, names },
+            Outgoing::Market {
+                symbol,
+                stream,
+                text,
+            },
+        ) = (&session, out)
+        {
+            let text = match market_name(names, &symbol, stream) {
+                Some(name) if *combined => format!(r#"{{"stream":"{name}","data":{text}}}"#),
+                Some(_) => text,
+                None => continue,
+            };
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                return;
+            }
+        }
+    }
     loop {
         tokio::select! {
             msg = source.next() => match msg {

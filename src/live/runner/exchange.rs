@@ -23,7 +23,7 @@ use crate::live::config::{Exchange, LiveConfig, Symbols};
 use crate::live::credentials::Credentials;
 use crate::live::reconcile::{PositionKey, StopModel, VenueStop};
 use crate::sim::venue::VenueKind;
-use crate::venue::{Command, OrderRef, VenueEvent};
+use crate::venue::{Command, OrderRef, RejectReason, VenueEvent};
 
 pub use bybit::request::PositionIdx;
 pub use bybit::snapshot::PositionInfo;
@@ -155,6 +155,25 @@ fn from_binance_action(a: binance::venue::Action) -> Action {
     }
 }
 
+/// A Binance read-back's "not applied" in the runner's code (Bybit's: the codes differ in
+/// sign so that neither is a real code of its exchange).
+fn not_applied_code(e: VenueEvent) -> VenueEvent {
+    match e {
+        VenueEvent::Rejected {
+            order,
+            ts,
+            reason: RejectReason::Invalid { code },
+        } if code == binance::snapshot::NOT_APPLIED => VenueEvent::Rejected {
+            order,
+            ts,
+            reason: RejectReason::Invalid {
+                code: bybit::snapshot::NOT_APPLIED,
+            },
+        },
+        e => e,
+    }
+}
+
 impl ExchangeVenue {
     pub fn exchange(&self) -> Exchange {
         match self {
@@ -237,7 +256,7 @@ impl ExchangeVenue {
             ExchangeVenue::Binance(v) => {
                 let ex = v.execute(command, ts).await;
                 Executed {
-                    events: ex.events,
+                    events: ex.events.into_iter().map(not_applied_code).collect(),
                     action: ex.action.map(from_binance_action),
                 }
             }
@@ -692,6 +711,29 @@ fn open_symbols<'a>(symbols: impl Iterator<Item = &'a String>) -> Vec<String> {
 }
 
 impl super::Live {
+    /// A command the last run left unanswered. On Binance a create is first looked up by its
+    /// `clientAlgoId` (sent again, it could rest twice, or be refused as a duplicate); only
+    /// a look-up that finds it not applied sends it again.
+    pub(super) async fn resend_unanswered(
+        &mut self,
+        id: u64,
+        cmd: Command,
+        ts: i64,
+        why: &str,
+    ) -> Result<Option<Vec<VenueEvent>>, LiveError> {
+        if let (ExchangeVenue::Binance(_), Command::Place { order, .. }) = (&self.venue, cmd) {
+            let query = Command::Query { order };
+            let Some(events) = self.dispatch(id, query, ts, why).await? else {
+                return Ok(None);
+            };
+            match self.not_applied(id, &query, &events) {
+                Some(again) => return self.dispatch(id, again, ts, super::NOT_APPLIED_WHY).await,
+                None => return Ok(Some(events)),
+            }
+        }
+        self.dispatch(id, cmd, ts, why).await
+    }
+
     /// A stop fired without closing its position (`REJECTED`/`EXPIRED` after `TRIGGERING`,
     /// e.g. `-4131`): the position is bare. Alert, and close it at market now.
     pub(super) async fn close_now(&mut self, id: u64, reason: &str) -> Result<(), LiveError> {

@@ -1114,7 +1114,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
     }
     for (id, cmd, why) in resend {
         let ts = live.book.slots[&id].record.updated_at;
-        let Some(events) = live.dispatch(id, cmd, ts, why).await? else {
+        let Some(events) = live.resend_unanswered(id, cmd, ts, why).await? else {
             continue;
         };
         for e in &events {

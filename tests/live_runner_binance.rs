@@ -1,0 +1,454 @@
+//! `trailstop live` with `exchange = "binance"` end to end against the fake Binance on
+//! loopback (feature `live`): a real candle file replayed as the mark price in lockstep with
+//! the runner's `/status`, positions opened at a scenario's entries. Binance has no amend:
+//! every move is a cancel, then a create (`clientAlgoId` `ts-<position>-<seq>`). The runner
+//! must end with the trades and events of `trailstop backtest` with `venue = "binance"`, the
+//! unprotected windows included; and after a SIGKILL between the cancel and the create, or
+//! after the create before its commit, restart with exactly one stop, found by its
+//! `clientAlgoId`. Every wait is bounded.
+#![cfg(feature = "live")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rust_decimal_macros::dec;
+
+use trailstop::live::fake_binance::{
+    FakeBinance, FakeConfig, InstrumentSpec, Pace, Replay, Setup, replay,
+};
+use trailstop::scenario::Scenario;
+
+const KEY: &str = "binance-runner-key-3e8b1d";
+const SECRET: &str = "binance-runner-secret-9a4c72";
+const BTC: &str = "BTCUSDT";
+const ALGO: &str = "/fapi/v1/algoOrder";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_trailstop")
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const TRAILING: &str = r#"activation_percent = "0.3"
+distance_percent = "0.25"
+initial_stop_percent = "1.0"
+[trailing.rate_limit]
+min_interval_seconds = 60
+min_improvement_percent = "0.1"
+emergency_percent = "1.0""#;
+
+/// Five positions that do not overlap (one-way mode holds one per symbol), each closed by
+/// its stop before the next opens; `olhc` does not depend on the side.
+fn write_scenario(dir: &Path, latency_ms: i64) -> PathBuf {
+    std::fs::write(
+        dir.join("entries.csv"),
+        "time,side\n2022-12-13T10:00:00Z,short\n2022-12-13T12:00:00Z,long\n\
+         2022-12-13T14:00:00Z,short\n2022-12-13T16:00:00Z,long\n2022-12-13T22:00:00Z,short\n",
+    )
+    .unwrap();
+    let data = root().join("data/BTCUSDT-bybit-1m-20221213.csv");
+    let path = dir.join("scenario.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "replay-binance"
+[data]
+candles = "{}"
+symbol = "BTCUSDT"
+tick_size = "0.01"
+[entries]
+file = "entries.csv"
+[exchange]
+venue = "binance"
+update_latency_ms = {latency_ms}
+[trailing]
+{TRAILING}
+[intrabar]
+policy = "olhc"
+"#,
+            data.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn write_live_toml(dir: &Path, fake: &FakeBinance, listen: &str) -> PathBuf {
+    let path = dir.join("live.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "replay-live-binance"
+[venue]
+exchange = "binance"
+rest_url = "{}"
+ws_url = "{}"
+api_key_env = "TS_BINANCE_KEY"
+api_secret_env = "TS_BINANCE_SECRET"
+[positions]
+symbols = ["BTCUSDT"]
+[trailing]
+{TRAILING}
+[store]
+db = "live.sqlite"
+out = "out"
+[http]
+listen = "{listen}"
+"#,
+            fake.rest_url(),
+            fake.ws_url()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_live(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(bin())
+        .arg("live")
+        .arg(config)
+        .env("TS_BINANCE_KEY", KEY)
+        .env("TS_BINANCE_SECRET", SECRET)
+        .envs(env.iter().copied())
+        .stdout(Stdio::from(
+            std::fs::File::create(log.with_extension("out")).unwrap(),
+        ))
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        ))
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+async fn exit_of(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            Instant::now() < until,
+            "the runner did not exit within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn trades_rows(p: &Path) -> usize {
+    std::fs::read_to_string(p).map_or(0, |t| t.lines().count().saturating_sub(1))
+}
+
+struct Run {
+    dir: tempfile::TempDir,
+    fake: FakeBinance,
+    config: PathBuf,
+    backtest: PathBuf,
+    log: PathBuf,
+}
+
+/// The backtest of the scenario, and the fake Binance replaying it in lockstep with a
+/// runner's status on a free port (its creates trigger only `latency_ms` of data time
+/// after them, as the backtester's `binance` venue).
+async fn setup(latency_ms: i64) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(dir.path(), latency_ms);
+    let bt = dir.path().join("bt");
+    let out = Command::new(bin())
+        .args(["backtest", "-q", "--out"])
+        .arg(&bt)
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ticks, openings) =
+        replay::from_scenario(&Scenario::load(&scenario, &[]).unwrap()).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut setup = Setup::new(KEY, SECRET, vec![InstrumentSpec::new(BTC, dec!(0.01))]);
+    setup.update_latency_ms = latency_ms;
+    let mut config = FakeConfig::new(setup);
+    config.replay = Some(Replay::new(BTC, ticks, openings));
+    config.pace = Pace::Lockstep {
+        status_url: format!("http://{listen}/status"),
+        symbol: BTC.into(),
+        poll: Duration::from_millis(2),
+    };
+    config.start_on_subscribe = true;
+    let fake = FakeBinance::start(config).await.unwrap();
+    let config = write_live_toml(dir.path(), &fake, &listen);
+    let log = dir.path().join("live.log");
+    Run {
+        dir,
+        fake,
+        config,
+        backtest: bt,
+        log,
+    }
+}
+
+impl Run {
+    fn trades(&self) -> PathBuf {
+        self.dir.path().join("out/trades.csv")
+    }
+
+    /// Until the replay is over and the five trades are written, the runner alive.
+    async fn until_replayed(&self, live: &mut Child) {
+        let until = Instant::now() + Duration::from_secs(180);
+        while self.fake.remaining() > 0 || trades_rows(&self.trades()) < 5 {
+            assert!(
+                Instant::now() < until,
+                "replay not over in 180 s: {}",
+                read(&self.log)
+            );
+            assert!(live.try_wait().unwrap().is_none(), "{}", read(&self.log));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The live trades and events against the backtest's, byte for byte.
+    fn assert_backtest(&self) {
+        assert_eq!(
+            read(&self.trades()),
+            read(&self.backtest.join("trades.csv")),
+            "{}",
+            read(&self.log)
+        );
+        assert_eq!(
+            read(&self.dir.path().join("out/events.jsonl")),
+            read(&self.backtest.join("events.jsonl"))
+        );
+    }
+
+    fn algo_calls(&self, method: &str) -> usize {
+        self.fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == method && r.path == ALGO)
+            .count()
+    }
+}
+
+/// Replays the scenario through the runner on the fake Binance; the trades (and, when
+/// `whole`, the events) against the backtest's.
+async fn replay(latency_ms: i64) -> Run {
+    let run = setup(latency_ms).await;
+    let mut live = spawn_live(&run.config, &run.log, &[]);
+    run.until_replayed(&mut live).await;
+    signal(&live, libc::SIGTERM);
+    let exit = exit_of(&mut live, Duration::from_secs(10)).await;
+    assert!(exit.success(), "{exit:?}: {}", read(&run.log));
+    // Each move is a cancel, then a create: never an amend, never a stop on /fapi/v1/order.
+    let creates = run.algo_calls("POST");
+    let cancels = run.algo_calls("DELETE");
+    assert!(
+        creates >= 5 && cancels >= 1,
+        "{creates} creates, {cancels} cancels"
+    );
+    assert!(
+        run.fake
+            .requests()
+            .iter()
+            .all(|r| !(r.path == "/fapi/v1/order"
+                && format!("{}{}", r.query, r.body).contains("STOP"))),
+        "a stop sent to the old endpoint"
+    );
+    assert!(
+        run.fake.resting_stops().is_empty(),
+        "{:?}",
+        run.fake.resting_stops()
+    );
+    run
+}
+
+/// `trades.csv` without its `unprotected_ms` column.
+fn without_unprotected(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(14);
+            f.join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn unprotected(text: &str) -> Vec<String> {
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(14).unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_through_the_fake_binance_ends_with_the_backtests_trades() {
+    let run = replay(0).await;
+    run.assert_backtest();
+    // No create latency: no replace left a position bare in data time.
+    assert_eq!(unprotected(&read(&run.trades())), vec!["0"; 5]);
+}
+
+/// The fake's creates take effect 30 s of data time after them, as the backtester's with
+/// `update_latency_ms = 30000`: the same exits. What the runner measures as unprotected is
+/// the cancel's acknowledgement to the create's (both answered at once in data time: 0),
+/// where the backtest counts to the create taking effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_create_latency_the_exits_match_the_backtest() {
+    let run = replay(30_000).await;
+    let live = read(&run.trades());
+    let bt = read(&run.backtest.join("trades.csv"));
+    assert_eq!(
+        without_unprotected(&live),
+        without_unprotected(&bt),
+        "{}",
+        read(&run.log)
+    );
+    assert_eq!(unprotected(&live), vec!["0"; 5]);
+    assert!(unprotected(&bt).iter().all(|u| u != "0"), "{bt}");
+}
+
+/// `key`'s value in a request's query or form body.
+fn param(r: &trailstop::live::fake_bybit::wire::HttpRequest, key: &str) -> Option<String> {
+    let prefix = format!("{key}=");
+    r.query
+        .split('&')
+        .chain(r.body.split('&'))
+        .find_map(|p| p.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// The `clientAlgoId` of every create sent, in order.
+fn creates(run: &Run) -> Vec<String> {
+    run.fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == ALGO)
+        .filter_map(|r| param(r, "clientAlgoId"))
+        .collect()
+}
+
+/// The replay with the runner aborted at `point` (`TRAILSTOP_CRASH_AT`, as abrupt as a
+/// SIGKILL) and restarted on the same database. Returns the run, the stops resting when it
+/// died, and how many requests the fake had by then.
+async fn crashed_at(point: &str) -> (Run, Vec<(String, String, rust_decimal::Decimal)>, usize) {
+    let run = setup(0).await;
+    let mut live = spawn_live(&run.config, &run.log, &[("TRAILSTOP_CRASH_AT", point)]);
+    let exit = exit_of(&mut live, Duration::from_secs(120)).await;
+    assert!(!exit.success(), "{exit:?}: {}", read(&run.log));
+    assert!(
+        read(&run.log).contains(&format!(
+            "TRAILSTOP_CRASH_AT: aborting at {}",
+            point.split(':').next().unwrap()
+        )),
+        "{}",
+        read(&run.log)
+    );
+    let resting = run.fake.resting_stops();
+    let before = run.fake.requests().len();
+    let mut again = spawn_live(&run.config, &run.log, &[]);
+    run.until_replayed(&mut again).await;
+    signal(&again, libc::SIGTERM);
+    assert!(exit_of(&mut again, Duration::from_secs(10)).await.success());
+    // The crash changed nothing: the backtest's trades, each create sent once, no stop left.
+    assert_eq!(
+        read(&run.trades()),
+        read(&run.backtest.join("trades.csv")),
+        "{}",
+        read(&run.log)
+    );
+    let sent = creates(&run);
+    let unique: std::collections::BTreeSet<&String> = sent.iter().collect();
+    assert_eq!(unique.len(), sent.len(), "a create sent twice: {sent:?}");
+    assert!(run.fake.resting_stops().is_empty());
+    (run, resting, before)
+}
+
+/// SIGKILL after the cancel of the first move was acknowledged, before its commit (no stop
+/// rests): on restart the cancel is looked into (`-2011`: gone, the position open) and the
+/// new stop created once — the position never holds two stops, and none is re-created on a
+/// closed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_the_cancel_and_the_create_restarts_with_one_stop() {
+    let (run, resting, before) = crashed_at("acked:2").await;
+    assert_eq!(resting, Vec::new(), "the cancel took the only stop");
+    let after = &run.fake.requests()[before..];
+    let first_create = after
+        .iter()
+        .position(|r| r.method == "POST" && r.path == ALGO)
+        .expect("a create after the restart");
+    // Before anything is created, the stops are read (reconciliation, by clientAlgoId).
+    assert!(
+        after[..first_create]
+            .iter()
+            .any(|r| r.method == "GET" && r.path == "/fapi/v1/openAlgoOrders"),
+        "{:?}",
+        after.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        run.fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE"
+                && r.path == ALGO
+                && param(r, "clientAlgoId") == Some("ts-1-1".into()))
+            .count(),
+        2,
+        "the cancel, and the one resent after the restart"
+    );
+}
+
+/// SIGKILL after the create of the first move was acknowledged, before its commit: on
+/// restart the stop is found by its `clientAlgoId` (looked up, never created again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_create_before_its_commit_finds_the_stop_by_its_client_algo_id() {
+    let (run, resting, before) = crashed_at("acked:3").await;
+    assert_eq!(resting.len(), 1, "{resting:?}");
+    let id = resting[0].0.clone();
+    let after = &run.fake.requests()[before..];
+    assert!(
+        after.iter().any(|r| r.method == "GET"
+            && r.path == ALGO
+            && param(r, "clientAlgoId") == Some(id.clone())),
+        "looked up by {id}: {:?}",
+        after
+            .iter()
+            .map(|r| (&r.method, &r.path, &r.query))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|r| r.method == "POST" && param(r, "clientAlgoId") == Some(id.clone())),
+        "{id} created again"
+    );
+    assert!(
+        read(&run.log).contains("reconcile: LookUp { position_id: 1"),
+        "{}",
+        read(&run.log)
+    );
+}
