@@ -245,6 +245,13 @@ async fn a_stop_lives_on_the_user_stream_and_triggers_into_a_new_order() {
         (AlgoStatus::New, created.algo_id)
     );
 
+    // A new market stream hears the current mark first (markPrice@1s), then each point.
+    let first = next(&mut market, |m| match m {
+        StreamMessage::Price(p) => Some(p),
+        _ => None,
+    })
+    .await;
+    assert_eq!((first.price, first.ts), (dec!(100), 1_000));
     fake.set_price(BTC, dec!(94), false, 2_000);
     let p = next(&mut market, |m| match m {
         StreamMessage::Price(p) => Some(p),
@@ -519,6 +526,12 @@ mod client {
                 kind: StreamKind::Market,
                 connection: 1
             }
+        );
+        // The reconnected stream hears the current mark first, then the next point.
+        let e = next_event(&mut ws, |e| matches!(e, WsEvent::Message(_))).await;
+        assert!(
+            matches!(&e, WsEvent::Message(StreamMessage::Price(p)) if p.price == dec!(100.5) && p.ts == 7_000),
+            "{e:?}"
         );
         fake.set_price(BTC, dec!(101), true, 8_000);
         let e = next_event(&mut ws, |e| matches!(e, WsEvent::Message(_))).await;

@@ -452,3 +452,116 @@ async fn killed_after_the_create_before_its_commit_finds_the_stop_by_its_client_
         read(&run.log)
     );
 }
+
+async fn status(url: &str) -> Option<serde_json::Value> {
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Polls the runner's status until `done`, at most 120 s.
+async fn wait_status(run: &Run, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(s) = status(&run.status_url()).await
+            && done(&s)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{what}: not in 120 s: {}",
+            read(&run.log)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Run {
+    fn status_url(&self) -> String {
+        let text = read(&self.config);
+        let listen = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = \""))
+            .unwrap()
+            .trim_end_matches('"')
+            .to_string();
+        format!("http://{listen}/status")
+    }
+}
+
+/// The listenKey expires mid-run (`listenKeyExpired`, the user stream closed): the runner
+/// takes a new key, opens a new user stream, re-checks over REST, and still ends with the
+/// backtest's trades.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_listen_key_is_renewed_and_the_replay_still_equals_the_backtest() {
+    let run = setup(0).await;
+    let mut live = spawn_live(&run.config, &run.log, &[]);
+    wait_status(&run, "the second position", |s| {
+        s["positions"][0]["position_id"] == 2
+    })
+    .await;
+    let keys_before = run
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/fapi/v1/listenKey")
+        .count();
+    run.fake.expire_listen_key();
+    run.until_replayed(&mut live).await;
+    signal(&live, libc::SIGTERM);
+    assert!(exit_of(&mut live, Duration::from_secs(10)).await.success());
+    let text = read(&run.log);
+    assert!(
+        text.contains("user stream: a new listenKey; re-checking"),
+        "{text}"
+    );
+    let keys_after = run
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/fapi/v1/listenKey")
+        .count();
+    assert_eq!((keys_before, keys_after > keys_before), (1, true));
+    run.assert_backtest();
+}
+
+/// The first stop's trigger is rejected at market (`-4131`: `REJECTED` after `TRIGGERING`):
+/// the position is unprotected, so the runner alerts and closes it at market, reduce-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_rejected_at_market_closes_the_position_and_alerts() {
+    let run = setup(0).await;
+    run.fake.reject_next_trigger();
+    let mut live = spawn_live(&run.config, &run.log, &[]);
+    let trades = run.trades();
+    let until = Instant::now() + Duration::from_secs(120);
+    while trades_rows(&trades) < 1 {
+        assert!(
+            Instant::now() < until,
+            "no trade in 120 s: {}",
+            read(&run.log)
+        );
+        assert!(live.try_wait().unwrap().is_none(), "{}", read(&run.log));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&live, libc::SIGTERM);
+    assert!(exit_of(&mut live, Duration::from_secs(10)).await.success());
+    let text = read(&run.log);
+    assert!(
+        text.contains("ALERT: position 1: its stop fired but did not close it"),
+        "{text}"
+    );
+    let closes: Vec<_> = run
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/fapi/v1/order")
+        .collect();
+    assert_eq!(closes.len(), 1, "{text}");
+    assert_eq!(param(&closes[0], "type").as_deref(), Some("MARKET"));
+    assert_eq!(param(&closes[0], "reduceOnly").as_deref(), Some("true"));
+    assert!(
+        run.fake.positions().iter().all(|p| p.3.is_zero()),
+        "{:?}",
+        run.fake.positions()
+    );
+}
