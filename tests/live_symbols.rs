@@ -128,3 +128,52 @@ async fn a_position_on_an_unlisted_symbol_is_not_managed() {
     let (text, _run) = run.finish().await;
     assert!(!text.contains("ETHUSDT"), "{text}");
 }
+
+/// `["*"]` after a restart: the stored position's symbol has no open position any more (its
+/// stop triggered while the runner was down), yet its instrument is read at start, so the
+/// position is reconciled as closed while away and its trade written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_position_closed_while_away_is_reconciled_under_star() {
+    let mut run = Run::start(r#"["*"]"#, &[]).await;
+    run.restart().await;
+    wait_for(
+        "running again",
+        Duration::from_secs(30),
+        &run.log,
+        async || run.status().await.is_some_and(|s| s["reconciled"] == true),
+    )
+    .await;
+    // Down, and meanwhile the stop triggers on the exchange.
+    run.live.kill().unwrap();
+    run.live.wait().unwrap();
+    run.fake.set_price(BTC, dec!(16800), true, T0 + 60_000);
+    wait_for(
+        "flat on the exchange",
+        Duration::from_secs(10),
+        &run.log,
+        async || run.fake.position(BTC, 0).side.is_none(),
+    )
+    .await;
+    run.restart_killed();
+    let trades = run.dir.path().join("out/trades.csv");
+    wait_for(
+        "the trade written",
+        Duration::from_secs(30),
+        &run.log,
+        async || std::fs::read_to_string(&trades).is_ok_and(|t| t.lines().count() == 2),
+    )
+    .await;
+    wait_for(
+        "reconciled",
+        Duration::from_secs(30),
+        &run.log,
+        async || run.status().await.is_some_and(|s| s["reconciled"] == true),
+    )
+    .await;
+    let (text, run) = run.finish().await;
+    assert!(text.contains("position 1: closed while away"), "{text}");
+    // Its own stop's fill: the trade says so (not a close by someone else).
+    let rows = read(&run.dir.path().join("out/trades.csv"));
+    let row: Vec<&str> = rows.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!((row[5], row[6]), ("16800", "initial_stop"), "{rows}");
+}

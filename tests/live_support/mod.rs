@@ -95,7 +95,27 @@ pub struct Run {
     pub fake: FakeBybit,
     pub listen: String,
     pub log: PathBuf,
+    pub config: PathBuf,
     pub live: Child,
+}
+
+fn spawn(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_trailstop"))
+        .arg("live")
+        .arg(config)
+        .env("TS_SYMBOLS_KEY", KEY)
+        .env("TS_SYMBOLS_SECRET", SECRET)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        ))
+        .spawn()
+        .unwrap()
 }
 
 impl Run {
@@ -118,21 +138,13 @@ impl Run {
         let listen = format!("127.0.0.1:{}", free_port());
         let config = write_live_toml(dir.path(), &fake, &listen, symbols);
         let log = dir.path().join("live.log");
-        let live = Command::new(env!("CARGO_BIN_EXE_trailstop"))
-            .arg("live")
-            .arg(&config)
-            .env("TS_SYMBOLS_KEY", KEY)
-            .env("TS_SYMBOLS_SECRET", SECRET)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
+        let live = spawn(&config, &log, env);
         let run = Run {
             dir,
             fake,
             listen,
             log,
+            config,
             live,
         };
         run.wait_stop(BTC, "the first stop", dec!(16830)).await;
@@ -213,6 +225,34 @@ impl Run {
                 )
             })
             .collect()
+    }
+
+    /// SIGTERM and a clean exit; then the runner again on the same database.
+    pub async fn restart(&mut self) {
+        self.terminate().await;
+        self.live = spawn(&self.config, &self.log, &[]);
+    }
+
+    /// The runner again after it was killed (SIGKILL) by the test.
+    pub fn restart_killed(&mut self) {
+        self.live = spawn(&self.config, &self.log, &[]);
+    }
+
+    async fn terminate(&mut self) {
+        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+        assert_eq!(
+            unsafe { libc::kill(self.live.id() as i32, libc::SIGTERM) },
+            0
+        );
+        let until = Instant::now() + Duration::from_secs(10);
+        let exit = loop {
+            if let Some(s) = self.live.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < until, "no exit: {}", read(&self.log));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(exit.success(), "{exit:?}: {}", read(&self.log));
     }
 
     /// SIGTERM, a clean exit, and the log's text.

@@ -1087,10 +1087,19 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             }
             Decision::ClosedWhileAway { position_id, .. } => {
                 let id = *position_id;
-                let info = stored_info(&live.book.slots[&id]);
+                let slot = &live.book.slots[&id];
+                let info = stored_info(slot);
                 live.venue
                     .manage(id, &info)
                     .map_err(|e| LiveError::Unreconciled(e.to_string()))?;
+                // A stop-loss fill found for it is our stop's (its trade says so).
+                if let Some(r) = slot.runner.order.resting() {
+                    let order = OrderRef {
+                        position: id,
+                        seq: r.seq,
+                    };
+                    live.venue.resume_resting(order, r.stop);
+                }
                 gone.push(id);
             }
             Decision::Open { position, adopt } => {
