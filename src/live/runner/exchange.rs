@@ -10,6 +10,7 @@
 //! key (`-1125`, HTTP 400 on connect) or a failed keepalive a new key, a new user stream and
 //! a REST re-check.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -220,6 +221,36 @@ impl ExchangeVenue {
         }
     }
 
+    /// `symbol`'s instrument, read now if not known (`symbols = ["*"]`, a symbol first seen
+    /// while running). Binance: only those read at the start (its market stream takes no new
+    /// symbol yet, so a symbol first seen while running is not followed: `None`).
+    pub async fn learn(&mut self, symbol: &str) -> Result<Option<Instrument>, String> {
+        match self {
+            ExchangeVenue::Bybit(v) => v.learn(symbol).await.map_err(|e| e.to_string()),
+            ExchangeVenue::Binance(v) => Ok(v.instrument(symbol).copied()),
+        }
+    }
+
+    /// Every open position of the account (`symbols = ["*"]`).
+    pub async fn all_open_positions(&self) -> Result<Vec<PositionInfo>, String> {
+        let list = match self {
+            ExchangeVenue::Bybit(v) => v
+                .rest()
+                .positions(bybit::request::PositionFilter::SettleCoin("USDT"))
+                .await
+                .map_err(|e| e.to_string())?,
+            ExchangeVenue::Binance(v) => v
+                .rest()
+                .positions(None)
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(from_binance)
+                .collect(),
+        };
+        Ok(list.into_iter().filter(PositionInfo::is_open).collect())
+    }
+
     pub fn manage(&mut self, position: u64, info: &PositionInfo) -> Result<(), String> {
         match self {
             ExchangeVenue::Bybit(v) => v.manage(position, info).map_err(|e| e.to_string()),
@@ -369,6 +400,16 @@ impl ExchangeVenue {
                 use bybit::ws::WsEvent as E;
                 match ev {
                     E::Message(m) => {
+                        if let bybit::stream::StreamMessage::Reply {
+                            op,
+                            success: false,
+                            message,
+                            ..
+                        } = &m
+                        {
+                            // A topic added while running (a new symbol's tickers) was refused.
+                            super::log::warn(&format!("stream {op} refused: {message}"));
+                        }
                         let ts = match &m {
                             bybit::stream::StreamMessage::Positions { ts, .. } => Some(*ts),
                             _ => None,
@@ -503,6 +544,14 @@ pub enum Streams {
 }
 
 impl Streams {
+    /// Adds topics to Bybit's public stream (a new symbol's tickers); Binance: none.
+    pub fn subscriber(&self) -> Option<bybit::ws::Subscriber> {
+        match self {
+            Streams::Bybit { public, .. } => Some(public.subscriber()),
+            Streams::Binance { .. } => None,
+        }
+    }
+
     /// The next event of any stream; `Err(stream)` when that stream's client has ended.
     pub async fn next(&mut self) -> Result<Feed, &'static str> {
         match self {
@@ -556,17 +605,18 @@ fn rest_err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> LiveError
 }
 
 /// The venue of `config.venue.exchange`, the symbols to run (`*`: those with an open
-/// position now) and their streams (what they say waits in their queues until
-/// reconciliation is done).
+/// position now, on the exchange or in the database: `stored`) and their streams (what they
+/// say waits in their queues until reconciliation is done).
 pub async fn connect(
     config: &LiveConfig,
     credentials: Credentials,
     clock: Clock,
     timeout: Duration,
+    stored: BTreeSet<String>,
 ) -> Result<(ExchangeVenue, Streams, Vec<String>), LiveError> {
     match config.venue.exchange {
-        Exchange::Bybit => connect_bybit(config, credentials, clock, timeout).await,
-        Exchange::Binance => connect_binance(config, credentials, clock, timeout).await,
+        Exchange::Bybit => connect_bybit(config, credentials, clock, timeout, stored).await,
+        Exchange::Binance => connect_binance(config, credentials, clock, timeout, stored).await,
     }
 }
 
@@ -575,6 +625,7 @@ async fn connect_bybit(
     credentials: Credentials,
     clock: Clock,
     timeout: Duration,
+    stored: BTreeSet<String>,
 ) -> Result<(ExchangeVenue, Streams, Vec<String>), LiveError> {
     use bybit::rest::{RestClient, RestConfig};
     use bybit::ws::{StreamKind, WsClient, WsConfig};
@@ -588,19 +639,7 @@ async fn connect_bybit(
         Some(credentials.clone()),
     )
     .map_err(|e| LiveError::Client(e.to_string()))?;
-    let symbols = match &config.symbols {
-        Symbols::Only(list) => list.clone(),
-        Symbols::All => {
-            let list = rest
-                .positions(bybit::request::PositionFilter::SettleCoin("USDT"))
-                .await
-                .map_err(|source| LiveError::Rest {
-                    what: "listing positions",
-                    source,
-                })?;
-            open_symbols(list.iter().filter(|p| p.is_open()).map(|p| &p.symbol))
-        }
-    };
+    let symbols = super::symbols::at_start(config, &rest, stored).await?;
     let refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
     let venue = bybit::venue::BybitVenue::connect(rest, config.venue.trigger_price, &refs)
         .await
@@ -611,7 +650,10 @@ async fn connect_bybit(
     let mut public_cfg = WsConfig::new(
         &config.venue.ws_url,
         StreamKind::Public,
-        symbols.iter().map(|s| format!("tickers.{s}")).collect(),
+        symbols
+            .iter()
+            .map(|s| super::symbols::ticker_topic(s))
+            .collect(),
         clock.clone(),
     );
     public_cfg.credentials = None;
@@ -636,6 +678,7 @@ async fn connect_binance(
     credentials: Credentials,
     clock: Clock,
     timeout: Duration,
+    stored: BTreeSet<String>,
 ) -> Result<(ExchangeVenue, Streams, Vec<String>), LiveError> {
     use binance::request::{StopOptions, market_stream_path, private_stream_path};
     use binance::rest::{RestClient, RestConfig};
@@ -657,7 +700,9 @@ async fn connect_binance(
                 .positions(None)
                 .await
                 .map_err(rest_err("listing positions"))?;
-            open_symbols(list.iter().filter(|p| p.is_open()).map(|p| &p.symbol))
+            let mut set = stored;
+            set.extend(list.into_iter().filter(|p| p.is_open()).map(|p| p.symbol));
+            set.into_iter().collect()
         }
     };
     let refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
@@ -703,11 +748,6 @@ async fn connect_binance(
         },
         symbols,
     ))
-}
-
-fn open_symbols<'a>(symbols: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let set: std::collections::BTreeSet<String> = symbols.cloned().collect();
-    set.into_iter().collect()
 }
 
 impl super::Live {

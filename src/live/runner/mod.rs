@@ -8,6 +8,7 @@
 //! - [`trades`]: closed positions appended to `trades.csv` / `events.jsonl`.
 //! - [`log`]: the log lines (`tracing`; text or JSON), one per decision that touches the
 //!   exchange.
+//! - [`symbols`]: `symbols = ["*"]`: a symbol first seen while running is read and subscribed.
 //!
 //! Start: the store (exclusive), the venue (clock, instruments), the streams (their events
 //! wait in their queues), the REST snapshot, [`reconcile`](crate::live::reconcile) and every
@@ -22,6 +23,7 @@ pub mod exchange;
 pub mod log;
 pub mod resilience;
 pub mod status;
+pub mod symbols;
 pub mod trades;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -145,12 +147,18 @@ struct Live {
     circuit: Breaker,
     /// Commands waiting for the venue, per position.
     held: resilience::HeldCommands,
+    /// Adds `tickers` topics to the public stream (a symbol first seen while running; Bybit).
+    tickers: Option<crate::live::bybit::ws::Subscriber>,
 }
 
 #[derive(Default)]
 struct Dry {
     venues: BTreeMap<u64, SimVenue>,
     closed: BTreeMap<(String, u8), PositionInfo>,
+}
+
+fn rest_err(what: &'static str) -> impl Fn(RestError) -> LiveError {
+    move |source| LiveError::Rest { what, source }
 }
 
 /// `--dry-run`'s simulated venue: the backtester's of the same exchange.
@@ -561,12 +569,7 @@ impl Live {
         {
             return Ok(());
         }
-        let Some(instrument) = self.venue.instrument(&info.symbol).copied() else {
-            self.say(&format!(
-                "{} positionIdx {}: not an instrument the venue listed; not managed",
-                info.symbol,
-                info.position_idx.as_u8()
-            ));
+        let Some(instrument) = self.instrument_for(info).await else {
             return Ok(());
         };
         let opening = Opening {
@@ -663,7 +666,10 @@ impl Live {
         }
         let ts = self.now();
         match self.venue.recheck(ts).await {
-            Ok(news) => self.on_news(news, ts).await,
+            Ok(news) => {
+                self.on_news(news, ts).await?;
+                self.discover_all(ts).await
+            }
             Err(Action::Halt) => {
                 let wait_ms = self.resilience.ban_wait.as_millis() as i64;
                 self.pause(PauseReason::Banned, ts + wait_ms);
@@ -781,8 +787,15 @@ async fn run_logged(
         config.db.display()
     ));
 
+    let stored: BTreeSet<String> = book
+        .store
+        .records()?
+        .iter()
+        .filter(|r| r.closed().is_none())
+        .map(|r| r.engine().position.symbol.clone())
+        .collect();
     let (venue, mut streams, symbols) =
-        exchange::connect(&config, credentials, clock.clone(), timeout).await?;
+        exchange::connect(&config, credentials, clock.clone(), timeout, stored).await?;
     book.atomic_amend = venue.atomic_amend();
 
     // Stored open positions, each checked against its journal.
@@ -813,6 +826,7 @@ async fn run_logged(
         resilience,
         circuit: Breaker::new(resilience.breaker),
         held: Default::default(),
+        tickers: streams.subscriber(),
     };
     let kind = live.venue.sim_kind();
     if let Some(dry) = &mut live.dry {
@@ -1040,10 +1054,19 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             } => {
                 let id = *position_id;
                 orphans.extend(cancel.iter().cloned());
-                let info = stored_info(&live.book.slots[&id]);
+                let slot = &live.book.slots[&id];
+                let info = stored_info(slot);
                 live.venue
                     .manage(id, &info)
                     .map_err(|e| LiveError::Unreconciled(e.to_string()))?;
+                // A stop-loss fill found for it is our stop's (its trade says so).
+                if let Some(r) = slot.runner.order.resting() {
+                    let order = OrderRef {
+                        position: id,
+                        seq: r.seq,
+                    };
+                    live.venue.resume_resting(order, r.stop);
+                }
                 gone.push(id);
             }
             Decision::Open { position, adopt } => {
