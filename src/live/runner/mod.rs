@@ -1,5 +1,5 @@
-//! `trailstop live` (feature `live`, `LIVE.md` §4–§6): the runner that ties the Bybit venue
-//! adapter, the engine's [`PositionRunner`](crate::runner::PositionRunner)s and the store
+//! `trailstop live` (feature `live`, `LIVE.md` §4–§6): the runner that ties a venue adapter
+//! (Bybit or Binance), the engine's [`PositionRunner`](crate::runner::PositionRunner)s and the store
 //! together.
 //!
 //! - [`book`]: the synchronous core: one runner per managed position on an [`Outbox`]
@@ -9,6 +9,8 @@
 //! - [`log`]: the log lines (`tracing`; text or JSON), one per decision that touches the
 //!   exchange.
 //! - [`symbols`]: `symbols = ["*"]`: a symbol first seen while running is read and subscribed.
+//! - [`exchange`]: the seam over the two exchanges (`exchange = "bybit" | "binance"`): the
+//!   venue, its streams, the listenKey's lifecycle on Binance.
 //!
 //! Start: the store (exclusive), the venue (clock, instruments), the streams (their events
 //! wait in their queues), the REST snapshot, [`reconcile`](crate::live::reconcile) and every
