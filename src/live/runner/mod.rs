@@ -4,6 +4,8 @@
 //!
 //! - [`book`]: the synchronous core: one runner per managed position on an [`Outbox`]
 //!   venue; every step committed before its commands leave (write-ahead).
+//! - [`pace`]: the account's rate limit on stop calls: protective first, then ratchets,
+//!   each coalesced to its newest stop.
 //! - [`status`]: `GET /status`, `GET /healthz`.
 //! - [`trades`]: closed positions appended to `trades.csv` / `events.jsonl`.
 //!
@@ -14,6 +16,7 @@
 //! after a reconnect. A stop or interrupt leaves every stop resting on the exchange.
 
 pub mod book;
+pub mod pace;
 pub mod status;
 pub mod trades;
 
@@ -129,6 +132,9 @@ struct Live {
     /// exchange), and the exchange positions a simulated stop closed (not adopted again
     /// until their size, side or entry changes).
     dry: Option<Dry>,
+    /// The account's limit on stop calls, on the monotonic clock since `started`.
+    pace: pace::Pacer,
+    started: Instant,
 }
 
 #[derive(Default)]
@@ -252,9 +258,16 @@ impl Live {
             return Ok(events);
         }
         let cmd = self.book.never_looser(id, cmd);
+        let paced = pace::urgency(&cmd).is_some();
         let mut wait = Duration::from_millis(100);
         for attempt in 1..=MAX_ATTEMPTS {
+            if paced {
+                self.pace_slot().await;
+            }
             let ex = self.venue.execute(cmd, ts).await;
+            if paced {
+                self.pace.end(self.mono_ms());
+            }
             match ex.action {
                 None => {
                     self.say(&format!(
@@ -298,15 +311,56 @@ impl Live {
         )))
     }
 
+    /// Milliseconds of the monotonic clock the pacing runs on.
+    fn mono_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    /// Waits until a stop call may start, and takes its slot (a retry, or a call at start-up,
+    /// outside the queue's turns).
+    async fn pace_slot(&mut self) {
+        loop {
+            let now = self.mono_ms();
+            if self.pace.room(now) {
+                self.pace.start();
+                return;
+            }
+            let at = self.pace.free_at(now).unwrap_or(now + 1);
+            tokio::time::sleep(Duration::from_millis((at - now).max(1) as u64)).await;
+        }
+    }
+
+    /// How long until the next waiting position may send (`None`: none waits).
+    fn pace_delay(&mut self) -> Option<Duration> {
+        let now = self.mono_ms();
+        let at = self.pace.wake_at(now)?;
+        Some(Duration::from_millis((at - now).max(0) as u64))
+    }
+
     /// Sends what position `id` queued (each step committed before), feeds the answers back
-    /// and commits them, until nothing is left to send; then a closed position is written out.
+    /// and commits them, until nothing is left to send now: a stop call waits its turn in
+    /// the account's [`pace`]. Then a closed position is written out.
     async fn drain(&mut self, id: u64) -> Result<(), LiveError> {
+        self.route(id).await?;
+        self.pump().await?;
+        self.finish_if_closed(id)
+    }
+
+    /// Position `id`'s queued commands: stop calls join the pace queue (the command itself
+    /// is asked of the lifecycle when its turn comes), the rest leave now.
+    async fn route(&mut self, id: u64) -> Result<(), LiveError> {
         loop {
             let cmds = self.book.take_commands(id);
             if cmds.is_empty() {
-                break;
+                return Ok(());
             }
             for (cmd, ts) in cmds {
+                if self.dry.is_none()
+                    && let Some(urgency) = pace::urgency(&cmd)
+                {
+                    self.pace.hold(id, urgency);
+                    continue;
+                }
                 let events = self.send(id, cmd, ts).await?;
                 for e in &events {
                     self.book.on_event(id, e);
@@ -314,7 +368,27 @@ impl Live {
                 self.book.commit(&[id])?;
             }
         }
-        self.finish_if_closed(id)
+    }
+
+    /// Sends the stop calls whose turn has come, while the account's window has room: each
+    /// position's call in flight, coalesced to its newest stop and journalled before it
+    /// leaves.
+    async fn pump(&mut self) -> Result<(), LiveError> {
+        while let Some(id) = self.pace.pop(self.mono_ms()) {
+            let Some(cmd) = self.book.release(id) else {
+                continue;
+            };
+            self.book.commit(&[id])?;
+            let ts = self.book.slots.get(&id).map_or(0, Slot::last_ts);
+            let events = self.send(id, cmd, ts).await?;
+            for e in &events {
+                self.book.on_event(id, e);
+            }
+            self.book.commit(&[id])?;
+            self.route(id).await?;
+            self.finish_if_closed(id)?;
+        }
+        Ok(())
     }
 
     fn finish_if_closed(&mut self, id: u64) -> Result<(), LiveError> {
@@ -342,6 +416,7 @@ impl Live {
             out.join("trades.csv").display()
         ));
         self.venue.forget(id);
+        self.pace.forget(id);
         if let Some(slot) = self.book.remove(id)
             && let Some(dry) = &mut self.dry
         {
@@ -686,6 +761,8 @@ pub async fn run(
         log,
         clock: opts.clock,
         dry: opts.dry_run.then(Dry::default),
+        pace: pace::Pacer::new(pace::BYBIT_TRADING_STOP),
+        started: Instant::now(),
     };
     if let Some(dry) = &mut live.dry {
         // The simulated venues of stored positions: their stops rest where the lifecycle says.
@@ -731,6 +808,7 @@ pub async fn run(
         tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     let mut freshness = tokio::time::interval(Duration::from_secs(1));
     let result = loop {
+        let pace_wait = live.pace_delay();
         let step = tokio::select! {
             biased;
             _ = stop.changed() => break Ok(()),
@@ -738,6 +816,9 @@ pub async fn run(
                 Some(ev) => live.on_ws(ev).await,
                 None => Err(LiveError::StreamRefused { stream: "private", reason: "ended".into() }),
             },
+            _ = tokio::time::sleep(pace_wait.unwrap_or_default()), if pace_wait.is_some() => {
+                live.pump().await.map(|()| live.publish())
+            }
             ev = public.next() => match ev {
                 Some(ev) => live.on_ws(ev).await,
                 None => Err(LiveError::StreamRefused { stream: "public", reason: "ended".into() }),
