@@ -77,7 +77,11 @@ fn busiest_second(arrivals: &[i64]) -> usize {
 }
 
 fn side(i: usize) -> Side {
-    if i % 2 == 0 { Side::Long } else { Side::Short }
+    if i.is_multiple_of(2) {
+        Side::Long
+    } else {
+        Side::Short
+    }
 }
 
 /// A deterministic walk: the `k`-th price of symbol `i` in the quiet phase, within ±0.3 %.

@@ -27,7 +27,11 @@ fn symbols() -> Vec<String> {
 
 /// Longs on the even symbols (prices rise), shorts on the odd ones (prices fall).
 fn side(i: usize) -> Side {
-    if i % 2 == 0 { Side::Long } else { Side::Short }
+    if i.is_multiple_of(2) {
+        Side::Long
+    } else {
+        Side::Short
+    }
 }
 
 fn price(i: usize, k: i64) -> Decimal {
