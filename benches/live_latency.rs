@@ -214,8 +214,10 @@ min_improvement_percent = "0"
         let mono = |t: Instant| t.duration_since(started).as_millis() as i64;
 
         // The first stop, then the ticker snapshot: untimed.
+        // Returns the calls sent and when the last was handed to the venue adapter.
         let send_all = async |book: &mut Book, venue: &mut BybitVenue, pacer: &mut Pacer| {
             let mut sent = 0;
+            let mut handed = None;
             for (cmd, _) in book.take_commands(id) {
                 if let Some(u) = pace::urgency(&cmd) {
                     pacer.hold(id, u);
@@ -229,6 +231,7 @@ min_improvement_percent = "0"
                 let cmd = book.never_looser(p, cmd);
                 let ts = book.slots[&p].last_ts();
                 pacer.start();
+                handed = Some(Instant::now());
                 let ex = venue.execute(cmd, ts).await;
                 pacer.end(mono(Instant::now()));
                 assert_eq!(ex.action, None, "{ex:?}");
@@ -238,9 +241,9 @@ min_improvement_percent = "0"
                 book.commit(&[p]).unwrap();
                 sent += 1;
             }
-            sent
+            (sent, handed)
         };
-        assert_eq!(send_all(&mut book, &mut venue, &mut pacer).await, 1);
+        assert_eq!(send_all(&mut book, &mut venue, &mut pacer).await.0, 1);
         arrived.recv().unwrap();
         let snap = ticker_message(SYMBOL, true, entry, 1, T0 + 1);
         let news = venue.on_message(&stream::parse(&snap).unwrap());
@@ -258,15 +261,22 @@ min_improvement_percent = "0"
             .collect();
         let mut to_wire = Vec::with_capacity(points);
         let mut round_trip = Vec::with_capacity(points);
+        let mut to_adapter = Vec::with_capacity(points);
+        let mut committed = Vec::with_capacity(points);
         for (n, text) in texts.iter().enumerate() {
             let t0 = Instant::now();
             let msg = stream::parse(text).unwrap();
             let news = venue.on_message(&msg);
             let mut sent = 0;
+            let mut handed = None;
+            let mut stepped = t0;
             for p in &news.prices {
                 let ids = book.on_price(&p.symbol, p.price, p.ts).unwrap().unwrap();
+                stepped = Instant::now();
                 assert_eq!(ids, vec![id]);
-                sent += send_all(&mut book, &mut venue, &mut pacer).await;
+                let (n, h) = send_all(&mut book, &mut venue, &mut pacer).await;
+                sent += n;
+                handed = h;
             }
             let t1 = Instant::now();
             assert_eq!(sent, 1, "every point moves the stop (point {n})");
@@ -274,10 +284,14 @@ min_improvement_percent = "0"
             if n >= warm {
                 to_wire.push(at.duration_since(t0));
                 round_trip.push(t1.duration_since(t0));
+                to_adapter.push(handed.unwrap().duration_since(t0));
+                committed.push(stepped.duration_since(t0));
             }
         }
         to_wire.sort();
         round_trip.sort();
+        to_adapter.sort();
+        committed.sort();
         let show = |name: &str, v: &[Duration]| {
             println!(
                 "{name}: n={} p50={:.1} µs p90={:.1} µs p99={:.1} µs p99.9={:.1} µs max={:.1} µs",
@@ -289,6 +303,11 @@ min_improvement_percent = "0"
                 v.last().unwrap().as_secs_f64() * 1e6,
             );
         };
+        show("ticker in -> engine stepped, step committed", &committed);
+        show(
+            "ticker in -> command handed to BybitVenue::execute",
+            &to_adapter,
+        );
         show(
             "ticker in -> signed trading-stop at the loopback server",
             &to_wire,
