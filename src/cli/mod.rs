@@ -4,6 +4,8 @@ mod backtest;
 mod check;
 mod completions;
 #[cfg(feature = "live")]
+mod fake_binance;
+#[cfg(feature = "live")]
 mod fake_bybit;
 #[cfg(feature = "live")]
 mod live;
@@ -52,6 +54,10 @@ enum Command {
     /// Serve a fake Bybit on loopback that replays a scenario or data file as the market.
     #[cfg(feature = "live")]
     FakeBybit(fake_bybit::Args),
+    /// Serve a fake Binance USD-M on loopback that replays a scenario or data file as the
+    /// market.
+    #[cfg(feature = "live")]
+    FakeBinance(fake_binance::Args),
     /// Protect the account's open positions with trailing stops on the exchange (Bybit).
     #[cfg(feature = "live")]
     Live(live::Args),
@@ -137,7 +143,7 @@ fn handles_interrupt(command: &Command) -> bool {
 fn serves_network(command: &Command) -> bool {
     match command {
         #[cfg(feature = "live")]
-        Command::Live(_) | Command::FakeBybit(_) => true,
+        Command::Live(_) | Command::FakeBybit(_) | Command::FakeBinance(_) => true,
         _ => {
             let _ = command;
             false
@@ -173,6 +179,8 @@ pub fn main() -> ExitCode {
         Command::Merge(a) => merge::run(a),
         #[cfg(feature = "live")]
         Command::FakeBybit(a) => fake_bybit::run(a),
+        #[cfg(feature = "live")]
+        Command::FakeBinance(a) => fake_binance::run(a),
         Command::Completions(a) => completions::run(a),
         // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
         Command::Check(a) => return check::run(a),

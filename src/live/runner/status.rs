@@ -51,6 +51,9 @@ pub struct Status {
     /// Why the run is not healthy (a stream down, stale prices), if it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
+    /// Each venue's circuit breaker: `closed`, `open`, `half_open`, `banned`, `rate_limited`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub circuit: BTreeMap<String, String>,
 }
 
 impl Status {
@@ -97,6 +100,7 @@ impl Status {
             symbols,
             positions,
             degraded,
+            circuit: BTreeMap::new(),
         }
     }
 
