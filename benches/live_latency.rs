@@ -218,18 +218,17 @@ min_improvement_percent = "0"
         let send_all = async |book: &mut Book, venue: &mut BybitVenue, pacer: &mut Pacer| {
             let mut sent = 0;
             let mut handed = None;
-            for (cmd, _) in book.take_commands(id) {
+            for (cmd, ts) in book.take_commands(id) {
                 if let Some(u) = pace::urgency(&cmd) {
-                    pacer.hold(id, u);
+                    pacer.hold(id, u, ts);
                 } else {
                     panic!("only stop calls here: {cmd:?}");
                 }
             }
-            while let Some(p) = pacer.pop(mono(Instant::now())) {
+            while let Some((p, ts)) = pacer.pop(mono(Instant::now())) {
                 let Some(cmd) = book.release(p) else { continue };
                 book.commit(&[p]).unwrap();
                 let cmd = book.never_looser(p, cmd);
-                let ts = book.slots[&p].last_ts();
                 pacer.start();
                 handed = Some(Instant::now());
                 let ex = venue.execute(cmd, ts).await;

@@ -451,12 +451,11 @@ impl Live {
     /// position's call in flight, coalesced to its newest stop and journalled before it
     /// leaves.
     async fn pump(&mut self) -> Result<(), LiveError> {
-        while let Some(id) = self.pace.pop(self.mono_ms()) {
+        while let Some((id, ts)) = self.pace.pop(self.mono_ms()) {
             let Some(cmd) = self.book.release(id) else {
                 continue;
             };
             self.book.commit(&[id])?;
-            let ts = self.book.slots.get(&id).map_or(0, Slot::last_ts);
             let why = self.why(id, &cmd);
             if let Some(events) = self.dispatch(id, cmd, ts, why).await? {
                 crash::reached(crash::Point::Acked);
@@ -486,7 +485,7 @@ impl Live {
                     && self.dry.is_none()
                     && let Some(urgency) = pace::urgency(&cmd)
                 {
-                    self.pace.hold(id, urgency);
+                    self.pace.hold(id, urgency, ts);
                     continue;
                 }
                 let events = match resting {

@@ -62,7 +62,9 @@ pub struct Pacer {
     in_flight: usize,
     /// Waiting positions by (urgency, ticket); a position waits once.
     queue: BTreeMap<(Urgency, u64), u64>,
-    places: BTreeMap<u64, (Urgency, u64)>,
+    /// Each waiting position's place, and the event time of the call it first held (the
+    /// time the venue's answer is stamped with, as if it had gone at once).
+    places: BTreeMap<u64, (Urgency, u64, i64)>,
     tickets: u64,
 }
 
@@ -91,27 +93,28 @@ impl Pacer {
         self.places.contains_key(&id)
     }
 
-    /// Position `id` has a stop call to make. A position already waiting keeps its place
-    /// (its call is coalesced when it leaves), moved up if this call is more urgent.
-    pub fn hold(&mut self, id: u64, urgency: Urgency) {
-        if let Some(&(u, t)) = self.places.get(&id) {
+    /// Position `id` has a stop call to make, wanted at event time `ts`. A position already
+    /// waiting keeps its place and its first time (its call is coalesced when it leaves),
+    /// moved up if this call is more urgent.
+    pub fn hold(&mut self, id: u64, urgency: Urgency, ts: i64) {
+        if let Some(&(u, t, first)) = self.places.get(&id) {
             if urgency >= u {
                 return;
             }
             self.queue.remove(&(u, t));
             self.queue.insert((urgency, t), id);
-            self.places.insert(id, (urgency, t));
+            self.places.insert(id, (urgency, t, first));
             return;
         }
         self.tickets += 1;
         self.queue.insert((urgency, self.tickets), id);
-        self.places.insert(id, (urgency, self.tickets));
+        self.places.insert(id, (urgency, self.tickets, ts));
     }
 
     /// Position `id` has nothing to send any more (closed).
     pub fn forget(&mut self, id: u64) {
-        if let Some(place) = self.places.remove(&id) {
-            self.queue.remove(&place);
+        if let Some((u, t, _)) = self.places.remove(&id) {
+            self.queue.remove(&(u, t));
         }
     }
 
@@ -128,15 +131,16 @@ impl Pacer {
         self.ended.len() + self.in_flight < self.limit.calls
     }
 
-    /// The first waiting position, if a call may start at `now` (it leaves the queue; the
-    /// caller then [`start`](Pacer::start)s its call, if it still has one).
-    pub fn pop(&mut self, now: i64) -> Option<u64> {
+    /// The first waiting position and the event time it first held, if a call may start at
+    /// `now` (it leaves the queue; the caller then [`start`](Pacer::start)s its call, if it
+    /// still has one).
+    pub fn pop(&mut self, now: i64) -> Option<(u64, i64)> {
         if !self.room(now) {
             return None;
         }
         let (_, id) = self.queue.pop_first()?;
-        self.places.remove(&id);
-        Some(id)
+        let (_, _, ts) = self.places.remove(&id)?;
+        Some((id, ts))
     }
 
     /// A call starts (after [`room`](Pacer::room) said yes): it holds a slot until it ends.
@@ -183,7 +187,7 @@ mod tests {
 
     /// Pops and sends (each call instant) whatever may go at `now`.
     fn pump(p: &mut Pacer, now: i64, sent: &mut Vec<(i64, u64)>) {
-        while let Some(id) = p.pop(now) {
+        while let Some((id, _)) = p.pop(now) {
             p.start();
             p.end(now);
             sent.push((now, id));
@@ -194,7 +198,7 @@ mod tests {
     fn the_window_holds_at_most_its_calls_and_opens_as_it_rolls() {
         let mut p = Pacer::new(L);
         for id in 1..=5 {
-            p.hold(id, Urgency::Ratchet);
+            p.hold(id, Urgency::Ratchet, 0);
         }
         let mut sent = Vec::new();
         pump(&mut p, 0, &mut sent);
@@ -213,18 +217,20 @@ mod tests {
         let mut p = Pacer::new(L);
         let mut sent = Vec::new();
         for id in 1..=3 {
-            p.hold(id, Urgency::Ratchet);
+            p.hold(id, Urgency::Ratchet, 0);
         }
         pump(&mut p, 0, &mut sent);
         // The window is full: ratchets of 4, 5, 6 wait, then 7 and 8 lose their stops.
         for id in [4, 5, 6] {
-            p.hold(id, Urgency::Ratchet);
+            p.hold(id, Urgency::Ratchet, 10 * id as i64);
         }
-        p.hold(5, Urgency::Ratchet);
-        p.hold(7, Urgency::Protective);
-        p.hold(8, Urgency::Protective);
-        // 6 is raised: a protective call of a waiting position moves it up, keeping its ticket.
-        p.hold(6, Urgency::Protective);
+        p.hold(5, Urgency::Ratchet, 99);
+        p.hold(7, Urgency::Protective, 70);
+        p.hold(8, Urgency::Protective, 80);
+        // 6 is raised: a protective call of a waiting position moves it up, keeping its ticket
+        // and its first time.
+        p.hold(6, Urgency::Protective, 99);
+        assert_eq!(p.clone().pop(1005), Some((6, 60)));
         assert_eq!(p.waiting(), 5);
         pump(&mut p, 1005, &mut sent);
         assert_eq!(&sent[3..], &[(1005, 6), (1005, 7), (1005, 8)]);
@@ -232,6 +238,9 @@ mod tests {
         p.forget(4);
         pump(&mut p, 2010, &mut sent);
         assert_eq!(&sent[6..], &[(2010, 5)]);
+        p.hold(9, Urgency::Ratchet, 7);
+        p.hold(9, Urgency::Ratchet, 8);
+        assert_eq!(p.pop(3020), Some((9, 7)), "the first time stays");
     }
 
     #[test]
@@ -308,7 +317,7 @@ mod tests {
             let mut model: Vec<(Urgency, u64)> = Vec::new();
             let run = |p: &mut Pacer, now: &mut i64, model: &mut Vec<(Urgency, u64)>,
                            spans: &mut Vec<(i64, i64)>, took: i64| {
-                while let Some(id) = p.pop(*now) {
+                while let Some((id, _)) = p.pop(*now) {
                     let best = model.iter().map(|m| m.0).min().unwrap();
                     let i = model.iter().position(|m| m.1 == id).unwrap();
                     prop_assert_eq!(model[i].0, best, "the most urgent first");
@@ -330,7 +339,7 @@ mod tests {
                     Op::Wait(ms) => now += ms,
                     Op::Hold(id, protective) => {
                         let u = if protective { Urgency::Protective } else { Urgency::Ratchet };
-                        p.hold(id, u);
+                        p.hold(id, u, now);
                         match model.iter_mut().find(|m| m.1 == id) {
                             Some(m) => m.0 = m.0.min(u),
                             None => model.push((u, id)),
