@@ -10,6 +10,7 @@
 //! - [`trades`]: closed positions appended to `trades.csv` / `events.jsonl`.
 //! - [`log`]: the log lines (`tracing`; text or JSON), one per decision that touches the
 //!   exchange.
+//! - [`symbols`]: `symbols = ["*"]`: a symbol first seen while running is read and subscribed.
 //!
 //! Start: the store (exclusive), the venue (clock, instruments), the streams (their events
 //! wait in their queues), the REST snapshot, [`reconcile`](crate::live::reconcile) and every
@@ -24,6 +25,7 @@ pub mod log;
 pub mod pace;
 pub mod resilience;
 pub mod status;
+pub mod symbols;
 pub mod trades;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,9 +50,9 @@ use crate::live::bybit::rest::{RestClient, RestConfig, RestError};
 use crate::live::bybit::snapshot::PositionInfo;
 use crate::live::bybit::stream::StreamMessage;
 use crate::live::bybit::venue::{Action, BybitVenue, StreamNews};
-use crate::live::bybit::ws::{StreamKind, WsClient, WsConfig, WsEvent};
+use crate::live::bybit::ws::{StreamKind, Subscriber, WsClient, WsConfig, WsEvent};
 use crate::live::clock::{Clock, system_clock};
-use crate::live::config::{LiveConfig, Symbols};
+use crate::live::config::LiveConfig;
 use crate::live::credentials::Credentials;
 use crate::live::reconcile::{self, Decision, PositionKey, StopModel, VenuePosition, VenueStop};
 use crate::sim::path::Point;
@@ -152,6 +154,8 @@ struct Live {
     /// The account's limit on stop calls, on the monotonic clock since `started`.
     pace: pace::Pacer,
     started: Instant,
+    /// Adds `tickers` topics to the public stream (a symbol first seen while running).
+    tickers: Subscriber,
 }
 
 #[derive(Default)]
@@ -643,12 +647,7 @@ impl Live {
         {
             return Ok(());
         }
-        let Some(instrument) = self.venue.instrument(&info.symbol).copied() else {
-            self.say(&format!(
-                "{} positionIdx {}: not an instrument the venue listed; not managed",
-                info.symbol,
-                info.position_idx.as_u8()
-            ));
+        let Some(instrument) = self.instrument_for(info).await else {
             return Ok(());
         };
         let opening = Opening {
@@ -692,6 +691,16 @@ impl Live {
     async fn on_ws(&mut self, ev: WsEvent) -> Result<(), LiveError> {
         match ev {
             WsEvent::Message(m) => {
+                if let StreamMessage::Reply {
+                    op,
+                    success: false,
+                    message,
+                    ..
+                } = &m
+                {
+                    // A topic added while running (a new symbol's tickers) was refused.
+                    self.warn(&format!("stream {op} refused: {message}"));
+                }
                 let news = self.venue.on_message(&m);
                 let ts = match &m {
                     StreamMessage::Positions { ts, .. } => *ts,
@@ -737,7 +746,10 @@ impl Live {
         }
         let ts = self.now();
         match self.venue.recheck(ts).await {
-            Ok(news) => self.on_news(news, ts).await,
+            Ok(news) => {
+                self.on_news(news, ts).await?;
+                self.discover_all(ts).await
+            }
             Err(Action::Halt) => {
                 let wait_ms = self.resilience.ban_wait.as_millis() as i64;
                 self.pause(PauseReason::Banned, ts + wait_ms);
@@ -747,26 +759,6 @@ impl Live {
                 self.warn(&format!("re-check failed ({a:?}); next one later"));
                 Ok(())
             }
-        }
-    }
-}
-
-/// The symbols to read and subscribe: the configured ones, or (`*`) those with an open
-/// position now.
-async fn symbols_of(config: &LiveConfig, rest: &RestClient) -> Result<Vec<String>, LiveError> {
-    match &config.symbols {
-        Symbols::Only(list) => Ok(list.clone()),
-        Symbols::All => {
-            let list = rest
-                .positions(PositionFilter::SettleCoin("USDT"))
-                .await
-                .map_err(rest_err("listing positions"))?;
-            let set: BTreeSet<String> = list
-                .into_iter()
-                .filter(PositionInfo::is_open)
-                .map(|p| p.symbol)
-                .collect();
-            Ok(set.into_iter().collect())
         }
     }
 }
@@ -885,7 +877,14 @@ async fn run_logged(
         Some(credentials.clone()),
     )
     .map_err(|e| LiveError::Client(e.to_string()))?;
-    let symbols = symbols_of(&config, &rest).await?;
+    let stored: BTreeSet<String> = book
+        .store
+        .records()?
+        .iter()
+        .filter(|r| r.closed().is_none())
+        .map(|r| r.engine().position.symbol.clone())
+        .collect();
+    let symbols = symbols::at_start(&config, &rest, stored).await?;
     let refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
     let venue = BybitVenue::connect(rest, config.venue.trigger_price, &refs)
         .await
@@ -895,7 +894,7 @@ async fn run_logged(
     let mut public_cfg = WsConfig::new(
         &config.venue.ws_url,
         StreamKind::Public,
-        symbols.iter().map(|s| format!("tickers.{s}")).collect(),
+        symbols.iter().map(|s| symbols::ticker_topic(s)).collect(),
         clock.clone(),
     );
     public_cfg.credentials = None;
@@ -939,6 +938,7 @@ async fn run_logged(
         held: Default::default(),
         pace: pace::Pacer::new(pace::BYBIT_TRADING_STOP),
         started: Instant::now(),
+        tickers: public.subscriber(),
     };
     if let Some(dry) = &mut live.dry {
         // The simulated venues of stored positions: their stops rest where the lifecycle says.
@@ -1173,10 +1173,19 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             }
             Decision::ClosedWhileAway { position_id, .. } => {
                 let id = *position_id;
-                let info = stored_info(&live.book.slots[&id]);
+                let slot = &live.book.slots[&id];
+                let info = stored_info(slot);
                 live.venue
                     .manage(id, &info)
                     .map_err(|e| LiveError::Unreconciled(e.to_string()))?;
+                // A stop-loss fill found for it is our stop's (its trade says so).
+                if let Some(r) = slot.runner.order.resting() {
+                    let order = OrderRef {
+                        position: id,
+                        seq: r.seq,
+                    };
+                    live.venue.resume_resting(order, r.stop);
+                }
                 gone.push(id);
             }
             Decision::Open { position, adopt } => {
