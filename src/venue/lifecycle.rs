@@ -41,8 +41,15 @@ pub enum Phase {
     /// it is acknowledged. Nothing may rest meanwhile.
     Cancelling { from: Rest, to: Rest },
     /// The outcome of the command on `order` is unknown; `prior` rested before it. Nothing is
-    /// sent until a query answers.
-    Unknown { order: Rest, prior: Option<Rest> },
+    /// sent until a query answers; `next` is a newer stop to send then (as above), so a stop
+    /// wanted meanwhile is never lost.
+    Unknown {
+        order: Rest,
+        prior: Option<Rest>,
+        // Absent in lifecycles stored before it existed.
+        #[serde(default)]
+        next: Option<Rest>,
+    },
     /// A close at market is in flight.
     Closing,
     /// The position is closed.
@@ -226,8 +233,17 @@ impl StopOrder {
                 self.phase = Phase::Cancelling { from, to: rest };
                 Reaction::default()
             }
-            // Nothing is sent while an outcome is unknown, or once closing.
-            Phase::Unknown { .. } | Phase::Closing | Phase::Closed => Reaction::default(),
+            // Nothing is sent while an outcome is unknown: the newest stop waits for the answer.
+            Phase::Unknown { order, prior, .. } => {
+                self.phase = Phase::Unknown {
+                    order,
+                    prior,
+                    next: Some(rest),
+                };
+                Reaction::default()
+            }
+            // Nothing is sent once closing.
+            Phase::Closing | Phase::Closed => Reaction::default(),
             Phase::Resting { .. } => unreachable!("both arms above match a resting order"),
         }
     }
@@ -309,7 +325,7 @@ impl StopOrder {
             Phase::Resting { order } => pick(order, None, None),
             Phase::Amending { from, to, next } => pick(from, Some(to), next),
             Phase::Cancelling { from, to } => pick(from, Some(to), None),
-            Phase::Unknown { order, prior } => pick(order, prior, None),
+            Phase::Unknown { order, prior, next } => pick(order, prior, next),
             Phase::NoStop | Phase::Closing | Phase::Closed => None,
         }
     }
@@ -321,7 +337,9 @@ impl StopOrder {
         // The venue is the truth about where the stop rests.
         rest.stop = stop;
         let next = match self.phase {
-            Phase::Placing { next, .. } | Phase::Amending { next, .. } => next,
+            Phase::Placing { next, .. }
+            | Phase::Amending { next, .. }
+            | Phase::Unknown { next, .. } => next,
             _ => None,
         };
         self.end_window(ts);
@@ -338,10 +356,11 @@ impl StopOrder {
             return Reaction::default();
         };
         // What rests after the refusal: the old stop of an amend, else nothing.
-        let prior = match self.phase {
-            Phase::Amending { from, .. } => Some(from),
-            Phase::Unknown { prior, .. } => prior,
-            _ => None,
+        // After a look-up, the stop wanted while it ran goes now.
+        let (prior, next) = match self.phase {
+            Phase::Amending { from, .. } => (Some(from), None),
+            Phase::Unknown { prior, next, .. } => (prior, next),
+            _ => (None, None),
         };
         match prior {
             Some(p) => self.phase = Phase::Resting { order: p },
@@ -355,7 +374,14 @@ impl StopOrder {
                 stop: rest.stop,
                 market,
             }),
-            other => Reaction::news(EngineNews::Refused(other)),
+            other => {
+                let mut reaction = Reaction::news(EngineNews::Refused(other));
+                // A newer stop wanted meanwhile goes now (the refused one is not sent again).
+                if let Some(next) = next.filter(|n| n.seq != rest.seq) {
+                    reaction.command = self.want(next, ts).command;
+                }
+                reaction
+            }
         }
     }
 
@@ -385,7 +411,17 @@ impl StopOrder {
             Phase::Cancelling { from, .. } if self.oref(from) != order => Some(from),
             _ => None,
         };
-        self.phase = Phase::Unknown { order: rest, prior };
+        // A stop queued behind the ambiguous command still waits (for the answer to the query).
+        let next = match self.phase {
+            Phase::Placing { next, .. } | Phase::Amending { next, .. } => next,
+            _ => None,
+        }
+        .filter(|n| n.seq != rest.seq);
+        self.phase = Phase::Unknown {
+            order: rest,
+            prior,
+            next,
+        };
         Reaction::command(Command::Query { order })
     }
 
@@ -684,10 +720,52 @@ mod tests {
         assert_eq!(r.command, Some(Command::Query { order: oref(1) }));
         assert!(matches!(o.phase(), Phase::Unknown { .. }));
         assert_eq!(o.on_intent(place(995), 2, 10).command, None);
-        // The query finds the create went through.
-        o.on_event(&accepted(1, 990, 20));
+        // The query finds the create went through; the stop wanted meanwhile goes now (it
+        // was once lost here: the engine believed it sent).
+        let r = o.on_event(&accepted(1, 990, 20));
         assert_eq!(o.resting().map(|r| r.stop), Some(990));
+        assert_eq!(
+            r.command,
+            Some(Command::Amend {
+                order: oref(2),
+                replaces: oref(1),
+                stop: 995
+            })
+        );
+        o.on_event(&accepted(2, 995, 30));
+        assert_eq!(o.resting().map(|r| r.stop), Some(995));
         assert!(!o.in_flight());
+    }
+
+    #[test]
+    fn a_look_up_that_finds_nothing_applied_sends_the_stop_wanted_meanwhile() {
+        let mut o = StopOrder::new(7, true);
+        o.on_intent(place(990), 1, 0);
+        o.on_event(&VenueEvent::Ambiguous {
+            order: oref(1),
+            ts: 5,
+        });
+        assert_eq!(o.on_intent(place(993), 2, 8).command, None);
+        assert_eq!(o.on_intent(place(995), 3, 10).command, None);
+        let r = o.on_event(&VenueEvent::Rejected {
+            order: oref(1),
+            ts: 20,
+            reason: RejectReason::Invalid { code: -1 },
+        });
+        // Nothing rested before: the newest stop is placed.
+        assert_eq!(
+            r.command,
+            Some(Command::Place {
+                order: oref(3),
+                stop: 995
+            })
+        );
+        // A lifecycle stored before `next` existed still reads.
+        let old: Phase = serde_json::from_str(
+            r#"{"phase":"unknown","order":{"seq":1,"stop":990,"origin":"initial"},"prior":null}"#,
+        )
+        .unwrap();
+        assert!(matches!(old, Phase::Unknown { next: None, .. }));
     }
 
     #[test]

@@ -472,7 +472,7 @@ pub fn in_flight_command(runner: &PositionRunner<Outbox>, position: u64) -> Opti
             replaces: oref(from.seq),
             stop: to.stop,
         }),
-        Phase::Unknown { order, prior } => Some(match prior {
+        Phase::Unknown { order, prior, .. } => Some(match prior {
             Some(p) => Command::Amend {
                 order: oref(order.seq),
                 replaces: oref(p.seq),
