@@ -16,7 +16,9 @@ use crate::engine::{
     EngineError, EngineSnapshot, ExitReason, Instrument, Intent, Position, TrailingConfig,
     TrailingStop, fixed,
 };
-use crate::venue::{EngineNews, Reaction, StopOrder, StopOrderSnapshot, Venue, VenueEvent};
+use crate::venue::{
+    Command, EngineNews, Reaction, StopOrder, StopOrderSnapshot, Venue, VenueEvent,
+};
 
 /// How a position closed. `fill` is in instrument units, before slippage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +212,20 @@ impl<V: Venue> PositionRunner<V> {
         Ok(())
     }
 
+    /// The stop command in flight, to send now that an account rate limit let it go: a newer
+    /// stop queued behind it replaces it (the older one never leaves). `None` when no place,
+    /// amend or cancel is in flight any more.
+    pub fn coalesce<O: Tap>(&mut self, ts: i64, out: &mut O) -> Option<Command> {
+        if self.closed.is_some() {
+            return None;
+        }
+        // Only a change is an input: without a newer stop the command is the one journalled.
+        if O::RECORDING && self.order.queued() {
+            out.input(Input::Coalesce { ts });
+        }
+        self.order.coalesce()
+    }
+
     /// Applies a recorded input (rebuilding a position from its journal). An opening is not
     /// an input to an open runner; see [`PositionRunner::open_from`].
     pub fn apply<O: Tap>(&mut self, input: &Input, out: &mut O) -> Result<(), EngineError> {
@@ -236,6 +252,12 @@ impl<V: Venue> PositionRunner<V> {
                 self.close(*reason, *fill, *ts, out);
             }
             Input::ConfigChanged { ts, config } => self.change_config(config, *ts, out)?,
+            Input::Coalesce { ts } => {
+                if self.closed.is_some() {
+                    return Err(EngineError::Closed);
+                }
+                self.coalesce(*ts, out);
+            }
         }
         Ok(())
     }

@@ -45,6 +45,9 @@ pub enum Input {
         ts: i64,
         config: Box<TrailingConfig>,
     },
+    /// The driver sends the stop command in flight now, after an account rate limit held it
+    /// back: a newer stop queued behind it takes its place (`StopOrder::coalesce`).
+    Coalesce { ts: i64 },
 }
 
 impl Input {
@@ -56,6 +59,7 @@ impl Input {
             Input::Venue { .. } => "venue",
             Input::Close { .. } => "close",
             Input::ConfigChanged { .. } => "config_changed",
+            Input::Coalesce { .. } => "coalesce",
         }
     }
 
@@ -63,9 +67,10 @@ impl Input {
     pub fn ts(&self) -> i64 {
         match self {
             Input::Open { position, .. } => position.opened_at,
-            Input::Price { ts, .. } | Input::Close { ts, .. } | Input::ConfigChanged { ts, .. } => {
-                *ts
-            }
+            Input::Price { ts, .. }
+            | Input::Close { ts, .. }
+            | Input::ConfigChanged { ts, .. }
+            | Input::Coalesce { ts } => *ts,
             Input::Venue { event } => event.ts(),
             Input::Prices { points } => points.last().map_or(i64::MIN, |p| p.0),
         }

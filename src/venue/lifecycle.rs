@@ -425,6 +425,52 @@ impl StopOrder {
         Reaction::command(Command::Query { order })
     }
 
+    /// Whether a newer stop waits behind the place or amend in flight.
+    pub fn queued(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Placing { next: Some(_), .. } | Phase::Amending { next: Some(_), .. }
+        )
+    }
+
+    /// The command in flight did not leave yet (an account's rate limit held it back): a newer
+    /// stop queued behind it takes its place, so the older one is never sent (the engine's
+    /// newest wish is what the venue gets). Returns the stop command to send now: the one in
+    /// flight, coalesced; `None` when no place or amend is in flight (closed meanwhile).
+    pub fn coalesce(&mut self) -> Option<Command> {
+        match self.phase {
+            Phase::Placing { order, next } => {
+                let order = next.unwrap_or(order);
+                self.phase = Phase::Placing { order, next: None };
+                Some(Command::Place {
+                    order: self.oref(order),
+                    stop: order.stop,
+                })
+            }
+            Phase::Amending { from, to, next } => {
+                let to = next.unwrap_or(to);
+                self.phase = Phase::Amending {
+                    from,
+                    to,
+                    next: None,
+                };
+                Some(Command::Amend {
+                    order: self.oref(to),
+                    replaces: self.oref(from),
+                    stop: to.stop,
+                })
+            }
+            Phase::Cancelling { from, .. } => Some(Command::Cancel {
+                order: self.oref(from),
+            }),
+            Phase::NoStop
+            | Phase::Resting { .. }
+            | Phase::Unknown { .. }
+            | Phase::Closing
+            | Phase::Closed => None,
+        }
+    }
+
     /// The position closed without the venue (the end of the data in a replay).
     pub fn close(&mut self, ts: i64) {
         self.end_window(ts);
@@ -570,6 +616,47 @@ mod tests {
                 stop: 998
             })
         );
+    }
+
+    /// A held amend is replaced by the newest stop queued behind it: the older one is never
+    /// sent, the stop resting meanwhile stays, and the acceptance leaves nothing queued.
+    #[test]
+    fn a_held_command_coalesces_to_the_newest_stop() {
+        let mut a = StopOrder::new(7, true);
+        a.on_intent(place(990), 1, 0);
+        assert_eq!(a.on_intent(place(992), 2, 5).command, None);
+        assert_eq!(
+            a.coalesce(),
+            Some(Command::Place {
+                order: oref(2),
+                stop: 992
+            })
+        );
+        a.on_event(&accepted(2, 992, 10));
+        assert_eq!(a.resting().map(|r| r.stop), Some(992));
+        a.on_intent(place(995), 3, 20);
+        a.on_intent(place(997), 4, 30);
+        assert_eq!(a.on_intent(place(999), 5, 40).command, None);
+        assert!(a.queued());
+        let cmd = a.coalesce();
+        assert_eq!(
+            cmd,
+            Some(Command::Amend {
+                order: oref(5),
+                replaces: oref(2),
+                stop: 999
+            })
+        );
+        assert_eq!(a.resting().map(|r| r.stop), Some(992));
+        // Nothing newer: the same command again, and the state unchanged.
+        assert!(!a.queued());
+        assert_eq!(a.coalesce(), cmd);
+        let r = a.on_event(&accepted(5, 999, 50));
+        assert_eq!(r.command, None, "nothing left queued behind it");
+        assert_eq!(a.resting().map(|r| r.stop), Some(999));
+        assert_eq!(a.coalesce(), None);
+        a.close(60);
+        assert_eq!(a.coalesce(), None);
     }
 
     #[test]

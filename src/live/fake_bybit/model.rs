@@ -60,7 +60,8 @@ pub struct Setup {
     pub instruments: Vec<InstrumentSpec>,
     /// Hedge mode (`positionIdx` 1 Buy / 2 Sell) instead of one-way (`0`).
     pub hedge: bool,
-    /// Bybit's per-UID limit of `trading-stop` and `order/create` calls per rolling second.
+    /// Bybit's per-UID limit of `trading-stop` calls, and apart of `order/create` calls, per
+    /// rolling second (each endpoint counts on its own, `EXCHANGES.md` §2.7).
     pub orders_per_second: usize,
 }
 
@@ -128,12 +129,17 @@ pub struct Model {
     order_seq: u64,
     position_seq: u64,
     link_ids: Vec<String>,
-    order_calls: VecDeque<i64>,
+    /// Per endpoint, the server times of the calls of the last second.
+    order_calls: BTreeMap<String, VecDeque<i64>>,
+    /// Calls refused with `10006`.
+    pub rate_limited: usize,
     faults: Vec<Fault>,
     /// Every fill, oldest first (`execution/list` reads it).
     executions: Vec<ExecutionView>,
     pub stream_faults: StreamFaults,
     pub requests: Vec<Recorded>,
+    /// When each of `requests` arrived (local ms).
+    pub arrivals: Vec<i64>,
 }
 
 /// The "base price" text of a wrong-side refusal: Bybit writes prices as integers scaled by
@@ -154,11 +160,13 @@ impl Model {
             order_seq: 0,
             position_seq: 0,
             link_ids: Vec::new(),
-            order_calls: VecDeque::new(),
+            order_calls: BTreeMap::new(),
+            rate_limited: 0,
             faults: Vec::new(),
             executions: Vec::new(),
             stream_faults: StreamFaults::default(),
             requests: Vec::new(),
+            arrivals: Vec::new(),
         }
     }
 
@@ -625,26 +633,26 @@ impl Model {
         Ok(())
     }
 
-    /// Bybit's per-UID, per-second limit on order calls, with its `X-Bapi-*` headers.
-    fn rate_gate(&mut self, server_ms: i64) -> (bool, [(String, String); 3]) {
-        while self
-            .order_calls
-            .front()
-            .is_some_and(|t| *t <= server_ms - 1000)
-        {
-            self.order_calls.pop_front();
+    /// Bybit's per-UID, per-endpoint, rolling-second limit on order calls, with its
+    /// `X-Bapi-*` headers.
+    fn rate_gate(&mut self, path: &str, server_ms: i64) -> (bool, [(String, String); 3]) {
+        let calls = self.order_calls.entry(path.to_string()).or_default();
+        while calls.front().is_some_and(|t| *t <= server_ms - 1000) {
+            calls.pop_front();
         }
         let limit = self.setup.orders_per_second;
-        let allowed = self.order_calls.len() < limit;
+        let allowed = calls.len() < limit;
         if allowed {
-            self.order_calls.push_back(server_ms);
+            calls.push_back(server_ms);
+        } else {
+            self.rate_limited += 1;
         }
-        let reset = self.order_calls.front().map_or(server_ms, |t| t + 1000);
+        let reset = calls.front().map_or(server_ms, |t| t + 1000);
         let headers = [
             ("X-Bapi-Limit".to_string(), limit.to_string()),
             (
                 "X-Bapi-Limit-Status".to_string(),
-                limit.saturating_sub(self.order_calls.len()).to_string(),
+                limit.saturating_sub(calls.len()).to_string(),
             ),
             (
                 "X-Bapi-Limit-Reset-Timestamp".to_string(),
@@ -677,7 +685,7 @@ impl Model {
             "/v5/position/trading-stop" | "/v5/order/create"
         );
         let rate_headers = if is_order {
-            let (allowed, headers) = self.rate_gate(now);
+            let (allowed, headers) = self.rate_gate(&req.path, now);
             if !allowed {
                 let mut reply = HttpReply::error(ret::RATE_LIMIT, "Too many visits!", now);
                 reply.headers.extend(headers);
@@ -1467,5 +1475,29 @@ mod tests {
             now + 1000,
         );
         assert_eq!(code(&m.handle(&req, now + 1000).0).0, 0);
+        assert_eq!(m.rate_limited, 1);
+    }
+
+    /// Each endpoint has its own per-second count: a full `trading-stop` second leaves
+    /// `order/create` its own ten.
+    #[test]
+    fn each_order_endpoint_counts_on_its_own() {
+        let mut m = model();
+        m.on_price("BTCUSDT", dec!(17000), true, 100);
+        m.open_position("BTCUSDT", Side::Long, dec!(0.5), 100)
+            .unwrap();
+        let now = 9_000_000;
+        for i in 0..11 {
+            let req = signed(
+                "POST",
+                "/v5/position/trading-stop",
+                &stop_body(&format!("{}", 16000 + i)),
+                now,
+            );
+            let want = if i < 10 { 0 } else { 10006 };
+            assert_eq!(code(&m.handle(&req, now).0).0, want, "call {i}");
+        }
+        let req = signed("POST", "/v5/order/create", "{}", now);
+        assert_ne!(code(&m.handle(&req, now).0).0, 10006);
     }
 }

@@ -388,6 +388,17 @@ impl FakeBybit {
         self.shared.model().requests.clone()
     }
 
+    /// When each REST request arrived (the fake's local clock, ms), as [`requests`](Self::requests)
+    /// lists them.
+    pub fn arrivals(&self) -> Vec<i64> {
+        self.shared.model().arrivals.clone()
+    }
+
+    /// How many calls the fake refused with `10006` (its per-UID, per-second limit).
+    pub fn rate_limited(&self) -> usize {
+        self.shared.model().rate_limited
+    }
+
     /// Every stream text message received, in order, with its stream.
     pub fn received(&self) -> Vec<(Stream, String)> {
         self.shared
@@ -526,6 +537,7 @@ async fn serve(
     let (fault, now) = {
         let mut m = shared.model();
         m.requests.push(request.clone());
+        m.arrivals.push(local);
         (m.take_fault(&path), m.server_time(local))
     };
     let apply = |shared: &Shared| {

@@ -413,6 +413,15 @@ impl Book {
         cmd
     }
 
+    /// The stop command position `id` has in flight, to send now that the account's rate
+    /// limit lets it go: coalesced to the newest stop the engine wants (the change journalled
+    /// by the next [`Book::commit`], before it leaves). `None` when nothing is left to send.
+    pub fn release(&mut self, id: u64) -> Option<Command> {
+        let slot = self.slots.get_mut(&id)?;
+        let ts = slot.last_ts();
+        slot.runner.coalesce(ts, &mut slot.tap)
+    }
+
     /// The commands position `id` queued, oldest first.
     pub fn take_commands(&mut self, id: u64) -> Vec<(Command, i64)> {
         self.slots
@@ -673,6 +682,79 @@ distance_percent = "1"
             book.never_looser(id, cmd),
             Command::Place { stop: 1005, .. }
         ));
+    }
+
+    /// A command held back by the account's rate limit leaves as the newest stop: the
+    /// coalescing is journalled (the stored row still rebuilds from its journal) and a
+    /// restart sends the newest stop, never the older one.
+    #[test]
+    fn a_held_amend_is_released_as_the_newest_stop_and_journalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.sqlite");
+        let store = Store::open(&db, OpenOptions::runner()).unwrap();
+        let mut book = Book::new(store).unwrap();
+        let inst = Instrument::with_price_decimals(dec!(0.1), 1);
+        let id = book.open(&opening(), &inst, &config()).unwrap();
+        let (Command::Place { order, stop }, _) = book.take_commands(id)[0] else {
+            panic!()
+        };
+        book.on_event(
+            id,
+            &VenueEvent::Accepted {
+                order,
+                stop,
+                ts: 1_000,
+                venue_id: None,
+            },
+        );
+        book.commit(&[id]).unwrap();
+        // Two ratchets while the first is held (not sent): the engine's newest is 119.9 − 1 %.
+        book.on_price("BTCUSDT", dec!(110), 2_000).unwrap();
+        let held = book.take_commands(id);
+        assert!(matches!(held[..], [(Command::Amend { stop: 1089, .. }, _)]));
+        book.on_price("BTCUSDT", dec!(120), 3_000).unwrap();
+        assert!(
+            book.take_commands(id).is_empty(),
+            "queued behind the held one"
+        );
+        let released = book.release(id).unwrap();
+        let Command::Amend {
+            order: newest,
+            replaces,
+            stop,
+        } = released
+        else {
+            panic!("{released:?}")
+        };
+        assert_eq!((replaces, stop), (order, 1188));
+        book.commit(&[id]).unwrap();
+        let stored = book.store.record(id).unwrap().unwrap();
+        book.store.check_row(&stored).unwrap();
+        drop(book);
+        let store = Store::open(&db, OpenOptions::runner()).unwrap();
+        let mut book = Book::new(store).unwrap();
+        let rec = book.store.record(id).unwrap().unwrap();
+        book.restore(&rec).unwrap();
+        assert_eq!(
+            in_flight_command(&book.slots[&id].runner, id),
+            Some(Command::Amend {
+                order: newest,
+                replaces: order,
+                stop: 1188
+            })
+        );
+        // Accepted: nothing left to send.
+        book.on_event(
+            id,
+            &VenueEvent::Accepted {
+                order: newest,
+                stop: 1188,
+                ts: 3_100,
+                venue_id: None,
+            },
+        );
+        assert!(book.take_commands(id).is_empty());
+        assert_eq!(book.release(id), None);
     }
 
     /// A position whose opening arrives after later points of its symbol takes those points.

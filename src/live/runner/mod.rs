@@ -4,6 +4,8 @@
 //!
 //! - [`book`]: the synchronous core: one runner per managed position on an [`Outbox`]
 //!   venue; every step committed before its commands leave (write-ahead).
+//! - [`pace`]: the account's rate limit on stop calls: protective first, then ratchets,
+//!   each coalesced to its newest stop.
 //! - [`status`]: `GET /status`, `GET /healthz`.
 //! - [`trades`]: closed positions appended to `trades.csv` / `events.jsonl`.
 //! - [`log`]: the log lines (`tracing`; text or JSON), one per decision that touches the
@@ -23,6 +25,7 @@ pub mod breaker;
 pub mod crash;
 pub mod exchange;
 pub mod log;
+pub mod pace;
 pub mod resilience;
 pub mod status;
 pub mod symbols;
@@ -47,7 +50,7 @@ pub use status::{Shared, Status};
 
 use crate::live::bybit::rest::RestError;
 use crate::live::clock::{Clock, system_clock};
-use crate::live::config::LiveConfig;
+use crate::live::config::{Exchange, LiveConfig};
 use crate::live::credentials::Credentials;
 use crate::live::reconcile::{self, Decision, PositionKey, VenuePosition};
 use crate::sim::path::Point;
@@ -151,6 +154,9 @@ struct Live {
     held: resilience::HeldCommands,
     /// Adds `tickers` topics to the public stream (a symbol first seen while running; Bybit).
     tickers: Option<crate::live::bybit::ws::Subscriber>,
+    /// The account's limit on stop calls, on the monotonic clock since `started`.
+    pace: pace::Pacer,
+    started: Instant,
 }
 
 #[derive(Default)]
@@ -336,8 +342,15 @@ impl Live {
             Command::Amend { .. } => crash::reached(crash::Point::Amending),
             _ => {}
         }
+        let paced = pace::urgency(&cmd).is_some();
         for attempt in 1..=MAX_ATTEMPTS {
+            if paced {
+                self.pace_slot().await;
+            }
             let ex = self.venue.execute(cmd, ts).await;
+            if paced {
+                self.pace.end(self.mono_ms());
+            }
             let now = self.now();
             // A stop refused by the rate limit (10006) never changed: it waits for the reset,
             // and the newest stop goes then.
@@ -407,16 +420,83 @@ impl Live {
         Ok(Sent::Held { until_ms })
     }
 
+    /// Milliseconds of the monotonic clock the pacing runs on.
+    fn mono_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    /// Waits until a stop call may start, and takes its slot (a retry, a released held
+    /// command or a call at start-up, outside the pace queue's turns).
+    async fn pace_slot(&mut self) {
+        loop {
+            let now = self.mono_ms();
+            if self.pace.room(now) {
+                self.pace.start();
+                return;
+            }
+            let at = self.pace.free_at(now).unwrap_or(now + 1);
+            tokio::time::sleep(Duration::from_millis((at - now).max(1) as u64)).await;
+        }
+    }
+
+    /// How long until the next position waiting in the pace may send (`None`: none waits).
+    fn pace_delay(&mut self) -> Option<Duration> {
+        let now = self.mono_ms();
+        let at = self.pace.wake_at(now)?;
+        Some(Duration::from_millis((at - now).max(0) as u64))
+    }
+
     /// Sends what position `id` queued (each step committed before), feeds the answers back
-    /// and commits them, until nothing is left to send; then a closed position is written out.
+    /// and commits them, until nothing is left to send now: a stop call waits its turn in
+    /// the account's [`pace`]. Then a closed position is written out.
     async fn drain(&mut self, id: u64) -> Result<(), LiveError> {
+        self.route(id).await?;
+        self.pump().await?;
+        self.finish_if_closed(id)
+    }
+
+    /// Sends the stop calls whose turn has come, while the account's window has room: each
+    /// position's call in flight, coalesced to its newest stop and journalled before it
+    /// leaves.
+    async fn pump(&mut self) -> Result<(), LiveError> {
+        while let Some((id, ts)) = self.pace.pop(self.mono_ms()) {
+            let Some(cmd) = self.book.release(id) else {
+                continue;
+            };
+            self.book.commit(&[id])?;
+            let why = self.why(id, &cmd);
+            if let Some(events) = self.dispatch(id, cmd, ts, why).await? {
+                crash::reached(crash::Point::Acked);
+                for e in &events {
+                    self.book.on_event(id, e);
+                }
+                self.book.commit(&[id])?;
+                crash::reached(crash::Point::Committed);
+            }
+            self.route(id).await?;
+            self.finish_if_closed(id)?;
+        }
+        Ok(())
+    }
+
+    /// Position `id`'s queued commands: a stop call joins the pace queue (the command itself
+    /// is asked of the lifecycle when its turn comes), the rest go now.
+    async fn route(&mut self, id: u64) -> Result<(), LiveError> {
         loop {
             let cmds = self.book.take_commands(id);
             if cmds.is_empty() {
-                break;
+                return Ok(());
             }
             for (cmd, ts) in cmds {
-                let events = match self.already_resting(id, &cmd) {
+                let resting = self.already_resting(id, &cmd);
+                if resting.is_none()
+                    && self.dry.is_none()
+                    && let Some(urgency) = pace::urgency(&cmd)
+                {
+                    self.pace.hold(id, urgency, ts);
+                    continue;
+                }
+                let events = match resting {
                     Some(e) => vec![e],
                     None => {
                         let why = self.why(id, &cmd);
@@ -443,7 +523,6 @@ impl Live {
                 crash::reached(crash::Point::Committed);
             }
         }
-        self.finish_if_closed(id)
     }
 
     fn finish_if_closed(&mut self, id: u64) -> Result<(), LiveError> {
@@ -471,6 +550,7 @@ impl Live {
             out.join("trades.csv").display()
         ));
         self.venue.forget(id);
+        self.pace.forget(id);
         if let Some(slot) = self.book.remove(id)
             && let Some(dry) = &mut self.dry
         {
@@ -810,6 +890,10 @@ async fn run_logged(
         book.store.check_row(rec)?;
         book.restore(rec)?;
     }
+    let pace_limit = match venue.exchange() {
+        Exchange::Bybit => pace::BYBIT_TRADING_STOP,
+        Exchange::Binance => pace::BINANCE_ORDERS,
+    };
     let mut live = Live {
         config,
         book,
@@ -829,6 +913,8 @@ async fn run_logged(
         circuit: Breaker::new(resilience.breaker),
         held: Default::default(),
         tickers: streams.subscriber(),
+        pace: pace::Pacer::new(pace_limit),
+        started: Instant::now(),
     };
     let kind = live.venue.sim_kind();
     if let Some(dry) = &mut live.dry {
@@ -878,9 +964,13 @@ async fn run_logged(
     let mut release = tokio::time::interval(Duration::from_millis(100));
     release.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
+        let pace_wait = live.pace_delay();
         let step = tokio::select! {
             biased;
             _ = stop.changed() => break Ok(()),
+            _ = tokio::time::sleep(pace_wait.unwrap_or_default()), if pace_wait.is_some() => {
+                live.pump().await.map(|()| live.publish())
+            }
             feed = streams.next() => match feed {
                 Ok(feed) => live.on_feed(feed, &mut streams).await,
                 Err(stream) => Err(LiveError::StreamRefused { stream, reason: "ended".into() }),
