@@ -10,6 +10,8 @@
 //! - [`reconcile`]: the decisions of LIVE.md §4 from stored positions and an exchange snapshot.
 //! - `runner` (feature `live`): `trailstop live`: the driver on the store, reconciliation at
 //!   start, `/status`.
+//! - `metrics` (feature `live`): the Prometheus metrics of `LIVE.md` §6, derived from the
+//!   journal steps, the REST requests and the runner's book.
 //! - `fake_bybit` (feature `live`): a Bybit v5 venue on loopback for tests and
 //!   `trailstop fake-bybit`.
 //!
@@ -24,6 +26,8 @@ pub mod config;
 pub mod credentials;
 #[cfg(feature = "live")]
 pub mod fake_bybit;
+#[cfg(feature = "live")]
+pub mod metrics;
 pub mod reconcile;
 #[cfg(feature = "live")]
 pub mod runner;
