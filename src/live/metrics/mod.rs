@@ -10,6 +10,7 @@
 //! - [`Gauges`], set from the runner's book each time it publishes its status.
 
 pub mod observe;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -24,6 +25,7 @@ use crate::runner::Entry;
 use crate::store::PositionRecord;
 
 pub use observe::{Observer, Update};
+pub use watch::Watch;
 
 /// The metric names of `LIVE.md` §6 (the dashboard and the alert rules use these).
 pub mod names {
@@ -311,6 +313,23 @@ impl Metrics {
         });
         shown.extend(now.into_keys());
     }
+}
+
+/// The kind of fix a reconciliation decision is; `None` for a position resumed as stored.
+pub fn fix_kind(d: &crate::live::reconcile::Decision) -> Option<&'static str> {
+    use crate::live::reconcile::Decision;
+    Some(match d {
+        Decision::Resume { .. } => return None,
+        Decision::Resized { .. } => "resized",
+        Decision::Open { .. } => "new_position",
+        Decision::CancelOrphan { .. } => "orphan_stop",
+        Decision::ClosedWhileAway { .. } => "closed_while_away",
+        Decision::LookUp { .. } => "look_up",
+        Decision::AdoptStop { .. } => "adopt_stop",
+        Decision::CancelExtra { .. } => "duplicate_stop",
+        Decision::PlaceMissing { .. } => "missing_stop",
+        Decision::ForeignStop { .. } => "foreign_stop",
+    })
 }
 
 /// The class of a failed request (`LIVE.md` §5's classes), `None` for a success.

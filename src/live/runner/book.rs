@@ -120,6 +120,8 @@ pub struct Book {
     pub slots: BTreeMap<u64, Slot>,
     pub symbols: BTreeMap<String, SymbolPrice>,
     next_id: u64,
+    /// Told each committed step and how long its transaction took (issue 14), if set.
+    pub metrics: Option<std::sync::Arc<crate::live::metrics::Metrics>>,
 }
 
 impl Book {
@@ -137,6 +139,7 @@ impl Book {
             slots: BTreeMap::new(),
             symbols: BTreeMap::new(),
             next_id,
+            metrics: None,
         })
     }
 
@@ -204,6 +207,7 @@ impl Book {
         };
         let entries = tap.journal();
         let record = PositionRecord::after_step(None, runner.snapshot(), driver.json(), &entries);
+        let started = std::time::Instant::now();
         self.store.commit(
             &[StepWrite {
                 entries: &entries,
@@ -211,6 +215,10 @@ impl Book {
             }],
             &[],
         )?;
+        if let Some(m) = &self.metrics {
+            m.on_commit(started.elapsed());
+            m.on_step(&entries, &record);
+        }
         self.next_id += 1;
         self.slots.insert(
             id,
@@ -424,7 +432,14 @@ impl Book {
         if steps.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.store.commit(&StepWrite::all(&steps), &[])?;
+        if let Some(m) = &self.metrics {
+            m.on_commit(started.elapsed());
+            for (entries, record) in &steps {
+                m.on_step(entries, record);
+            }
+        }
         for (_, record) in steps {
             if let Some(slot) = self.slots.get_mut(&record.id()) {
                 slot.tap = Recorder::default();

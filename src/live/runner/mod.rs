@@ -39,6 +39,7 @@ use crate::live::bybit::ws::{StreamKind, WsClient, WsConfig, WsEvent};
 use crate::live::clock::{Clock, system_clock};
 use crate::live::config::{LiveConfig, Symbols};
 use crate::live::credentials::Credentials;
+use crate::live::metrics::{Metrics, Watch};
 use crate::live::reconcile::{self, Decision, PositionKey, StopModel, VenuePosition, VenueStop};
 use crate::sim::path::Point;
 use crate::sim::venue::{SimVenue, VenueKind, VenueModel};
@@ -129,6 +130,9 @@ struct Live {
     /// exchange), and the exchange positions a simulated stop closed (not adopted again
     /// until their size, side or entry changes).
     dry: Option<Dry>,
+    /// `/metrics` (issue 14) and what the gauges need beside the book.
+    metrics: Arc<Metrics>,
+    watch: Watch,
 }
 
 #[derive(Default)]
@@ -223,7 +227,13 @@ impl Live {
     }
 
     fn publish(&self) {
-        let s = Status::of(&self.book, self.reconciled, self.degraded());
+        let mut s = Status::of(&self.book, self.reconciled, self.degraded());
+        s.streams = self.watch.streams();
+        let offset = self.venue.rest().clock_offset_ms();
+        let gauges = self
+            .watch
+            .gauges(&self.book, &self.arrived, offset, "bybit", false);
+        self.metrics.set_gauges(&gauges);
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
@@ -369,7 +379,10 @@ impl Live {
         for p in &news.prices {
             self.arrived.insert(p.symbol.clone(), Instant::now());
             self.dry_triggers(&p.symbol, p.price, p.ts).await?;
-            if let Some(ids) = self.book.on_price(&p.symbol, p.price, p.ts)? {
+            let started = std::time::Instant::now();
+            let stepped = self.book.on_price(&p.symbol, p.price, p.ts)?;
+            self.metrics.on_engine_step(started.elapsed());
+            if let Some(ids) = stepped {
                 for id in ids {
                     self.drain(id).await?;
                 }
@@ -448,6 +461,9 @@ impl Live {
                 info.symbol,
                 info.position_idx.as_u8()
             ));
+            self.watch
+                .unmanaged
+                .insert((info.symbol.clone(), info.position_idx.as_u8()));
             return Ok(());
         };
         let opening = Opening {
@@ -461,6 +477,9 @@ impl Live {
             foreign_stop: info.stop_loss,
         };
         let id = self.book.next_id();
+        self.watch
+            .unmanaged
+            .remove(&(info.symbol.clone(), info.position_idx.as_u8()));
         self.venue
             .manage(id, info)
             .map_err(|e| LiveError::Venue(e.to_string()))?;
@@ -489,6 +508,7 @@ impl Live {
     }
 
     async fn on_ws(&mut self, ev: WsEvent) -> Result<(), LiveError> {
+        self.watch.on_ws(&ev);
         match ev {
             WsEvent::Message(m) => {
                 let news = self.venue.on_message(&m);
@@ -501,6 +521,7 @@ impl Live {
             WsEvent::Connected { kind, connection } => {
                 self.down.remove(kind.as_str());
                 if connection > 0 {
+                    self.metrics.on_reconnect(kind.as_str());
                     self.say(&format!(
                         "{} stream reconnected: re-checking",
                         kind.as_str()
@@ -532,7 +553,16 @@ impl Live {
     async fn recheck(&mut self) -> Result<(), LiveError> {
         let ts = self.now();
         match self.venue.recheck(ts).await {
-            Ok(news) => self.on_news(news, ts).await,
+            Ok(news) => {
+                // What the streams missed and the re-check found.
+                for _ in &news.events {
+                    self.metrics.on_fix("missed_event");
+                }
+                for _ in &news.discovered {
+                    self.metrics.on_fix("new_position");
+                }
+                self.on_news(news, ts).await
+            }
             Err(a) => {
                 self.say(&format!("re-check failed ({a:?}); next one later"));
                 Ok(())
@@ -614,12 +644,19 @@ pub async fn run(
     // The store first: a second runner on the same database is refused before any request.
     let store = Store::open(&config.db, OpenOptions::runner())?;
     let mut book = Book::new(store)?;
-    let (addr, server) = status::listen(config.listen, status.clone(), stop.clone())
-        .await
-        .map_err(|source| LiveError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let metrics = Arc::new(Metrics::new("bybit"));
+    book.metrics = Some(metrics.clone());
+    let (addr, server) = status::listen(
+        config.listen,
+        status.clone(),
+        Some(metrics.clone()),
+        stop.clone(),
+    )
+    .await
+    .map_err(|source| LiveError::Listen {
+        addr: config.listen,
+        source,
+    })?;
     log(&format!(
         "{}: status on http://{addr}/status, database {}",
         config.name,
@@ -635,7 +672,8 @@ pub async fn run(
         },
         Some(credentials.clone()),
     )
-    .map_err(|e| LiveError::Client(e.to_string()))?;
+    .map_err(|e| LiveError::Client(e.to_string()))?
+    .with_metrics(metrics.clone());
     let symbols = symbols_of(&config, &rest).await?;
     let refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
     let venue = BybitVenue::connect(rest, config.venue.trigger_price, &refs)
@@ -686,6 +724,8 @@ pub async fn run(
         log,
         clock: opts.clock,
         dry: opts.dry_run.then(Dry::default),
+        metrics,
+        watch: Watch::default(),
     };
     if let Some(dry) = &mut live.dry {
         // The simulated venues of stored positions: their stops rest where the lifecycle says.
@@ -836,6 +876,11 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
     let lines: Vec<String> = decisions.iter().map(|d| format!("{d:?}")).collect();
     for l in &lines {
         live.say(&format!("reconcile: {l}"));
+    }
+    for d in &decisions {
+        if let Some(kind) = crate::live::metrics::fix_kind(d) {
+            live.metrics.on_fix(kind);
+        }
     }
     let journal = serde_json::to_string(&lines).expect("strings serialise");
     live.book
