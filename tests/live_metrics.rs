@@ -373,3 +373,184 @@ async fn scripted_events_move_each_metric_as_expected() {
         assert!(!text.contains(KEY) && !text.contains(SECRET), "{text}");
     }
 }
+
+/// A scenario of five positions (each closed before the next opens) on a day of 1m candles,
+/// and its backtest's events.
+fn paper_scenario(dir: &Path) -> (PathBuf, String) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(
+        dir.join("entries.csv"),
+        "time,side\n2022-12-13T10:00:00Z,short\n2022-12-13T12:00:00Z,long\n\
+         2022-12-13T14:00:00Z,short\n2022-12-13T16:00:00Z,long\n2022-12-13T22:00:00Z,short\n",
+    )
+    .unwrap();
+    let path = dir.join("scenario.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "paper-metrics"
+[data]
+candles = "{}"
+symbol = "BTCUSDT"
+tick_size = "0.01"
+[entries]
+file = "entries.csv"
+[exchange]
+venue = "bybit"
+[trailing]
+activation_percent = "0.3"
+distance_percent = "0.25"
+initial_stop_percent = "1.0"
+[trailing.rate_limit]
+min_interval_seconds = 60
+min_improvement_percent = "0.1"
+emergency_percent = "1.0"
+[intrabar]
+policy = "olhc"
+"#,
+            root.join("data/BTCUSDT-bybit-1m-20221213.csv").display()
+        ),
+    )
+    .unwrap();
+    let bt = dir.join("bt");
+    let out = Command::new(bin())
+        .args(["backtest", "-q", "--out"])
+        .arg(&bt)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (path, read(&bt.join("events.jsonl")))
+}
+
+/// `paper --http`: while the run goes on, /metrics counts what the backtest's events say for
+/// the positions closed so far (read between two positions, when nothing is open), and
+/// /status and /healthz answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_serves_metrics_that_match_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (scenario, events) = paper_scenario(dir.path());
+    let events: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("paper.log");
+    let mut paper = Command::new(bin())
+        .arg("paper")
+        .arg(&scenario)
+        .arg("--db")
+        .arg(dir.path().join("paper.sqlite"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--speed", "12000", "--http", &listen, "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let metrics = format!("http://{listen}/metrics");
+    let mut between: Vec<String> = Vec::new();
+    let mut open_seen = false;
+    let mut status_seen = false;
+    let until = Instant::now() + Duration::from_secs(120);
+    while paper.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < until, "paper not done: {}", read(&log));
+        if let Some(t) = get(&metrics).await {
+            let open: f64 = ["inactive", "active"]
+                .iter()
+                .map(|s| {
+                    sample(&t, "trailstop_positions", &[("symbol", BTC), ("state", s)])
+                        .unwrap_or(0.0)
+                })
+                .sum();
+            let closed: f64 = [
+                "initial_stop",
+                "breakeven_stop",
+                "trailing_stop",
+                "exit_now",
+                "end_of_data",
+            ]
+            .iter()
+            .map(|r| value(&t, "trailstop_triggers_total", &[("reason", r)]))
+            .sum();
+            if open == 1.0 && !status_seen {
+                open_seen = true;
+                if let Some(s) = get(&format!("http://{listen}/status")).await
+                    && let Ok(s) = serde_json::from_str::<Value>(&s)
+                    && s["positions"].as_array().is_some_and(|p| p.len() == 1)
+                {
+                    assert_eq!(s["positions"][0]["symbol"], BTC, "{s}");
+                    assert!(s["symbols"][BTC]["price"].is_string(), "{s}");
+                    let h = reqwest::get(format!("http://{listen}/healthz"))
+                        .await
+                        .unwrap();
+                    assert_eq!(h.status().as_u16(), 200);
+                    status_seen = true;
+                }
+            }
+            if open == 0.0 && closed >= 1.0 && closed < 5.0 {
+                between.push(t);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(paper.wait().unwrap().success(), "{}", read(&log));
+    assert!(open_seen && status_seen, "an open position was shown");
+    assert!(!between.is_empty(), "a scrape between two positions");
+    for t in &between {
+        let closed = [
+            "initial_stop",
+            "breakeven_stop",
+            "trailing_stop",
+            "exit_now",
+            "end_of_data",
+        ]
+        .iter()
+        .map(|r| value(t, "trailstop_triggers_total", &[("reason", r)]))
+        .sum::<f64>() as u64;
+        // The backtest's events of the positions closed so far (ids 1..=closed).
+        let mine: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["position_id"].as_u64().is_some_and(|id| id <= closed))
+            .collect();
+        let n = |ty: &str, field: &str, v: &str| {
+            mine.iter()
+                .filter(|e| e["type"] == ty && e[field] == v)
+                .count() as f64
+        };
+        for r in ["price", "time"] {
+            assert_eq!(
+                value(t, "trailstop_activations_total", &[("reason", r)]),
+                n("Activated", "reason", r),
+                "{t}"
+            );
+        }
+        for r in ["interval", "improvement"] {
+            assert_eq!(
+                value(t, "trailstop_updates_held_total", &[("reason", r)]),
+                n("UpdateHeld", "reason", r),
+                "{t}"
+            );
+        }
+        for r in ["initial", "normal", "emergency"] {
+            assert_eq!(updates(t, r, "ok"), n("UpdateSent", "reason", r), "{t}");
+        }
+        for r in [
+            "initial_stop",
+            "breakeven_stop",
+            "trailing_stop",
+            "exit_now",
+            "end_of_data",
+        ] {
+            assert_eq!(
+                value(t, "trailstop_triggers_total", &[("reason", r)]),
+                n("Triggered", "reason", r),
+                "{t}"
+            );
+        }
+    }
+}

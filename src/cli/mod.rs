@@ -9,6 +9,8 @@ mod fake_bybit;
 mod live;
 mod merge;
 mod paper;
+#[cfg(feature = "live")]
+mod paper_http;
 mod report;
 mod results;
 mod state;

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use super::book::Book;
 use crate::engine::State;
 use crate::live::metrics::Metrics;
+use crate::runner::RunnerSnapshot;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SymbolStatus {
@@ -42,6 +43,29 @@ pub struct PositionStatus {
     pub order_id: Option<String>,
     /// Since when (exchange time, ms) a stop was sent and none rests, if now.
     pub unprotected_since: Option<i64>,
+}
+
+impl PositionStatus {
+    /// A position as its runner stands (`runner`) with its last committed record.
+    pub fn of(record: &crate::store::PositionRecord, runner: &RunnerSnapshot) -> PositionStatus {
+        let e = &runner.engine;
+        PositionStatus {
+            position_id: e.position.id,
+            symbol: e.position.symbol.clone(),
+            side: e.position.side.as_str(),
+            state: match e.state {
+                State::Inactive => "inactive",
+                State::Active => "active",
+                State::Triggered => "triggered",
+            },
+            entry_price: e.position.entry_price,
+            desired_stop: e.desired.map(|(d, _)| d),
+            sent_stop: e.sent.map(|(d, _)| d),
+            confirmed_stop: e.confirmed,
+            order_id: record.exchange_order_id(),
+            unprotected_since: runner.order.unprotected_since,
+        }
+    }
 }
 
 /// One stream's state for `/status`.
@@ -88,25 +112,7 @@ impl Status {
             .slots
             .iter()
             .filter(|(_, s)| s.runner.closed().is_none())
-            .map(|(&id, s)| {
-                let e = s.runner.engine.snapshot();
-                PositionStatus {
-                    position_id: id,
-                    symbol: e.position.symbol.clone(),
-                    side: e.position.side.as_str(),
-                    state: match e.state {
-                        State::Inactive => "inactive",
-                        State::Active => "active",
-                        State::Triggered => "triggered",
-                    },
-                    entry_price: e.position.entry_price,
-                    desired_stop: e.desired.map(|(d, _)| d),
-                    sent_stop: e.sent.map(|(d, _)| d),
-                    confirmed_stop: e.confirmed,
-                    order_id: s.record.exchange_order_id(),
-                    unprotected_since: s.runner.order.unprotected_since(),
-                }
-            })
+            .map(|(_, s)| PositionStatus::of(&s.record, &s.runner.snapshot()))
             .collect();
         Status {
             reconciled,
