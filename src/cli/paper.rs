@@ -49,6 +49,13 @@ pub struct Args {
     http: Option<std::net::SocketAddr>,
 }
 
+impl Args {
+    /// `--http`: the run serves its endpoints (and keeps SIGPIPE ignored).
+    pub fn serves_http(&self) -> bool {
+        self.http.is_some()
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(s) = args.speed
         && !(s.is_finite() && s > 0.0)
