@@ -348,12 +348,13 @@ fn report_refuses_a_table_of_another_sweep() {
 fn a_grid_that_would_not_fit_in_memory_is_refused_before_it_runs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s");
-    // 2,001 cells against a 65 MiB allowance (the fixed part alone is 64 MiB).
+    // 2,001 cells against a 128 MiB allowance: the fixed part (the process, one chunk of
+    // rows) is 128 MiB, the cells need a little more.
     let mut cmd = sweep(&out, &["activation_percent=0:2:0.001"], &["--no-report"]);
-    cmd.env("TRAILSTOP_MEMORY_LIMIT", "65M");
+    cmd.env("TRAILSTOP_MEMORY_LIMIT", "128M");
     let err = run_err(&mut cmd);
     assert!(
-        err.contains("2001 combinations need about ") && err.contains("more than the 65 MiB"),
+        err.contains("2001 combinations need about ") && err.contains("more than the 128 MiB"),
         "{err}"
     );
     assert!(!out.exists(), "nothing ran, nothing was written");

@@ -495,3 +495,79 @@ fn an_interrupted_sweep_keeps_its_finished_rows() {
     let (_, rows) = csv(&out.join("sweep.csv"));
     assert_eq!(rows.len() as u64, finished);
 }
+
+/// Issue 9: a grid larger than one chunk of rows (65,536) streams through disk: the tables hold
+/// every row in order, nothing temporary is left, and three shards merge to the same bytes.
+#[test]
+fn a_grid_larger_than_a_chunk_streams_and_its_shards_merge_to_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Half an hour of candles and one position: the cells cost, not the data.
+    let scenario = dir.path().join("tiny.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"tiny\"\n[data]\ncandles = \"{}\"\nsymbol = \"BTCBUSD\"\ntick_size = \"0.01\"\n\
+             end = \"2022-12-13T00:30:00Z\"\n[entries]\nevery = \"1h\"\nside = \"long\"\n\
+             [exchange]\nvenue = \"bybit\"\n[trailing]\nactivation_percent = \"0.3\"\n\
+             distance_percent = \"0.25\"\n",
+            root().join("data/BTCBUSD-1m-20221213.csv").display()
+        ),
+    )
+    .unwrap();
+    // 700 x 100 = 70,000 cells.
+    let grid = [
+        "--grid",
+        "activation_percent=0:6.99:0.01",
+        "--grid",
+        "distance_percent=0.1:10:0.1",
+        "--no-report",
+        "--quiet",
+    ];
+    let run = |out: &Path, extra: &[&str]| {
+        trailstop()
+            .arg("sweep")
+            .arg(&scenario)
+            .arg("--out")
+            .arg(out)
+            .args(grid)
+            .args(extra)
+            .assert()
+            .success();
+    };
+    let one = dir.path().join("one");
+    run(&one, &[]);
+    let (_, rows) = csv(&one.join("sweep.csv"));
+    assert_eq!(rows.len(), 70_000);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["combo"], i.to_string(), "rows in combination order");
+    }
+    let table = trailstop::sweep::table::read_parquet(&one.join("sweep.parquet")).unwrap();
+    assert_eq!(table.height(), 70_000);
+    let mut names: Vec<String> = std::fs::read_dir(&one)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["report.json", "sweep.csv", "sweep.json", "sweep.parquet"],
+        "no temporary file is left"
+    );
+    let shards = dir.path().join("shards");
+    for k in ["0/3", "1/3", "2/3"] {
+        run(&shards, &["--shard", k]);
+    }
+    let merged = dir.path().join("merged");
+    trailstop()
+        .args(["merge", "--quiet", "--no-report", "--out"])
+        .arg(&merged)
+        .arg(&shards)
+        .assert()
+        .success();
+    for name in ["sweep.parquet", "sweep.csv", "report.json"] {
+        assert!(
+            std::fs::read(one.join(name)).unwrap() == std::fs::read(merged.join(name)).unwrap(),
+            "merged {name} differs from the unsharded run"
+        );
+    }
+}

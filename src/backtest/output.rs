@@ -10,7 +10,8 @@ use super::record::TRADES_HEADER;
 use super::{Report, Summary};
 use crate::engine::Event;
 
-fn temp_path(path: &Path) -> PathBuf {
+/// The temporary sibling `path` is written to before its rename (`.<name>.tmp<PID>`).
+pub fn temp_path(path: &Path) -> PathBuf {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     dir.join(format!(".{name}.tmp{}", std::process::id()))
@@ -118,17 +119,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes every file to a temporary sibling first and renames them only once all are written,
 /// so a failure leaves none of them half-written or out of step. Errors name the file.
 pub fn write_files(files: &[(PathBuf, Vec<u8>)]) -> std::io::Result<()> {
+    write_files_with(Vec::new(), files)
+}
+
+/// As [`write_files`], with files already written to temporary siblings (`(temporary,
+/// final)`, as a stream writes them): all are renamed together once everything is written; on
+/// a failure every temporary file is removed.
+pub fn write_files_with(
+    streamed: Vec<(PathBuf, PathBuf)>,
+    files: &[(PathBuf, Vec<u8>)],
+) -> std::io::Result<()> {
     let named = |p: &Path, e: std::io::Error| {
         std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
     };
     // A rename onto a folder fails: find that before anything is replaced.
-    if let Some((path, _)) = files.iter().find(|(p, _)| p.is_dir()) {
+    let destinations = streamed
+        .iter()
+        .map(|(_, p)| p)
+        .chain(files.iter().map(|(p, _)| p));
+    if let Some(path) = destinations.clone().find(|p| p.is_dir()) {
+        for (tmp, _) in &streamed {
+            let _ = std::fs::remove_file(tmp);
+        }
         return Err(named(
             path,
             std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a folder"),
         ));
     }
-    let mut temps = Vec::new();
+    let mut temps: Vec<(PathBuf, &PathBuf)> =
+        streamed.iter().map(|(t, p)| (t.clone(), p)).collect();
     for (path, bytes) in files {
         let dir = path.parent().unwrap_or(Path::new("."));
         if let Some(name) = path.file_name().and_then(|n| n.to_str()) {

@@ -6,9 +6,9 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
 use super::figure::{Figure, err, font};
-use crate::sweep::exec::Row;
 use crate::sweep::grid::Grid;
 use crate::sweep::metrics::Objective;
+use crate::sweep::robust::Scored;
 
 pub struct Heatmap {
     pub title: String,
@@ -57,10 +57,12 @@ fn pick_axes(grid: &Grid) -> (Option<usize>, Option<usize>) {
 
 /// At most this many panels; beyond, only the panel with the best cell is drawn.
 pub const MAX_PANELS: usize = 12;
+/// At most this many cells across or up; a longer axis is drawn in blocks.
+pub const MAX_SIDE: usize = 200;
 
-pub fn panels(
+pub fn panels<R: Scored>(
     grid: &Grid,
-    rows: &[Row],
+    rows: &[R],
     objective: Objective,
     best: Option<u64>,
     robust: Option<u64>,
@@ -77,11 +79,24 @@ pub fn panels(
         })
     };
     let (xs, ys) = (labels(Some(xa)), labels(ya));
+    // A long axis is drawn in blocks of `kx` (`ky`) values, each showing its best cell, so a
+    // picture of a million cells stays a picture (not an SVG of a million rectangles).
+    let block = |n: usize| n.div_ceil(MAX_SIDE).max(1);
+    let (kx, ky) = (block(xs.len()), block(ys.len()));
+    let thin = |v: &[String], k: usize| -> Vec<String> { v.iter().step_by(k).cloned().collect() };
+    let (xs, ys) = (thin(&xs, kx), thin(&ys, ky));
+    let blocked = |label: &str, k: usize| {
+        if k > 1 {
+            format!("{label} (blocks of {k}, best shown)")
+        } else {
+            label.to_string()
+        }
+    };
     // Panels keyed by the other axes' value indices, in grid order.
     let mut keys: Vec<Vec<usize>> = Vec::new();
     let mut maps: Vec<Heatmap> = Vec::new();
     for row in rows {
-        let idx = grid.indices(row.combo);
+        let idx = grid.indices(row.combo());
         let key: Vec<usize> = others.iter().map(|&o| idx[o]).collect();
         let p = match keys.iter().position(|k| *k == key) {
             Some(p) => p,
@@ -89,8 +104,8 @@ pub fn panels(
                 keys.push(key);
                 maps.push(Heatmap {
                     title: title.to_string(),
-                    x_label: grid.axes[xa].short().to_string(),
-                    y_label: ya.map_or(String::new(), |a| grid.axes[a].short().to_string()),
+                    x_label: blocked(grid.axes[xa].short(), kx),
+                    y_label: ya.map_or(String::new(), |a| blocked(grid.axes[a].short(), ky)),
                     z_label: objective.label().to_string(),
                     xs: xs.clone(),
                     ys: ys.clone(),
@@ -102,12 +117,15 @@ pub fn panels(
                 keys.len() - 1
             }
         };
-        let (x, y) = (idx[xa], ya.map_or(0, |a| idx[a]));
-        maps[p].cells[y][x] = row.objective;
-        if Some(row.combo) == best {
+        let (x, y) = (idx[xa] / kx, ya.map_or(0, |a| idx[a] / ky));
+        let cell = &mut maps[p].cells[y][x];
+        if cell.is_none() || objective.better(row.objective(), *cell) {
+            *cell = row.objective();
+        }
+        if Some(row.combo()) == best {
             maps[p].best = Some((x, y));
         }
-        if Some(row.combo) == robust {
+        if Some(row.combo()) == robust {
             maps[p].robust = Some((x, y));
         }
     }
@@ -134,7 +152,7 @@ pub fn panels(
         .collect();
     let (lo, hi) = rows
         .iter()
-        .filter_map(|r| r.objective)
+        .filter_map(Scored::objective)
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(v), b.max(v))
         });
@@ -306,6 +324,7 @@ impl Figure for Heatmap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sweep::exec::Row;
     use crate::sweep::grid::parse_cli;
     use crate::sweep::metrics::Metrics;
 
@@ -320,6 +339,34 @@ mod tests {
                 folds: vec![],
             })
             .collect()
+    }
+
+    #[test]
+    fn a_long_axis_is_drawn_in_blocks_showing_their_best_cell() {
+        let g = Grid::new(vec![
+            parse_cli("activation_percent=0:449:1").unwrap(),
+            parse_cli("distance_percent=1,2").unwrap(),
+        ])
+        .unwrap();
+        let p = panels(
+            &g,
+            &rows(900),
+            Objective::TotalReturnPct,
+            Some(899),
+            None,
+            "t",
+        );
+        let h = &p[0].heatmap;
+        assert_eq!((h.xs.len(), h.ys.len()), (150, 2));
+        assert_eq!(h.x_label, "activation_percent (blocks of 3, best shown)");
+        assert_eq!(h.y_label, "distance_percent");
+        // Block 0 across holds activation 0, 1, 2: combos 0, 2, 4 (distance 1), 1, 3, 5.
+        assert_eq!((h.cells[0][0], h.cells[1][0]), (Some(4.0), Some(5.0)));
+        assert_eq!((h.xs[0].as_str(), h.xs[1].as_str()), ("0", "3"));
+        assert_eq!(h.best, Some((149, 1)));
+        // Lower is better: the block shows its smallest.
+        let p = panels(&g, &rows(900), Objective::MaxDrawdownPct, None, None, "t");
+        assert_eq!(p[0].heatmap.cells[0][0], Some(0.0));
     }
 
     #[test]

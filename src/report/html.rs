@@ -8,6 +8,7 @@ use super::figure::{FONT, FONT_BYTES};
 use crate::sweep::exec::Row;
 use crate::sweep::metrics::Metrics;
 use crate::sweep::report_data::ReportData;
+use crate::sweep::table::Scores;
 use crate::sweep::{Meta, Picked};
 
 pub fn escape(s: &str) -> String {
@@ -156,10 +157,12 @@ pub fn backtest_page(
     h
 }
 
+/// `scores`: every row's numbers; `top`: the full rows of the best cells, best first.
 pub fn page(
     meta: &Meta,
     data: &ReportData,
-    rows: &[Row],
+    scores: &[Scores],
+    top: &[Row],
     heatmaps: &[Drawn],
     equity: &Drawn,
     trades: &[Drawn],
@@ -210,8 +213,10 @@ pub fn page(
         h.push_str("</tr>\n");
         let band_of = |p: &Picked| {
             p.combo.and_then(|c| {
-                rows.iter()
-                    .find(|r| r.combo == c)
+                scores
+                    .binary_search_by_key(&c, |s| s.combo)
+                    .ok()
+                    .map(|i| &scores[i])
                     .map(|r| (r.objective_optimistic, r.objective_pessimistic))
             })
         };
@@ -267,13 +272,12 @@ pub fn page(
         }
     }
     // The ten best cells.
-    let order = crate::sweep::robust::top(meta.objective, rows, 10);
     h.push_str(
         "<h2>Top cells</h2>\n<table><tr><th>combo</th><th>parameters</th><th>objective</th>",
     );
     h.push_str(METRIC_HEAD);
     h.push_str("</tr>\n");
-    for r in order.iter().map(|&i| &rows[i]) {
+    for r in top {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td class=p>{}</td><td>{}</td>{}</tr>",

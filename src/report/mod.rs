@@ -66,6 +66,9 @@ fn draw<F: figure::Figure>(fig: &F, dir: &Path, stem: &str) -> Result<Drawn, Rep
     })
 }
 
+/// Rows in the report's table of top cells.
+const TOP_CELLS: usize = 10;
+
 /// Renders `dir`'s report from `sweep.json`, `sweep.parquet` and `report.json`; returns the
 /// files written (all at once, atomically).
 pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
@@ -74,7 +77,16 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     let pq = dir.join("sweep.parquet");
     let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
     belongs(&meta, &pq, &dir.join("sweep.json"))?;
-    let rows = table::rows_from(&table::read_parquet(&pq)?, folds, &pq)?;
+    // Only the scores of every row, and the full rows of the ten best: a table of a million
+    // rows is read in little memory.
+    let scores = table::read_scores(&pq)?;
+    let top = crate::sweep::robust::top(meta.objective, &scores, TOP_CELLS)
+        .into_iter()
+        .map(|i| {
+            let df = table::read_parquet_slice(&pq, Some((i, 1)))?;
+            Ok(table::rows_from(&df, folds, &pq)?.remove(0))
+        })
+        .collect::<Result<Vec<_>, ReportError>>()?;
     let results = meta.results.as_ref().ok_or_else(|| ReportError::Input {
         path: dir.join("sweep.json"),
         message: "has no results (a shard? merge the shards first)".into(),
@@ -82,7 +94,7 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     let best = results.best.as_ref().and_then(|p| p.combo);
     let robust = results.robust.as_ref().and_then(|p| p.combo);
     let title = format!("{}: {}", meta.scenario, meta.objective.as_str());
-    let panels = heatmap::panels(&meta.grid, &rows, meta.objective, best, robust, &title);
+    let panels = heatmap::panels(&meta.grid, &scores, meta.objective, best, robust, &title);
 
     let mut heatmaps = Vec::new();
     // `heatmap` is the panel with the best cell (or the first); others are named by their
@@ -118,7 +130,7 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
         trades.push(draw(c, &trades_dir, &c.file)?);
     }
 
-    let page = html::page(&meta, &data, &rows, &heatmaps, &equity, &trades);
+    let page = html::page(&meta, &data, &scores, &top, &heatmaps, &equity, &trades);
     let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     for d in heatmaps.iter().chain([&equity]) {
         files.push((dir.join(format!("{}.png", d.stem)), d.png.clone()));
@@ -197,11 +209,10 @@ fn belongs(meta: &Meta, pq: &Path, json: &Path) -> Result<(), ReportError> {
     };
     match &meta.parquet_digest {
         Some(recorded) => {
-            let bytes = std::fs::read(pq).map_err(|e| ReportError::Input {
+            let found = table::digest_file(pq).map_err(|e| ReportError::Input {
                 path: pq.to_path_buf(),
                 message: format!("cannot read: {e}"),
             })?;
-            let found = table::digest(&bytes);
             if &found != recorded {
                 return Err(refuse(format!(
                     "its digest is {found}, sweep.json records {recorded}"

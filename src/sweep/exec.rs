@@ -202,6 +202,25 @@ impl Job {
         })
     }
 
+    /// Runs `combos` in parallel, [`CHUNK`](super::stream::CHUNK) at a time, handing each
+    /// chunk's rows (in `combos` order) to `sink`, so only one chunk of rows is in memory.
+    /// Stops after the chunk under way when `stop` is set (its finished rows are handed on).
+    pub fn run_chunks(
+        &self,
+        combos: &[u64],
+        stop: &AtomicBool,
+        done: &(dyn Fn() + Sync),
+        sink: &mut dyn FnMut(Vec<Row>) -> Result<(), SweepError>,
+    ) -> Result<(), SweepError> {
+        for chunk in combos.chunks(super::stream::CHUNK) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            sink(self.run_many(chunk, stop, done)?)?;
+        }
+        Ok(())
+    }
+
     /// Runs `combos` in parallel; stops early when `stop` is set (Ctrl-C) and returns the rows
     /// finished by then, in `combos` order. `done` is called after each combination.
     pub fn run_many(

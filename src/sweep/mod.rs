@@ -15,6 +15,7 @@ pub mod picks;
 pub mod report_data;
 pub mod robust;
 pub mod spec;
+pub mod stream;
 pub mod table;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::backtest::BacktestError;
-use crate::backtest::output::write_files;
+use crate::backtest::output::write_files_with;
 use crate::scenario::{Scenario, ScenarioError};
 
 use exec::{Folds, Job, Row};
@@ -32,6 +33,7 @@ use grid::{Grid, Shard};
 use metrics::{Metrics, Objective};
 use robust::{Plateau, WalkForward};
 use spec::{CliSpec, Spec};
+use stream::{CHUNK, Spill, Spilled};
 
 #[derive(Debug, Error)]
 pub enum SweepError {
@@ -212,15 +214,40 @@ pub fn prepare(opts: &Options) -> Result<(Job, Spec, Vec<u64>, PathBuf), SweepEr
 }
 
 /// Runs the sweep (or one shard of it) and writes its files. `stop` ends it early, keeping the
-/// finished rows; `done` is called after each combination.
+/// finished rows; `done` is called after each combination. The rows stream through a file in
+/// the output folder ([`stream`]); a failed run leaves no file there (and no folder it made).
 pub fn run(
     opts: &Options,
     prepared: (Job, Spec, Vec<u64>, PathBuf),
     stop: &AtomicBool,
     done: &(dyn Fn() + Sync),
 ) -> Result<Outcome, SweepError> {
+    let fresh = !prepared.3.exists();
+    let dir = prepared.3.clone();
+    let result = run_into(opts, prepared, stop, done);
+    if result.is_err() && fresh {
+        // Only an empty folder goes: one the run made and left nothing in.
+        let _ = std::fs::remove_dir(&dir);
+    }
+    result
+}
+
+fn run_into(
+    opts: &Options,
+    prepared: (Job, Spec, Vec<u64>, PathBuf),
+    stop: &AtomicBool,
+    done: &(dyn Fn() + Sync),
+) -> Result<Outcome, SweepError> {
     let (job, spec, combos, dir) = prepared;
-    let rows = job.run_many(&combos, stop, done)?;
+    let folds = job.folds.as_ref().map_or(0, Folds::count);
+    let dest = match opts.shard {
+        Some(shard) => dir.join(format!("{}.parquet", shard_stem(shard))),
+        None => dir.join(SPILL),
+    };
+    let mut spill = Spill::create(&dest, &spec.grid, folds)?;
+    job.run_chunks(&combos, stop, done, &mut |rows| spill.push(rows))?;
+    let finished = spill.rows() as u64;
+    let spilled = spill.close()?;
     let total = spec.combos().map_err(SweepError::Spec)?.len() as u64;
     let meta = Meta {
         format: FORMAT,
@@ -236,37 +263,40 @@ pub fn run(
         band: opts.band,
         walk_forward: job.folds.clone(),
         combinations: total,
-        finished: rows.len() as u64,
-        interrupted: rows.len() < combos.len(),
+        finished,
+        interrupted: finished < combos.len() as u64,
         shard: opts.shard,
         results: None,
         parquet_digest: None,
     };
     match opts.shard {
-        Some(shard) => write_shard(&dir, shard, &meta, &rows),
-        None => finish(&job, meta, rows, &dir),
+        Some(shard) => write_shard(&dir, shard, &meta, spilled),
+        None => finish(&job, meta, spilled, &dir),
     }
 }
+
+/// The rows of an unsharded run or a merge on their way to the final tables (a temporary file,
+/// removed when they are written).
+const SPILL: &str = "sweep-rows.parquet";
 
 fn shard_stem(shard: Shard) -> String {
     format!("sweep-shard-{}-of-{}", shard.index, shard.count)
 }
 
-fn write_shard(dir: &Path, shard: Shard, meta: &Meta, rows: &[Row]) -> Result<Outcome, SweepError> {
-    let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
-    let mut df = table::frame(&meta.grid, rows, folds, None)?;
+fn write_shard(
+    dir: &Path,
+    shard: Shard,
+    meta: &Meta,
+    spilled: Spilled,
+) -> Result<Outcome, SweepError> {
     let stem = shard_stem(shard);
-    let files = vec![
-        (
-            dir.join(format!("{stem}.parquet")),
-            table::parquet_bytes(&mut df)?,
-        ),
-        (dir.join(format!("{stem}.json")), json_bytes(meta)),
-    ];
-    write_files(&files)?;
+    let parquet = dir.join(format!("{stem}.parquet"));
+    let json = dir.join(format!("{stem}.json"));
+    let streamed = vec![(spilled.persist(), parquet.clone())];
+    write_files_with(streamed, &[(json.clone(), json_bytes(meta))])?;
     Ok(Outcome {
         dir: dir.to_path_buf(),
-        files: files.into_iter().map(|(p, _)| p).collect(),
+        files: vec![parquet, json],
         meta: meta.clone(),
         top: Vec::new(),
         edges: Vec::new(),
@@ -279,30 +309,35 @@ fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// The final output from all rows: whole-grid columns, the tables, `sweep.json` and the
-/// report's inputs (`report.json`; the command line then draws the report from them).
+/// The final output from all rows (on disk, their cells in memory): whole-grid columns, the
+/// tables, `sweep.json` and the report's inputs (`report.json`; the command line then draws the
+/// report from them).
 pub fn finish(
     job: &Job,
     mut meta: Meta,
-    rows: Vec<Row>,
+    spilled: Spilled,
     dir: &Path,
 ) -> Result<Outcome, SweepError> {
     let grid = &meta.grid;
-    let plateau: Vec<Plateau> = robust::plateau(grid, &rows);
-    let best = robust::best_by(meta.objective, rows.iter().map(|r| r.objective));
+    let cells = &spilled.cells;
+    let plateau: Vec<Plateau> = robust::plateau(grid, cells);
+    let best = robust::best_by(meta.objective, cells.iter().map(|r| r.objective));
     let most_robust = robust::best_by(meta.objective, plateau.iter().map(|p| p.score));
-    let picked = |i: usize| Picked {
-        combo: Some(rows[i].combo),
-        params: grid.describe(rows[i].combo),
-        objective: rows[i].objective,
-        plateau: plateau[i].score,
-        metrics: rows[i].metrics.clone(),
+    let picked = |i: usize| -> Result<Picked, SweepError> {
+        let row = spilled.row(i)?;
+        Ok(Picked {
+            combo: Some(row.combo),
+            params: grid.describe(row.combo),
+            objective: row.objective,
+            plateau: plateau[i].score,
+            metrics: row.metrics,
+        })
     };
-    let top = robust::top(meta.objective, &rows, TOP)
+    let top = robust::top(meta.objective, cells, TOP)
         .into_iter()
         .map(picked)
-        .collect();
-    let edges = best.map_or_else(Vec::new, |i| robust::edges(grid, rows[i].combo));
+        .collect::<Result<Vec<_>, _>>()?;
+    let edges = best.map_or_else(Vec::new, |i| robust::edges(grid, cells[i].combo));
     let own = job.run_scenario_itself()?;
     let own_params = grid
         .axes
@@ -313,10 +348,10 @@ pub fn finish(
     let walk_forward = meta
         .walk_forward
         .as_ref()
-        .map(|f| robust::walk_forward(grid, &rows, &f.bounds, meta.objective));
+        .map(|f| robust::walk_forward(grid, cells, &f.bounds, meta.objective));
     meta.results = Some(Results {
-        best: best.map(picked),
-        robust: most_robust.map(picked),
+        best: best.map(picked).transpose()?,
+        robust: most_robust.map(picked).transpose()?,
         scenario: Picked {
             combo: None,
             params: own_params.clone(),
@@ -326,23 +361,14 @@ pub fn finish(
         },
         walk_forward,
     });
-    let folds = meta.walk_forward.as_ref().map_or(0, Folds::count);
-    let mut df = table::frame(grid, &rows, folds, Some(&plateau))?;
-    let parquet = table::parquet_bytes(&mut df)?;
-    meta.parquet_digest = Some(table::digest(&parquet));
-    let mut files = vec![
-        (dir.join("sweep.parquet"), parquet),
-        (dir.join("sweep.csv"), table::csv_bytes(&mut df)?),
-        (dir.join("sweep.json"), json_bytes(&meta)),
-    ];
     // The report's inputs: full runs of the picked parameters.
     let mut list = Vec::new();
     for (label, i) in [("best", best), ("robust", most_robust)] {
         if let Some(i) = i {
             list.push(picks::Pick {
                 label,
-                params: grid.describe(rows[i].combo),
-                scenario: job.scenario_for(rows[i].combo)?,
+                params: grid.describe(cells[i].combo),
+                scenario: job.scenario_for(cells[i].combo)?,
             });
         }
     }
@@ -352,9 +378,16 @@ pub fn finish(
         scenario: job.scenario.clone(),
     });
     let data = picks::build(job, &list)?;
-    files.push((dir.join("report.json"), json_bytes(&data)));
-    write_files(&files)?;
-    let written: Vec<PathBuf> = files.into_iter().map(|(p, _)| p).collect();
+    let (streamed, digest) =
+        spilled.write_final(&plateau, &dir.join("sweep.parquet"), &dir.join("sweep.csv"))?;
+    meta.parquet_digest = Some(digest);
+    let files = vec![
+        (dir.join("sweep.json"), json_bytes(&meta)),
+        (dir.join("report.json"), json_bytes(&data)),
+    ];
+    let mut written: Vec<PathBuf> = streamed.iter().map(|(_, p)| p.clone()).collect();
+    write_files_with(streamed, &files)?;
+    written.extend(files.into_iter().map(|(p, _)| p));
     Ok(Outcome {
         dir: dir.to_path_buf(),
         files: written,
@@ -427,7 +460,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
             message: "not a shard (no shard field)".into(),
         })?;
     let mut seen = vec![None::<PathBuf>; count as usize];
-    let mut rows: Vec<Row> = Vec::new();
     let folds = first.walk_forward.as_ref().map_or(0, Folds::count);
     for (meta, path) in &parts {
         if meta.format != FORMAT || meta.identity() != first.identity() {
@@ -462,13 +494,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
             });
         }
         seen[shard.index as usize] = Some(path.clone());
-        let pq = path.with_extension("parquet");
-        rows.extend(table::rows_from(&table::read_parquet(&pq)?, folds, &pq)?);
     }
     if let Some(k) = seen.iter().position(Option::is_none) {
         return Err(SweepError::MissingShard { index: k, count });
     }
-    rows.sort_by_key(|r| r.combo);
     let spec = Spec {
         grid: first.grid.clone(),
         objective: first.objective,
@@ -477,9 +506,33 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
         walk_forward: first.walk_forward.as_ref().map(|f| f.count() as u32 - 1),
     };
     let expected = spec.combos().map_err(SweepError::Spec)?;
-    if rows.iter().map(|r| r.combo).ne(expected.iter().copied()) {
-        return Err(SweepError::ShardRows);
+    memory::check(expected.len() as u64, folds, memory::available()?)?;
+    // Shard k holds every count-th combination from the k-th on: the merged rows, in
+    // combination order, take one row from each shard in turn.
+    let mut cursors: Vec<ShardRows> = seen
+        .into_iter()
+        .flatten()
+        .map(|p| ShardRows::new(p.with_extension("parquet"), folds, count))
+        .collect();
+    let mut spill = Spill::create(&out.join(SPILL), &first.grid, folds)?;
+    let mut batch = Vec::with_capacity(CHUNK.min(expected.len()));
+    for (j, &combo) in expected.iter().enumerate() {
+        let row = cursors[j % count as usize].next()?;
+        if row.as_ref().map(|r| r.combo) != Some(combo) {
+            return Err(SweepError::ShardRows);
+        }
+        batch.extend(row);
+        if batch.len() == CHUNK {
+            spill.push(std::mem::take(&mut batch))?;
+        }
     }
+    spill.push(batch)?;
+    for c in &mut cursors {
+        if c.next()?.is_some() {
+            return Err(SweepError::ShardRows);
+        }
+    }
+    let spilled = spill.close()?;
     let job = job_from_meta(&first, &first_path)?;
     let merge = format!(
         "trailstop merge {} --out {}",
@@ -493,14 +546,49 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Outcome, SweepError> {
         command: unsharded_command(&first.command, out).map_or(merge.clone(), |sweep| {
             format!("{sweep}\n# here as {count} shards (--shard K/{count}), merged by: {merge}")
         }),
-        finished: rows.len() as u64,
+        finished: expected.len() as u64,
         interrupted: false,
         shard: None,
         results: None,
         parquet_digest: None,
         ..first
     };
-    finish(&job, meta, rows, out)
+    finish(&job, meta, spilled, out)
+}
+
+/// A shard's rows, read a piece at a time.
+struct ShardRows {
+    path: PathBuf,
+    folds: usize,
+    /// Rows read per piece: one chunk's share, so all shards together hold about one chunk.
+    piece: usize,
+    next: usize,
+    buf: std::collections::VecDeque<Row>,
+    done: bool,
+}
+
+impl ShardRows {
+    fn new(path: PathBuf, folds: usize, shards: u32) -> ShardRows {
+        ShardRows {
+            path,
+            folds,
+            piece: (CHUNK / shards as usize).max(1024),
+            next: 0,
+            buf: Default::default(),
+            done: false,
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<Row>, SweepError> {
+        if self.buf.is_empty() && !self.done {
+            let df = table::read_parquet_slice(&self.path, Some((self.next, self.piece)))?;
+            let rows = table::rows_from(&df, self.folds, &self.path)?;
+            self.done = rows.len() < self.piece;
+            self.next += rows.len();
+            self.buf.extend(rows);
+        }
+        Ok(self.buf.pop_front())
+    }
 }
 
 /// The unsharded sweep of a shard's command line (`trailstop sweep ... --shard K/N --out D`, as

@@ -4,11 +4,9 @@
 //! They are computed from the finished rows only, so a sharded sweep merged afterwards gives
 //! exactly what the unsharded run gives.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
-use super::exec::Row;
+use super::exec::{FoldCells, Row};
 use super::grid::Grid;
 use super::metrics::Objective;
 
@@ -22,12 +20,35 @@ pub struct Plateau {
     pub cells: i64,
 }
 
-pub fn plateau(grid: &Grid, rows: &[Row]) -> Vec<Plateau> {
-    let at: HashMap<u64, usize> = rows.iter().enumerate().map(|(i, r)| (r.combo, i)).collect();
+/// What the whole-grid numbers need of a finished cell: a full [`Row`], or the few numbers a
+/// streamed sweep keeps of each cell ([`super::stream::Cell`]).
+pub trait Scored {
+    fn combo(&self) -> u64;
+    fn objective(&self) -> Option<f64>;
+    fn fold(&self, k: usize) -> Option<&FoldCells>;
+}
+
+impl Scored for Row {
+    fn combo(&self) -> u64 {
+        self.combo
+    }
+    fn objective(&self) -> Option<f64> {
+        self.objective
+    }
+    fn fold(&self, k: usize) -> Option<&FoldCells> {
+        self.folds.get(k)
+    }
+}
+
+/// The plateau of every row; `rows` are in combination order (as every table is), so a
+/// neighbour is found by binary search instead of a map of the whole grid.
+pub fn plateau<R: Scored>(grid: &Grid, rows: &[R]) -> Vec<Plateau> {
+    debug_assert!(rows.windows(2).all(|w| w[0].combo() < w[1].combo()));
+    let at = |combo: u64| rows.binary_search_by_key(&combo, Scored::combo).ok();
     let numeric: Vec<bool> = grid.axes.iter().map(|a| a.is_numeric()).collect();
     rows.iter()
         .map(|row| {
-            let idx = grid.indices(row.combo);
+            let idx = grid.indices(row.combo());
             let mut sum = 0.0f64;
             let mut cells = 0i64;
             // Walk the offsets {-1, 0, 1} on numeric axes (0 on word axes) in a fixed order, so
@@ -51,8 +72,8 @@ pub fn plateau(grid: &Grid, rows: &[Row]) -> Vec<Plateau> {
                 if !inside {
                     continue;
                 }
-                if let Some(&i) = at.get(&grid.combo_of(&n))
-                    && let Some(v) = rows[i].objective
+                if let Some(i) = at(grid.combo_of(&n))
+                    && let Some(v) = rows[i].objective()
                 {
                     sum += v;
                     cells += 1;
@@ -85,19 +106,19 @@ pub fn best_by(objective: Objective, values: impl Iterator<Item = Option<f64>>) 
 
 /// The positions of the `n` best rows by `objective` (rows without a value are not ranked),
 /// equal values in combination order: the report's "top cells" and the terminal's table.
-pub fn top(objective: Objective, rows: &[Row], n: usize) -> Vec<usize> {
+pub fn top<R: Scored>(objective: Objective, rows: &[R], n: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..rows.len())
-        .filter(|&i| rows[i].objective.is_some_and(|v| !v.is_nan()))
+        .filter(|&i| rows[i].objective().is_some_and(|v| !v.is_nan()))
         .collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&rows[a], &rows[b]);
-        let (x, y) = (a.objective.unwrap_or(0.0), b.objective.unwrap_or(0.0));
+        let (x, y) = (a.objective().unwrap_or(0.0), b.objective().unwrap_or(0.0));
         let o = if objective.higher_is_better() {
             y.total_cmp(&x)
         } else {
             x.total_cmp(&y)
         };
-        o.then(a.combo.cmp(&b.combo))
+        o.then(a.combo().cmp(&b.combo()))
     });
     order.truncate(n);
     order
@@ -148,9 +169,9 @@ pub struct WalkForward {
 }
 
 /// Rolling walk-forward over `bounds` (K + 1 folds): K steps.
-pub fn walk_forward(
+pub fn walk_forward<R: Scored>(
     grid: &Grid,
-    rows: &[Row],
+    rows: &[R],
     bounds: &[i64],
     objective: Objective,
 ) -> WalkForward {
@@ -160,10 +181,9 @@ pub fn walk_forward(
     for k in 1..folds {
         let chosen = best_by(
             objective,
-            rows.iter()
-                .map(|r| r.folds.get(k - 1).and_then(|f| f.train)),
+            rows.iter().map(|r| r.fold(k - 1).and_then(|f| f.train)),
         );
-        let cell = chosen.and_then(|i| rows[i].folds.get(k));
+        let cell = chosen.and_then(|i| rows[i].fold(k));
         let test_return = cell.and_then(|c| c.test_return);
         oos += test_return.unwrap_or(0.0);
         steps.push(Step {
@@ -173,9 +193,9 @@ pub fn walk_forward(
             train_to: bounds[k],
             test_from: bounds[k],
             test_to: bounds[k + 1],
-            chosen_combo: chosen.map(|i| rows[i].combo),
-            chosen: chosen.map(|i| grid.describe(rows[i].combo)),
-            train_objective: chosen.and_then(|i| rows[i].folds[k - 1].train),
+            chosen_combo: chosen.map(|i| rows[i].combo()),
+            chosen: chosen.map(|i| grid.describe(rows[i].combo())),
+            train_objective: chosen.and_then(|i| rows[i].fold(k - 1).and_then(|f| f.train)),
             test_objective: cell.and_then(|c| c.test),
             test_return_pct: test_return,
         });

@@ -166,12 +166,52 @@ pub fn parquet_bytes(df: &mut DataFrame) -> Result<Vec<u8>, SweepError> {
 /// their length (`fnv1a64:<hex>:<bytes>`). It tells a table that belongs to its `sweep.json`
 /// from one copied in from another sweep, not a forgery.
 pub fn digest(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut d = Digest::default();
+    d.update(bytes);
+    d.text()
+}
+
+/// [`digest`] of a file, read in pieces.
+pub fn digest_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let mut d = Digest::default();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(d.text());
+        }
+        d.update(&buf[..n]);
     }
-    format!("fnv1a64:{h:016x}:{}", bytes.len())
+}
+
+/// FNV-1a (64 bit) over bytes given in pieces.
+struct Digest {
+    h: u64,
+    len: u64,
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest {
+            h: 0xcbf2_9ce4_8422_2325,
+            len: 0,
+        }
+    }
+}
+
+impl Digest {
+    fn update(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.h ^= u64::from(b);
+            self.h = self.h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.len += bytes.len() as u64;
+    }
+    fn text(&self) -> String {
+        format!("fnv1a64:{:016x}:{}", self.h, self.len)
+    }
 }
 
 pub fn csv_bytes(df: &mut DataFrame) -> Result<Vec<u8>, SweepError> {
@@ -187,12 +227,23 @@ pub fn csv_bytes(df: &mut DataFrame) -> Result<Vec<u8>, SweepError> {
 
 /// Reads a Parquet file; a malformed file is an error, not a crash.
 pub fn read_parquet(path: &Path) -> Result<DataFrame, SweepError> {
+    read_parquet_slice(path, None)
+}
+
+/// Rows `start..start + len` of a Parquet file (fewer at its end); a malformed file is an
+/// error, not a crash.
+pub fn read_parquet_slice(
+    path: &Path,
+    slice: Option<(usize, usize)>,
+) -> Result<DataFrame, SweepError> {
     let err = |m: String| SweepError::Input {
         path: path.to_path_buf(),
         message: m,
     };
     let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-    match catch_unwind(AssertUnwindSafe(|| ParquetReader::new(file).finish())) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        ParquetReader::new(file).with_slice(slice).finish()
+    })) {
         Ok(Ok(df)) => Ok(df),
         Ok(Err(e)) => Err(err(format!("cannot read as Parquet: {e}"))),
         Err(_) => Err(err("cannot read as Parquet: malformed file".into())),
@@ -233,6 +284,64 @@ fn i64s(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<i64>, SweepError>
             })
         })
         .collect()
+}
+
+/// What a report needs of every row of a table: the heatmaps' and rankings' numbers, read
+/// without the other columns so a table of a million rows reads in little memory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    pub combo: u64,
+    pub objective: Option<f64>,
+    pub objective_optimistic: Option<f64>,
+    pub objective_pessimistic: Option<f64>,
+}
+
+impl super::robust::Scored for Scores {
+    fn combo(&self) -> u64 {
+        self.combo
+    }
+    fn objective(&self) -> Option<f64> {
+        self.objective
+    }
+    fn fold(&self, _: usize) -> Option<&FoldCells> {
+        None
+    }
+}
+
+/// The [`Scores`] of every row of a table file.
+pub fn read_scores(path: &Path) -> Result<Vec<Scores>, SweepError> {
+    let err = |m: String| SweepError::Input {
+        path: path.to_path_buf(),
+        message: m,
+    };
+    let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
+    let columns = [
+        "combo",
+        "objective",
+        "objective_optimistic",
+        "objective_pessimistic",
+    ];
+    let df = match catch_unwind(AssertUnwindSafe(|| {
+        ParquetReader::new(file)
+            .with_columns(Some(columns.iter().map(|c| c.to_string()).collect()))
+            .finish()
+    })) {
+        Ok(Ok(df)) => df,
+        Ok(Err(e)) => return Err(err(format!("cannot read as Parquet: {e}"))),
+        Err(_) => return Err(err("cannot read as Parquet: malformed file".into())),
+    };
+    let combos = i64s(&df, "combo", path)?;
+    let objective = f64s(&df, "objective", path)?;
+    let opt = f64s(&df, "objective_optimistic", path)?;
+    let pes = f64s(&df, "objective_pessimistic", path)?;
+    Ok((0..df.height())
+        .map(|i| Scores {
+            combo: combos[i] as u64,
+            objective: objective[i],
+            objective_optimistic: opt[i],
+            objective_pessimistic: pes[i],
+        })
+        .collect())
 }
 
 /// Rows back from a table written by [`frame`] (shard files, for `merge`).
