@@ -492,7 +492,7 @@ async fn paper_serves_metrics_that_match_its_events() {
                     status_seen = true;
                 }
             }
-            if open == 0.0 && closed >= 1.0 && closed < 5.0 {
+            if open == 0.0 && (1.0..5.0).contains(&closed) {
                 between.push(t);
             }
         }

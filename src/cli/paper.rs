@@ -49,6 +49,7 @@ pub struct Args {
     http: Option<std::net::SocketAddr>,
 }
 
+#[cfg(feature = "live")]
 impl Args {
     /// `--http`: the run serves its endpoints (and keeps SIGPIPE ignored).
     pub fn serves_http(&self) -> bool {
