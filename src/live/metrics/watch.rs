@@ -102,3 +102,71 @@ impl Watch {
         g
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Instrument, Side, TrailingConfig};
+    use crate::live::runner::Opening;
+    use crate::store::{OpenOptions, Store};
+    use rust_decimal_macros::dec;
+
+    /// An open position whose first stop is on its way is counted by symbol and state and as
+    /// unprotected; a refused exchange position as without a trailing stop; every symbol's
+    /// price age and the circuit are there.
+    #[test]
+    fn gauges_come_from_the_book_and_the_refused_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.sqlite"), OpenOptions::runner()).unwrap();
+        let mut book = Book::new(store).unwrap();
+        let config: TrailingConfig = toml::from_str(
+            "activation_percent = \"1\"\ndistance_percent = \"1\"\ninitial_stop_percent = \"1\"",
+        )
+        .unwrap();
+        let o = Opening {
+            symbol: "BTCUSDT".into(),
+            position_idx: 0,
+            side: Side::Long,
+            entry: dec!(100),
+            size: dec!(1),
+            opened_at: 1_000,
+            foreign_stop: None,
+        };
+        book.open(&o, &Instrument::with_price_decimals(dec!(0.1), 1), &config)
+            .unwrap();
+        let mut w = Watch::default();
+        w.unmanaged.insert(("DOGEUSDT".into(), 0));
+        let arrived: BTreeMap<String, Instant> = [("BTCUSDT".to_string(), Instant::now())]
+            .into_iter()
+            .collect();
+        let g = w.gauges(&book, &arrived, -7, "bybit", false);
+        assert_eq!(
+            g.positions,
+            [(("BTCUSDT".to_string(), "inactive"), 1)]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!((g.unprotected, g.without_trailing_stop), (1, 1));
+        assert_eq!(g.clock_offset_ms, -7);
+        assert!(g.price_age["BTCUSDT"] < 5.0);
+        assert!(!g.circuit_open["bybit"]);
+        // Once its stop rests, it is protected.
+        let (cmd, ts) = book.take_commands(1)[0];
+        let crate::venue::Command::Place { order, stop } = cmd else {
+            panic!("{cmd:?}")
+        };
+        book.on_event(
+            1,
+            &crate::venue::VenueEvent::Accepted {
+                order,
+                stop,
+                ts,
+                venue_id: None,
+            },
+        );
+        assert_eq!(w.gauges(&book, &arrived, 0, "bybit", false).unprotected, 0);
+        let s = w.streams();
+        assert!(!s["public"].connected);
+        assert_eq!(s["private"].last_message_age_ms, None);
+    }
+}
