@@ -415,7 +415,7 @@ mod live {
                 position(4, "SOLUSDT", Some("20")),
                 position(5, "ADAUSDT", Some("0.3")),
             ],
-            "circuit": "closed",
+            "circuit": {"bybit": "closed"},
             "streams": {},
             "degraded": "stale prices: ETHUSDT"
         });

@@ -127,8 +127,8 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// A position opened (its initial stop), an activation with a normal send, a held update,
-/// an emergency send, a rate-limited send, dropped streams, the trigger: each step moves
-/// exactly its metrics.
+/// an emergency send, a rate-limited send sent again after the reset, dropped streams, the
+/// trigger: each step moves exactly its metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_events_move_each_metric_as_expected() {
     let dir = tempfile::tempdir().unwrap();
@@ -259,15 +259,15 @@ async fn scripted_events_move_each_metric_as_expected() {
         1.0
     );
 
-    // A fault: the next stop send is rate limited (10006): a refused send, an error by class
-    // and code; the stop rests where it was (the pacing of a retry is not this test's).
+    // A fault: the next stop send is rate limited (10006): an error by class and code; the
+    // send waits for the reset and goes out again, accepted (counted once, as ok).
     fake.inject(Fault::on(
         "/v5/position/trading-stop",
         FaultKind::RateLimited { reset_in_ms: 50 },
     ));
     fake.set_price(BTC, dec!(17700), false, T0 + 90_000);
-    let text = scrape_until(&metrics, "the rate-limited send", &log, wait, |t| {
-        updates(t, "emergency", "rate_limited") == 1.0
+    let text = scrape_until(&metrics, "the send after the rate limit", &log, wait, |t| {
+        updates(t, "emergency", "ok") == 2.0
     })
     .await;
     assert_eq!(
@@ -278,8 +278,8 @@ async fn scripted_events_move_each_metric_as_expected() {
         ),
         1.0
     );
-    assert_eq!(updates(&text, "emergency", "ok"), 1.0);
-    assert_eq!(fake.position(BTC, 0).stop_loss, Some(dec!(17356.5)));
+    assert_eq!(updates(&text, "emergency", "rate_limited"), 0.0);
+    assert_eq!(fake.position(BTC, 0).stop_loss, Some(dec!(17655.75)));
     // Every trading-stop request the fake saw was timed, and only those.
     assert_eq!(
         value(
@@ -291,8 +291,8 @@ async fn scripted_events_move_each_metric_as_expected() {
     );
     assert_eq!(
         stop_calls(),
-        4.0,
-        "initial, normal, emergency, the refused one"
+        5.0,
+        "initial, normal, emergency, the refused one, its resend"
     );
     served.push(text);
 
@@ -313,7 +313,7 @@ async fn scripted_events_move_each_metric_as_expected() {
     .await;
     served.push(text);
     let s: Value = serde_json::from_str(&get(&status).await.unwrap()).unwrap();
-    assert_eq!(s["circuit"], "closed", "{s}");
+    assert_eq!(s["circuit"]["bybit"], "closed", "{s}");
     assert_eq!(s["positions"][0]["unprotected_since"], Value::Null, "{s}");
     let public = &s["streams"]["public"];
     assert!(public["last_message_age_ms"].is_u64(), "{s}");

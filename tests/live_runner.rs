@@ -269,7 +269,8 @@ fn assert_no_keys(dir: &Path, status_texts: &[String]) {
 async fn a_replay_through_the_fake_bybit_ends_with_the_backtests_trades() {
     let run = setup().await;
     let log = run.dir.path().join("live.log");
-    let mut live = spawn_live(&run.config, &log);
+    // JSON lines here (the others read the text lines): the key check covers both formats.
+    let mut live = spawn_live_with(&run.config, &log, &["--log-format", "json"]);
     let trades = run.dir.path().join("out/trades.csv");
     let mut statuses = Vec::new();
     let until = Instant::now() + Duration::from_secs(120);
@@ -313,6 +314,31 @@ async fn a_replay_through_the_fake_bybit_ends_with_the_backtests_trades() {
         .filter(|r| r.path == "/v5/position/trading-stop")
         .count();
     assert_eq!((calls, sends), (10, 10));
+    // Every line is a JSON object; one decision line per trading-stop call, each with its
+    // what, why, client id and result.
+    let lines: Vec<Value> = read(&log)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let stop_sends: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["what"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("place stop") || w.starts_with("move stop"))
+        })
+        .collect();
+    assert_eq!(stop_sends.len(), 10, "{}", read(&log));
+    for l in &stop_sends {
+        assert_eq!(l["symbol"], BTC, "{l}");
+        assert!(l["position"].is_u64(), "{l}");
+        assert!(
+            ["initial stop", "breakeven", "trailing"].contains(&l["why"].as_str().unwrap()),
+            "{l}"
+        );
+        assert!(l["client_id"].as_str().unwrap().starts_with("ts-"), "{l}");
+        assert_eq!(l["result"], "accepted", "{l}");
+    }
     // The status showed positions in the §6 shape while they were open.
     let shown: Vec<Value> = statuses
         .iter()

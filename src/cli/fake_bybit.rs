@@ -71,7 +71,7 @@ pub struct Args {
     quiet: bool,
 }
 
-fn env_value(var: &str, flag: &str) -> anyhow::Result<String> {
+pub(super) fn env_value(var: &str, flag: &str) -> anyhow::Result<String> {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
         Ok(_) => bail!("environment variable {var} ({flag}) is empty"),
@@ -80,7 +80,7 @@ fn env_value(var: &str, flag: &str) -> anyhow::Result<String> {
 }
 
 /// `TIME,SIDE[,QTY[,PRICE]]`.
-fn parse_open(text: &str) -> anyhow::Result<Opening> {
+pub(super) fn parse_open(text: &str) -> anyhow::Result<Opening> {
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
     if !(2..=4).contains(&parts.len()) {
         bail!("--open {text}: expected TIME,SIDE[,QTY[,PRICE]]");
@@ -113,7 +113,7 @@ fn parse_open(text: &str) -> anyhow::Result<Opening> {
     })
 }
 
-fn parse_policy(text: &str) -> anyhow::Result<Policy> {
+pub(super) fn parse_policy(text: &str) -> anyhow::Result<Policy> {
     Ok(match text {
         "pessimistic" => Policy::Pessimistic,
         "optimistic" => Policy::Optimistic,
@@ -177,7 +177,7 @@ fn describe(out: &Outgoing) -> Option<String> {
 
 /// Prints a line (flushed, so a script reading the pipe sees it at once); false when stdout
 /// is gone.
-fn say(line: &str) -> bool {
+pub(super) fn say(line: &str) -> bool {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()

@@ -1,4 +1,4 @@
-//! `trailstop live live.toml [--set k=v]… [--dry-run]` (feature `live`, `LIVE.md` §3–§6):
+//! `trailstop live live.toml [--set k=v]… [--dry-run] [--log-format text|json]` (feature `live`, `LIVE.md` §3–§6):
 //! protects every open position of the account with a trailing stop resting on the
 //! exchange. Exit 0 after SIGTERM/SIGINT (the stops stay on the exchange), 2 for missing keys
 //! or a bad config, 1 for anything else (reconciliation that cannot complete included).
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use crate::live::LiveConfig;
 use crate::live::credentials::Credentials;
-use crate::live::runner::{self, LiveOptions};
+use crate::live::runner::{self, LiveOptions, LogFormat, LogSink};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,6 +21,10 @@ pub struct Args {
     /// reaches the exchange (the keys are still needed to read the positions).
     #[arg(long)]
     dry_run: bool,
+    /// How the log lines on standard error look: readable text, or one JSON object a line
+    /// (for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -74,6 +78,8 @@ pub fn run(args: Args) -> ExitCode {
         stop_rx,
         LiveOptions {
             dry_run: args.dry_run,
+            log: LogSink::stderr(args.log_format),
+            resilience: runner::Resilience::from_env(|k| std::env::var(k).ok()),
             ..LiveOptions::default()
         },
     ));

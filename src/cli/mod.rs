@@ -5,6 +5,8 @@ mod check;
 mod completions;
 mod diagnose;
 #[cfg(feature = "live")]
+mod fake_binance;
+#[cfg(feature = "live")]
 mod fake_bybit;
 #[cfg(feature = "live")]
 mod live;
@@ -55,6 +57,10 @@ enum Command {
     /// Serve a fake Bybit on loopback that replays a scenario or data file as the market.
     #[cfg(feature = "live")]
     FakeBybit(fake_bybit::Args),
+    /// Serve a fake Binance USD-M on loopback that replays a scenario or data file as the
+    /// market.
+    #[cfg(feature = "live")]
+    FakeBinance(fake_binance::Args),
     /// Protect the account's open positions with trailing stops on the exchange (Bybit).
     #[cfg(feature = "live")]
     Live(live::Args),
@@ -143,7 +149,10 @@ fn handles_interrupt(command: &Command) -> bool {
 fn serves_network(command: &Command) -> bool {
     match command {
         #[cfg(feature = "live")]
-        Command::Live(_) | Command::FakeBybit(_) | Command::Diagnose(_) => true,
+        Command::Live(_)
+        | Command::FakeBybit(_)
+        | Command::FakeBinance(_)
+        | Command::Diagnose(_) => true,
         #[cfg(feature = "live")]
         Command::Paper(a) => a.serves_http(),
         _ => {
@@ -181,6 +190,8 @@ pub fn main() -> ExitCode {
         Command::Merge(a) => merge::run(a),
         #[cfg(feature = "live")]
         Command::FakeBybit(a) => fake_bybit::run(a),
+        #[cfg(feature = "live")]
+        Command::FakeBinance(a) => fake_binance::run(a),
         Command::Completions(a) => completions::run(a),
         // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
         Command::Check(a) => return check::run(a),

@@ -33,7 +33,6 @@ impl PaperHttp {
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
             *s = Status::default();
             s.reconciled = true;
-            s.circuit = "closed";
         }
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();

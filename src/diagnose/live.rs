@@ -158,12 +158,15 @@ fn check_sample(s: &Sample, ticks: &BTreeMap<String, Decimal>, report: &mut Repo
             json!({}),
         ));
     }
-    if status["circuit"] == "open" {
+    // Each venue's breaker: closed, open, half_open, banned, rate_limited.
+    if let Some(states) = status["circuit"].as_object()
+        && states.values().any(|v| v != "closed")
+    {
         report.add(Finding::new(
             Severity::Warning,
             "circuit_open",
-            "the venue's circuit breaker is open".into(),
-            json!({ "circuit": "open" }),
+            "a venue's circuit breaker is not closed (requests wait)".into(),
+            json!({ "circuit": states }),
         ));
     }
     if let Some(why) = status["degraded"].as_str()

@@ -411,15 +411,15 @@ pub enum PositionFilter<'a> {
 }
 
 /// The query string, in the order given: signed exactly as sent (Bybit asks for no sorting,
-/// only that the signed string is the one sent).
-struct Query(String);
+/// only that the signed string is the one sent; Binance's `/fapi` the same).
+pub(crate) struct Query(pub(crate) String);
 
 impl Query {
-    fn new() -> Query {
+    pub(crate) fn new() -> Query {
         Query(String::new())
     }
 
-    fn pair(mut self, key: &str, value: &str) -> Query {
+    pub(crate) fn pair(mut self, key: &str, value: &str) -> Query {
         if !self.0.is_empty() {
             self.0.push('&');
         }

@@ -323,6 +323,34 @@ impl BybitVenue {
         }
     }
 
+    /// After a restart: `order` is the stop of ours resting on `position` at `stop` (the
+    /// journal says so, reconciliation found it there), so the stream's trigger of it is
+    /// ours (a stop fill, not a close by someone else).
+    pub fn resume_resting(&mut self, order: OrderRef, stop: i64) {
+        if let Some(m) = self.managed.get_mut(&order.position) {
+            m.sent = Some((order, stop));
+            m.resting = Some(order);
+        }
+    }
+
+    /// `order` setting the stop that rests already (the last one sent, and accepted): Bybit
+    /// would answer `34040`, so it is answered here without a request.
+    pub fn unchanged(&mut self, order: OrderRef, stop: i64, ts: i64) -> Option<VenueEvent> {
+        let m = self.managed.get_mut(&order.position)?;
+        let (sent, sent_stop) = m.sent?;
+        if m.closed || m.resting != Some(sent) || sent_stop != stop {
+            return None;
+        }
+        m.sent = Some((order, stop));
+        m.resting = Some(order);
+        Some(VenueEvent::Accepted {
+            order,
+            stop,
+            ts,
+            venue_id: None,
+        })
+    }
+
     /// The position as the venue has it now.
     async fn read(&self, m: &Managed) -> Result<Option<PositionInfo>, Outcome> {
         match self.rest.positions(PositionFilter::Symbol(&m.symbol)).await {

@@ -121,6 +121,61 @@ pub fn from_scenario(scenario: &Scenario) -> Result<(Vec<Tick>, Vec<Opening>), S
     Ok((ticks, openings))
 }
 
+/// What a replay drives: a fake venue's prices and the positions opened on it (the fake
+/// Bybit's and the fake Binance's models: one replay for both).
+pub trait ReplayVenue {
+    /// What the venue sends on its streams.
+    type Out;
+    /// A price point: the mark (and last) price from data time `ts`.
+    fn on_price(&mut self, symbol: &str, price: Decimal, gap: bool, ts: i64) -> Vec<Self::Out>;
+    /// Opens (or adds to) a position at the symbol's price.
+    fn open_position(
+        &mut self,
+        symbol: &str,
+        side: Side,
+        qty: Decimal,
+        ts: i64,
+    ) -> Result<Vec<Self::Out>, String>;
+    /// Opens (or adds to) a position at `price` at `at`.
+    fn open_position_at(
+        &mut self,
+        symbol: &str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        at: i64,
+    ) -> Result<Vec<Self::Out>, String>;
+}
+
+impl ReplayVenue for Model {
+    type Out = Outgoing;
+
+    fn on_price(&mut self, symbol: &str, price: Decimal, gap: bool, ts: i64) -> Vec<Outgoing> {
+        Model::on_price(self, symbol, price, gap, ts)
+    }
+
+    fn open_position(
+        &mut self,
+        symbol: &str,
+        side: Side,
+        qty: Decimal,
+        ts: i64,
+    ) -> Result<Vec<Outgoing>, String> {
+        Model::open_position(self, symbol, side, qty, ts)
+    }
+
+    fn open_position_at(
+        &mut self,
+        symbol: &str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        at: i64,
+    ) -> Result<Vec<Outgoing>, String> {
+        Model::open_position_at(self, symbol, side, qty, price, at)
+    }
+}
+
 /// A replay in progress over one symbol.
 #[derive(Debug, Clone)]
 pub struct Replay {
@@ -158,7 +213,7 @@ impl Replay {
 
     /// Replays the next point on `model`: the price first (stops trigger on it), then the
     /// positions due at it. `None` when the series is over.
-    pub fn step(&mut self, model: &mut Model) -> Option<Vec<Outgoing>> {
+    pub fn step<V: ReplayVenue>(&mut self, model: &mut V) -> Option<Vec<V::Out>> {
         let tick = *self.ticks.get(self.next)?;
         self.next += 1;
         let mut out = self.open_due(model, tick, true);
@@ -170,7 +225,7 @@ impl Replay {
     }
 
     /// Opens what is due at `tick`: the priced openings before it (`before`), the others at it.
-    fn open_due(&mut self, model: &mut Model, tick: Tick, before: bool) -> Vec<Outgoing> {
+    fn open_due<V: ReplayVenue>(&mut self, model: &mut V, tick: Tick, before: bool) -> Vec<V::Out> {
         let mut out = Vec::new();
         for (i, o) in self.openings.iter().enumerate() {
             let due = match (before, o.price) {

@@ -441,7 +441,7 @@ fn step(shared: &Shared) -> bool {
     let Some(replay) = r.as_mut() else {
         return false;
     };
-    match replay.step(&mut m) {
+    match replay.step(&mut *m) {
         Some(out) => {
             shared.publish(out);
             true

@@ -6,6 +6,8 @@
 //!   venue; every step committed before its commands leave (write-ahead).
 //! - [`status`]: `GET /status`, `GET /healthz`.
 //! - [`trades`]: closed positions appended to `trades.csv` / `events.jsonl`.
+//! - [`log`]: the log lines (`tracing`; text or JSON), one per decision that touches the
+//!   exchange.
 //!
 //! Start: the store (exclusive), the venue (clock, instruments), the streams (their events
 //! wait in their queues), the REST snapshot, [`reconcile`](crate::live::reconcile) and every
@@ -14,6 +16,10 @@
 //! after a reconnect. A stop or interrupt leaves every stop resting on the exchange.
 
 pub mod book;
+pub mod breaker;
+pub mod crash;
+pub mod log;
+pub mod resilience;
 pub mod status;
 pub mod trades;
 
@@ -28,6 +34,10 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 pub use book::{Book, BookError, Driver, Opening, Outbox, Slot, event_position, in_flight_command};
+use breaker::{Breaker, PauseReason, Verdict};
+pub use log::{LogFormat, LogSink};
+pub use resilience::Resilience;
+use resilience::{NOT_APPLIED_WHY, Sent};
 pub use status::{Shared, Status};
 
 use crate::live::bybit::request::{PositionFilter, PositionIdx};
@@ -45,7 +55,7 @@ use crate::sim::path::Point;
 use crate::sim::venue::{SimVenue, VenueKind, VenueModel};
 use crate::store::{OpenOptions, Store, StoreError};
 use crate::venue::Venue;
-use crate::venue::{Command, OrderRef, VenueEvent};
+use crate::venue::{Command, OrderRef, Phase, RejectReason, VenueEvent};
 
 /// How often the positions are re-read over REST (`LIVE.md` §5).
 pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
@@ -90,23 +100,26 @@ pub enum LiveError {
 
 /// How to run.
 pub struct LiveOptions {
-    /// Where log lines go (one per decision that touches the exchange).
-    pub log: Box<dyn Fn(&str) + Send>,
+    /// Where log lines go (one per decision that touches the exchange), and their format.
+    pub log: LogSink,
     pub clock: Clock,
     /// REST timeout per request.
     pub timeout: Duration,
     /// `--dry-run`: the exchange's positions and prices, the simulated venue's orders (no
     /// order reaches the exchange).
     pub dry_run: bool,
+    /// The circuit breaker's settings and the wait after a ban.
+    pub resilience: Resilience,
 }
 
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
-            log: Box::new(|line| eprintln!("{line}")),
+            log: LogSink::stderr(LogFormat::Text),
             clock: system_clock(),
             timeout: Duration::from_secs(5),
             dry_run: false,
+            resilience: Resilience::default(),
         }
     }
 }
@@ -124,12 +137,16 @@ struct Live {
     arrived: BTreeMap<String, Instant>,
     /// The symbols found stale at the last look (logged once per spell).
     stale: BTreeSet<String>,
-    log: Box<dyn Fn(&str) + Send>,
     clock: Clock,
     /// `--dry-run`: each position's simulated venue (its commands go there, never to the
     /// exchange), and the exchange positions a simulated stop closed (not adopted again
     /// until their size, side or entry changes).
     dry: Option<Dry>,
+    resilience: Resilience,
+    /// The venue's circuit breaker and pauses (a ban, a rate limit).
+    circuit: Breaker,
+    /// Commands waiting for the venue, per position.
+    held: resilience::HeldCommands,
     /// `/metrics` (issue 14) and what the gauges need beside the book.
     metrics: Arc<Metrics>,
     watch: Watch,
@@ -150,18 +167,39 @@ fn rest_err(what: &'static str) -> impl Fn(RestError) -> LiveError {
     move |source| LiveError::Rest { what, source }
 }
 
-fn describe(cmd: &Command, instrument: Option<&crate::engine::Instrument>) -> String {
+/// What a command does, and its client id (`-` for a close at market: it has none of ours).
+fn describe(cmd: &Command, instrument: Option<&crate::engine::Instrument>) -> (String, String) {
     let price = |u: i64| instrument.map_or(u.to_string(), |i| i.decimal(u).to_string());
     match cmd {
         Command::Place { order, stop } => {
-            format!("place stop {} ({})", price(*stop), order.client_id())
+            (format!("place stop {}", price(*stop)), order.client_id())
         }
         Command::Amend { order, stop, .. } => {
-            format!("move stop to {} ({})", price(*stop), order.client_id())
+            (format!("move stop to {}", price(*stop)), order.client_id())
         }
-        Command::Cancel { order } => format!("cancel stop ({})", order.client_id()),
-        Command::CloseAtMarket { .. } => "close at market, reduce-only".to_string(),
-        Command::Query { order } => format!("look up ({})", order.client_id()),
+        Command::Cancel { order } => ("cancel stop".into(), order.client_id()),
+        Command::CloseAtMarket { .. } => ("close at market, reduce-only".into(), "-".into()),
+        Command::Query { order } => ("look up the stop".into(), order.client_id()),
+    }
+}
+
+/// Why the lifecycle of `slot` sends `cmd` now (the stop's origin for a set).
+fn why_of(slot: Option<&Slot>, cmd: &Command) -> &'static str {
+    use crate::engine::StopOrigin;
+    let origin = |o: StopOrigin| match o {
+        StopOrigin::Initial => "initial stop",
+        StopOrigin::Breakeven => "breakeven",
+        StopOrigin::Trailing => "trailing",
+    };
+    let phase = slot.map(|s| s.runner.order.phase());
+    match (cmd, phase) {
+        (Command::Place { .. }, Some(Phase::Placing { order, .. }))
+        | (Command::Amend { .. }, Some(Phase::Amending { to: order, .. })) => origin(order.origin),
+        (Command::Place { .. }, _) => "the position has no stop",
+        (Command::Amend { .. }, _) => "trailing",
+        (Command::Cancel { .. }, _) => "replaced",
+        (Command::CloseAtMarket { .. }, _) => "exit now",
+        (Command::Query { .. }, _) => "the last answer was ambiguous",
     }
 }
 
@@ -187,7 +225,11 @@ fn describe_events(events: &[VenueEvent]) -> String {
 
 impl Live {
     fn say(&self, line: &str) {
-        (self.log)(line);
+        log::note(line);
+    }
+
+    fn warn(&self, line: &str) {
+        log::warn(line);
     }
 
     /// Why `/healthz` is degraded: a stream down, or symbols without a price for
@@ -202,6 +244,7 @@ impl Live {
             let list: Vec<&str> = self.stale.iter().map(String::as_str).collect();
             why.push(format!("stale prices: {}", list.join(", ")));
         }
+        why.extend(self.circuit_degraded());
         (!why.is_empty()).then(|| why.join("; "))
     }
 
@@ -215,7 +258,7 @@ impl Live {
             .map(|(s, _)| s.clone())
             .collect();
         for s in stale.difference(&self.stale) {
-            self.say(&format!(
+            self.warn(&format!(
                 "{s}: no price for {} s: stale",
                 STALE_AFTER.as_secs()
             ));
@@ -229,10 +272,14 @@ impl Live {
     fn publish(&self) {
         let mut s = Status::of(&self.book, self.reconciled, self.degraded());
         s.streams = self.watch.streams();
+        if self.dry.is_none() {
+            s.circuit = self.circuit_status();
+        }
+        let open = s.circuit.values().any(|state| state == "open");
         let offset = self.venue.rest().clock_offset_ms();
         let gauges = self
             .watch
-            .gauges(&self.book, &self.arrived, offset, "bybit", false);
+            .gauges(&self.book, &self.arrived, offset, "bybit", open);
         self.metrics.set_gauges(&gauges);
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
@@ -241,71 +288,126 @@ impl Live {
         (self.clock)() + self.venue.rest().clock_offset_ms()
     }
 
-    /// Sends one command until it has an answer (retrying what the venue says to retry);
-    /// logs one line.
-    async fn send(&mut self, id: u64, cmd: Command, ts: i64) -> Result<Vec<VenueEvent>, LiveError> {
+    /// Sends one command until it has an answer (retrying what the venue says to retry), or
+    /// until it must wait ([`Sent::Held`]: a ban, a rate limit, the breaker open); logs one
+    /// line per request, saying why it was sent (`why`). Each answer counts for the breaker.
+    async fn send(&mut self, id: u64, cmd: Command, ts: i64, why: &str) -> Result<Sent, LiveError> {
         let symbol = self
             .book
             .slots
             .get(&id)
             .map_or(String::new(), |s| s.driver.symbol.clone());
-        let what = describe(&cmd, self.book.slots.get(&id).map(|s| s.instrument()));
+        let instrument = self.book.slots.get(&id).map(|s| *s.instrument());
         if let Some(dry) = &mut self.dry {
             let Some(sim) = dry.venues.get_mut(&id) else {
-                return Ok(Vec::new());
+                return Ok(Sent::Answered(Vec::new()));
             };
+            let (what, client_id) = describe(&cmd, instrument.as_ref());
             let events: Vec<VenueEvent> = sim.execute(cmd, ts).into_iter().collect();
-            self.say(&format!(
-                "{symbol} position {id}: {what}: {} (dry run: simulated)",
-                describe_events(&events)
-            ));
-            return Ok(events);
+            log::decision(&log::Decision {
+                symbol: &symbol,
+                position: id,
+                what: &what,
+                why,
+                client_id: &client_id,
+                result: &format!("{} (dry run: simulated)", describe_events(&events)),
+            });
+            return Ok(Sent::Answered(events));
         }
+        let asked = cmd;
         let cmd = self.book.never_looser(id, cmd);
+        let why = if cmd == asked {
+            why.to_string()
+        } else {
+            format!("{why}; held at the stop adopted from someone else (never looser)")
+        };
+        let (what, client_id) = describe(&cmd, instrument.as_ref());
+        let line = |result: &str| {
+            log::decision(&log::Decision {
+                symbol: &symbol,
+                position: id,
+                what: &what,
+                why: &why,
+                client_id: &client_id,
+                result,
+            })
+        };
+        let kind = resilience::kind_of(&cmd);
         let mut wait = Duration::from_millis(100);
+        match cmd {
+            Command::Place { .. } => crash::reached(crash::Point::Placing),
+            Command::Amend { .. } => crash::reached(crash::Point::Amending),
+            _ => {}
+        }
         for attempt in 1..=MAX_ATTEMPTS {
             let ex = self.venue.execute(cmd, ts).await;
+            let now = self.now();
+            // A stop refused by the rate limit (10006) never changed: it waits for the reset,
+            // and the newest stop goes then.
+            if let [
+                VenueEvent::Rejected {
+                    reason: RejectReason::RateLimited { retry_after_ms },
+                    ..
+                },
+            ] = ex.events[..]
+            {
+                line(&format!(
+                    "rate limited (10006): held until the reset in {retry_after_ms} ms"
+                ));
+                return Ok(self.pause(PauseReason::RateLimited, now + retry_after_ms.max(0)));
+            }
             match ex.action {
                 None => {
-                    self.say(&format!(
-                        "{symbol} position {id}: {what}: {}",
-                        describe_events(&ex.events)
-                    ));
-                    return Ok(ex.events);
+                    if ex
+                        .events
+                        .iter()
+                        .any(|e| matches!(e, VenueEvent::Ambiguous { .. }))
+                    {
+                        self.failed(now);
+                    } else {
+                        self.succeeded();
+                    }
+                    line(&describe_events(&ex.events));
+                    return Ok(Sent::Answered(ex.events));
                 }
-                Some(Action::Retry) if attempt < MAX_ATTEMPTS => {
+                Some(Action::Retry) => {
+                    self.failed(now);
+                    if let Verdict::Wait { until_ms, why } = self.circuit.check(kind, now) {
+                        line(&format!("no answer: held ({why})"));
+                        return Ok(Sent::Held { until_ms });
+                    }
+                    if attempt == MAX_ATTEMPTS {
+                        break;
+                    }
                     // Backoff with jitter: many positions retrying after one outage spread out.
-                    let pause = wait + crate::live::bybit::ws::jitter(wait, self.now());
-                    self.say(&format!(
-                        "{symbol} position {id}: {what}: retry {attempt} after {} ms",
-                        pause.as_millis()
-                    ));
+                    let pause = wait + crate::live::bybit::ws::jitter(wait, now);
+                    line(&format!("retry {attempt} after {} ms", pause.as_millis()));
                     tokio::time::sleep(pause).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
-                Some(Action::RetryAfter { ms }) if attempt < MAX_ATTEMPTS => {
-                    self.say(&format!(
-                        "{symbol} position {id}: {what}: rate limited, retry after {ms} ms"
-                    ));
-                    tokio::time::sleep(Duration::from_millis(ms.clamp(0, 60_000) as u64)).await;
+                Some(Action::RetryAfter { ms }) => {
+                    line(&format!("rate limited: held for {ms} ms"));
+                    return Ok(self.pause(PauseReason::RateLimited, now + ms.max(0)));
                 }
                 Some(Action::Fatal { code, message }) => {
+                    line(&format!("refused ({code}): {message}"));
                     return Err(LiveError::Venue(format!(
                         "{symbol} position {id}: {what}: refused ({code}): {message}"
                     )));
                 }
                 Some(Action::Halt) => {
-                    return Err(LiveError::Venue(format!(
-                        "{symbol} position {id}: {what}: banned from REST for now; \
-                         the stops on the exchange keep working"
-                    )));
+                    let wait_ms = self.resilience.ban_wait.as_millis() as i64;
+                    line(&format!(
+                        "banned (HTTP 403): no REST to the host for {} s; held",
+                        wait_ms / 1000
+                    ));
+                    return Ok(self.pause(PauseReason::Banned, now + wait_ms));
                 }
-                Some(_) => break,
             }
         }
-        Err(LiveError::Venue(format!(
-            "{symbol} position {id}: {what}: no answer after {MAX_ATTEMPTS} attempts"
-        )))
+        let until_ms = self.now() + self.resilience.breaker.cooldown_ms;
+        line(&format!("no answer after {MAX_ATTEMPTS} attempts: held"));
+        Ok(Sent::Held { until_ms })
     }
 
     /// Sends what position `id` queued (each step committed before), feeds the answers back
@@ -317,11 +419,31 @@ impl Live {
                 break;
             }
             for (cmd, ts) in cmds {
-                let events = self.send(id, cmd, ts).await?;
+                let events = match self.already_resting(id, &cmd) {
+                    Some(e) => vec![e],
+                    None => {
+                        let why = self.why(id, &cmd);
+                        match self.dispatch(id, cmd, ts, why).await? {
+                            Some(events) => match self.not_applied(id, &cmd, &events) {
+                                Some(again) => {
+                                    match self.dispatch(id, again, ts, NOT_APPLIED_WHY).await? {
+                                        Some(events) => events,
+                                        None => continue,
+                                    }
+                                }
+                                None => events,
+                            },
+                            // Held: the lifecycle keeps it in flight until it is released.
+                            None => continue,
+                        }
+                    }
+                };
+                crash::reached(crash::Point::Acked);
                 for e in &events {
                     self.book.on_event(id, e);
                 }
                 self.book.commit(&[id])?;
+                crash::reached(crash::Point::Committed);
             }
         }
         self.finish_if_closed(id)
@@ -498,7 +620,7 @@ impl Live {
             info.avg_price
         ));
         if config.initial_stop_percent.is_none() {
-            self.say(&format!(
+            self.warn(&format!(
                 "warning: {} position {id}: no initial stop configured: it rests without a \
                  stop until activation",
                 info.symbol
@@ -530,11 +652,11 @@ impl Live {
                 }
             }
             WsEvent::Disconnected { kind, reason } => {
-                self.say(&format!("{} stream lost: {reason}", kind.as_str()));
+                self.warn(&format!("{} stream lost: {reason}", kind.as_str()));
                 self.down.insert(kind.as_str());
             }
             WsEvent::Unreadable { kind, error } => {
-                self.say(&format!(
+                self.warn(&format!(
                     "{} stream: unreadable message: {error}",
                     kind.as_str()
                 ));
@@ -551,6 +673,10 @@ impl Live {
     }
 
     async fn recheck(&mut self) -> Result<(), LiveError> {
+        if !self.rest_allowed() {
+            // Banned: no REST to the host; the ban's end re-checks.
+            return Ok(());
+        }
         let ts = self.now();
         match self.venue.recheck(ts).await {
             Ok(news) => {
@@ -563,8 +689,13 @@ impl Live {
                 }
                 self.on_news(news, ts).await
             }
+            Err(Action::Halt) => {
+                let wait_ms = self.resilience.ban_wait.as_millis() as i64;
+                self.pause(PauseReason::Banned, ts + wait_ms);
+                Ok(())
+            }
             Err(a) => {
-                self.say(&format!("re-check failed ({a:?}); next one later"));
+                self.warn(&format!("re-check failed ({a:?}); next one later"));
                 Ok(())
             }
         }
@@ -637,10 +768,49 @@ pub async fn run(
     config: LiveConfig,
     credentials: Credentials,
     status: Shared,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     opts: LiveOptions,
 ) -> Result<(), LiveError> {
-    let log = opts.log;
+    use tracing::instrument::WithSubscriber;
+    let LiveOptions {
+        log,
+        clock,
+        timeout,
+        dry_run,
+        resilience,
+    } = opts;
+    let how = How {
+        clock,
+        timeout,
+        dry_run,
+        resilience,
+    };
+    run_logged(config, credentials, status, stop, how)
+        .with_subscriber(log.into_dispatch())
+        .await
+}
+
+/// [`LiveOptions`] but the log (the subscriber the run is under).
+struct How {
+    clock: Clock,
+    timeout: Duration,
+    dry_run: bool,
+    resilience: Resilience,
+}
+
+async fn run_logged(
+    config: LiveConfig,
+    credentials: Credentials,
+    status: Shared,
+    mut stop: watch::Receiver<bool>,
+    how: How,
+) -> Result<(), LiveError> {
+    let How {
+        clock,
+        timeout,
+        dry_run,
+        resilience,
+    } = how;
     // The store first: a second runner on the same database is refused before any request.
     let store = Store::open(&config.db, OpenOptions::runner())?;
     let mut book = Book::new(store)?;
@@ -657,7 +827,7 @@ pub async fn run(
         addr: config.listen,
         source,
     })?;
-    log(&format!(
+    log::note(&format!(
         "{}: status on http://{addr}/status, database {}",
         config.name,
         config.db.display()
@@ -667,8 +837,8 @@ pub async fn run(
         RestConfig {
             base_url: config.venue.rest_url.clone(),
             recv_window_ms: config.venue.recv_window_ms,
-            timeout: opts.timeout,
-            clock: opts.clock.clone(),
+            timeout,
+            clock: clock.clone(),
         },
         Some(credentials.clone()),
     )
@@ -685,14 +855,14 @@ pub async fn run(
         &config.venue.ws_url,
         StreamKind::Public,
         symbols.iter().map(|s| format!("tickers.{s}")).collect(),
-        opts.clock.clone(),
+        clock.clone(),
     );
     public_cfg.credentials = None;
     let mut private_cfg = WsConfig::new(
         &config.venue.ws_url,
         StreamKind::Private,
         vec!["position".into(), "order".into(), "execution".into()],
-        opts.clock.clone(),
+        clock.clone(),
     );
     private_cfg.credentials = Some(credentials);
     let mut private = WsClient::spawn(private_cfg);
@@ -721,9 +891,11 @@ pub async fn run(
             .map(|s| (s.clone(), Instant::now()))
             .collect(),
         stale: BTreeSet::new(),
-        log,
-        clock: opts.clock,
-        dry: opts.dry_run.then(Dry::default),
+        clock,
+        dry: dry_run.then(Dry::default),
+        resilience,
+        circuit: Breaker::new(resilience.breaker),
+        held: Default::default(),
         metrics,
         watch: Watch::default(),
     };
@@ -770,6 +942,9 @@ pub async fn run(
     let mut recheck =
         tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     let mut freshness = tokio::time::interval(Duration::from_secs(1));
+    // Held commands and the breaker's clock (a ban's or a cooldown's end).
+    let mut release = tokio::time::interval(Duration::from_millis(100));
+    release.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         let step = tokio::select! {
             biased;
@@ -783,6 +958,7 @@ pub async fn run(
                 None => Err(LiveError::StreamRefused { stream: "public", reason: "ended".into() }),
             },
             _ = recheck.tick() => live.recheck().await.map(|()| live.publish()),
+            _ = release.tick() => live.release().await,
             _ = freshness.tick() => {
                 live.look_for_stale();
                 live.publish();
@@ -888,7 +1064,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
         .commit(&[], &[("live.reconcile", &journal)])?;
 
     let info_at = |k: &PositionKey| exchange.iter().find(|p| key(p) == *k).cloned();
-    let mut resend: Vec<(u64, Command)> = Vec::new();
+    let mut resend: Vec<(u64, Command, &'static str)> = Vec::new();
     let mut gone: Vec<u64> = Vec::new();
     let mut opened: Vec<PositionInfo> = Vec::new();
     for d in &decisions {
@@ -906,6 +1082,13 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
                 live.venue
                     .manage(id, &info)
                     .map_err(|e| LiveError::Unreconciled(e.to_string()))?;
+                if let Some(r) = slot.runner.order.resting() {
+                    let order = OrderRef {
+                        position: id,
+                        seq: r.seq,
+                    };
+                    live.venue.resume_resting(order, r.stop);
+                }
                 if let Decision::Resized { size, entry, .. } = d {
                     let inst = *slot.instrument();
                     let entry = inst.units(on_grid(*entry, &inst)).ok_or_else(|| {
@@ -929,7 +1112,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             Decision::LookUp { position_id, .. } => {
                 let id = *position_id;
                 if let Some(cmd) = in_flight_command(&live.book.slots[&id].runner, id) {
-                    resend.push((id, cmd));
+                    resend.push((id, cmd, "unanswered when the last run stopped"));
                 }
             }
             Decision::PlaceMissing { position_id } => {
@@ -944,6 +1127,7 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
                             },
                             stop: r.stop,
                         },
+                        "the stored stop is missing on the exchange",
                     ));
                 }
             }
@@ -1013,13 +1197,11 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             live.finish_if_closed(id)?;
         }
     }
-    for (id, cmd) in resend {
-        live.say(&format!(
-            "position {id}: sending again what a stop left unanswered"
-        ));
-        let events = live
-            .send(id, cmd, live.book.slots[&id].record.updated_at)
-            .await?;
+    for (id, cmd, why) in resend {
+        let ts = live.book.slots[&id].record.updated_at;
+        let Some(events) = live.dispatch(id, cmd, ts, why).await? else {
+            continue;
+        };
         for e in &events {
             live.book.on_event(id, e);
         }

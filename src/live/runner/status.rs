@@ -83,13 +83,14 @@ pub struct Status {
     pub symbols: BTreeMap<String, SymbolStatus>,
     /// Open positions only.
     pub positions: Vec<PositionStatus>,
-    /// The venue's circuit breaker: "closed" (requests flow) or "open".
-    pub circuit: &'static str,
     /// The public and private streams.
     pub streams: BTreeMap<&'static str, StreamStatus>,
     /// Why the run is not healthy (a stream down, stale prices), if it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
+    /// Each venue's circuit breaker: `closed`, `open`, `half_open`, `banned`, `rate_limited`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub circuit: BTreeMap<String, String>,
 }
 
 impl Status {
@@ -118,9 +119,9 @@ impl Status {
             reconciled,
             symbols,
             positions,
-            circuit: "closed",
             streams: BTreeMap::new(),
             degraded,
+            circuit: BTreeMap::new(),
         }
     }
 
@@ -244,7 +245,6 @@ mod tests {
                     "confirmed_stop": null, "order_id": "ts-1-1",
                     "unprotected_since": 1_670_889_600_000_i64
                 }],
-                "circuit": "closed",
                 "streams": {}
             })
         );
