@@ -542,15 +542,24 @@ mod live {
             ),
         )
         .unwrap();
-        let mut live = Command::new(bin())
-            .arg("live")
-            .arg(&config)
-            .env("TS_DIAG_KEY", KEY)
-            .env("TS_DIAG_SECRET", SECRET)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        struct Reaped(std::process::Child);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _live = Reaped(
+            Command::new(bin())
+                .arg("live")
+                .arg(&config)
+                .env("TS_DIAG_KEY", KEY)
+                .env("TS_DIAG_SECRET", SECRET)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let until = std::time::Instant::now() + Duration::from_secs(30);
         while fake.position("BTCUSDT", 0).stop_loss.is_none() {
             assert!(std::time::Instant::now() < until, "no stop");
@@ -573,8 +582,6 @@ mod live {
         })
         .await
         .unwrap();
-        let _ = live.kill();
-        let _ = live.wait();
         let stdout = String::from_utf8_lossy(&o.stdout);
         assert_eq!(
             o.status.code(),
@@ -595,4 +602,43 @@ mod live {
         assert_eq!(row["exchange_stop"], "16830", "{report}");
         assert_eq!(row["sent_stop"], "16830", "{report}");
     }
+}
+
+/// The default build (no feature `live`): a live diagnosis and `paper --http` say which build
+/// they need, and change nothing.
+#[cfg(not(feature = "live"))]
+#[test]
+fn without_feature_live_the_network_parts_say_what_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("live.toml");
+    std::fs::write(&config, "name = \"x\"\n").unwrap();
+    let o = Command::new(bin())
+        .arg("diagnose")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("feature `live`") && err.contains("live.toml"),
+        "{err}"
+    );
+    let db = dir.path().join("p.sqlite");
+    let o = Command::new(bin())
+        .arg("paper")
+        .arg(root().join("scenarios/quickstart.toml"))
+        .arg("--db")
+        .arg(&db)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--http", "127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--http 127.0.0.1:9") && err.contains("feature `live`"),
+        "{err}"
+    );
+    assert!(!db.exists(), "nothing created");
 }

@@ -68,6 +68,18 @@ listen = "{listen}"
     path
 }
 
+/// A child process killed when dropped (a failing assertion leaves no runner behind).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn spawn_live(config: &Path, log: &Path) -> Child {
     Command::new(bin())
         .arg("live")
@@ -146,7 +158,7 @@ async fn scripted_events_move_each_metric_as_expected() {
     let status = format!("http://{listen}/status");
     let config = write_live_toml(dir.path(), &fake, &listen);
     let log = dir.path().join("live.log");
-    let mut live = spawn_live(&config, &log);
+    let mut live = Reaped(spawn_live(&config, &log));
     let wait = Duration::from_secs(30);
     let stop_calls = || {
         fake.requests()
@@ -359,10 +371,10 @@ async fn scripted_events_move_each_metric_as_expected() {
 
     // SIGTERM: exit 0.
     // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-    assert_eq!(unsafe { libc::kill(live.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(live.0.id() as i32, libc::SIGTERM) }, 0);
     let until = Instant::now() + Duration::from_secs(10);
     let exit = loop {
-        if let Some(s) = live.try_wait().unwrap() {
+        if let Some(s) = live.0.try_wait().unwrap() {
             break s;
         }
         assert!(Instant::now() < until, "no exit: {}", read(&log));
@@ -440,24 +452,26 @@ async fn paper_serves_metrics_that_match_its_events() {
         .collect();
     let listen = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("paper.log");
-    let mut paper = Command::new(bin())
-        .arg("paper")
-        .arg(&scenario)
-        .arg("--db")
-        .arg(dir.path().join("paper.sqlite"))
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .args(["--speed", "12000", "--http", &listen, "-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
+    let mut paper = Reaped(
+        Command::new(bin())
+            .arg("paper")
+            .arg(&scenario)
+            .arg("--db")
+            .arg(dir.path().join("paper.sqlite"))
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .args(["--speed", "12000", "--http", &listen, "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
     let metrics = format!("http://{listen}/metrics");
     let mut between: Vec<String> = Vec::new();
     let mut open_seen = false;
     let mut status_seen = false;
     let until = Instant::now() + Duration::from_secs(120);
-    while paper.try_wait().unwrap().is_none() {
+    while paper.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < until, "paper not done: {}", read(&log));
         if let Some(t) = get(&metrics).await {
             let open: f64 = ["inactive", "active"]
@@ -498,7 +512,7 @@ async fn paper_serves_metrics_that_match_its_events() {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(paper.wait().unwrap().success(), "{}", read(&log));
+    assert!(paper.0.wait().unwrap().success(), "{}", read(&log));
     assert!(open_seen && status_seen, "an open position was shown");
     assert!(!between.is_empty(), "a scrape between two positions");
     for t in &between {
