@@ -157,6 +157,19 @@ impl BybitVenue {
         self.instruments.get(symbol)
     }
 
+    /// Reads `symbol`'s instrument (its tick size) now, unless known already: a symbol first
+    /// seen while running (`symbols = ["*"]`). `None` when the venue does not list it.
+    pub async fn learn(&mut self, symbol: &str) -> Result<Option<Instrument>, RestError> {
+        if let Some(i) = self.instruments.get(symbol) {
+            return Ok(Some(*i));
+        }
+        for info in self.rest.instruments(Some(symbol)).await? {
+            self.instruments
+                .insert(info.symbol.clone(), info.instrument());
+        }
+        Ok(self.instruments.get(symbol).copied())
+    }
+
     /// The last trigger price seen for `symbol`, in units (a refusal's market).
     pub fn market_units(&self, symbol: &str) -> Option<i64> {
         let (last, mark) = self.book.prices(symbol);

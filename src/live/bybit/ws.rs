@@ -2,6 +2,8 @@
 //! (private), subscribes, pings every 20 s, and on any loss reconnects with backoff and
 //! subscribes again. It hands on the parsed [`StreamMessage`]s of [`stream`]
 //! and marks each connect and loss, so the runner re-checks the gap over REST (`LIVE.md` §5).
+//! Topics added while it runs ([`Subscriber::subscribe`]: a symbol's first position) are
+//! subscribed at once and kept for every reconnect.
 
 use std::time::Duration;
 
@@ -127,6 +129,22 @@ pub struct WsClient {
     events: mpsc::Receiver<WsEvent>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    topics: mpsc::UnboundedSender<Vec<String>>,
+}
+
+/// Adds topics to a running [`WsClient`] (cloneable; the client's task owns the list).
+#[derive(Clone)]
+pub struct Subscriber {
+    topics: mpsc::UnboundedSender<Vec<String>>,
+}
+
+impl Subscriber {
+    /// Subscribes `topics` now on the open connection (or on the next one), and on every
+    /// reconnect after; topics already subscribed are left as they are. The answer comes as a
+    /// [`StreamMessage::Reply`] with `op` `subscribe`. False once the client has ended.
+    pub fn subscribe(&self, topics: Vec<String>) -> bool {
+        self.topics.send(topics).is_ok()
+    }
 }
 
 impl WsClient {
@@ -134,8 +152,21 @@ impl WsClient {
     pub fn spawn(config: WsConfig) -> WsClient {
         let (tx, events) = mpsc::channel(4096);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(config, tx, stop_rx));
-        WsClient { events, stop, task }
+        let (topics, topics_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(config, tx, stop_rx, topics_rx));
+        WsClient {
+            events,
+            stop,
+            task,
+            topics,
+        }
+    }
+
+    /// A handle that adds topics while the client runs.
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            topics: self.topics.clone(),
+        }
     }
 
     /// The next event; `None` once the task has ended.
@@ -167,14 +198,19 @@ enum End {
     Stop,
 }
 
-async fn run(config: WsConfig, tx: mpsc::Sender<WsEvent>, mut stop: watch::Receiver<bool>) {
+async fn run(
+    mut config: WsConfig,
+    tx: mpsc::Sender<WsEvent>,
+    mut stop: watch::Receiver<bool>,
+    mut added: mpsc::UnboundedReceiver<Vec<String>>,
+) {
     let kind = config.kind;
     let mut backoff = config.backoff;
     let mut connection = 0u64;
     loop {
         let mut connected = false;
         let end = tokio::select! {
-            end = session(&config, connection, &tx, &mut connected) => end,
+            end = session(&mut config, connection, &tx, &mut connected, &mut added) => end,
             _ = stop.changed() => End::Stop,
         };
         let reason = match end {
@@ -213,12 +249,29 @@ pub(crate) fn jitter(backoff: Duration, now_ms: i64) -> Duration {
     Duration::from_millis(now_ms.unsigned_abs() % span)
 }
 
+/// Adds the `topics` not in `config.topics` yet; returns those.
+fn add_topics(config: &mut WsConfig, topics: Vec<String>) -> Vec<String> {
+    let mut new = Vec::new();
+    for t in topics {
+        if !config.topics.contains(&t) && !new.contains(&t) {
+            new.push(t);
+        }
+    }
+    config.topics.extend(new.iter().cloned());
+    new
+}
+
 async fn session(
-    config: &WsConfig,
+    config: &mut WsConfig,
     connection: u64,
     tx: &mpsc::Sender<WsEvent>,
     connected: &mut bool,
+    added: &mut mpsc::UnboundedReceiver<Vec<String>>,
 ) -> End {
+    // Topics added while no connection was open are subscribed with the others.
+    while let Ok(topics) = added.try_recv() {
+        add_topics(config, topics);
+    }
     let kind = config.kind;
     let connect = tokio_tungstenite::connect_async(config.url());
     let (ws, _) = match tokio::time::timeout(config.answer_within, connect).await {
@@ -280,6 +333,14 @@ async fn session(
             }
             _ = tokio::time::sleep_until(silent_at) => {
                 return End::Lost(format!("nothing heard for {:?}", config.silent_after));
+            }
+            Some(topics) = added.recv() => {
+                let new = add_topics(config, topics);
+                for chunk in new.chunks(TOPICS_PER_REQUEST) {
+                    if let Err(e) = sink.send(Message::Text(ws_subscribe(chunk).into())).await {
+                        return End::Lost(format!("subscribe: {e}"));
+                    }
+                }
             }
             msg = source.next() => {
                 last_heard = tokio::time::Instant::now();

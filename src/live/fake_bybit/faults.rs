@@ -34,6 +34,9 @@ pub enum FaultKind {
     TimeoutBeforeApply { hold: Duration },
     /// Apply the request, then answer HTTP 503 (the venue acted; the client cannot know).
     ServerErrorAfterApply,
+    /// Answer HTTP 503 at once without applying (an overloaded venue; the client cannot know
+    /// it did not act).
+    ServerError,
     /// Refuse with `10001 … base_price …` (the stop on the wrong side of the trigger price),
     /// whatever the price: a market that moved between the decision and the request.
     BasePrice,

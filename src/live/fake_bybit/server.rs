@@ -549,6 +549,7 @@ async fn serve(
             apply(&shared);
             HttpReply::status(503, "Service Unavailable")
         }
+        Some(FaultKind::ServerError) => HttpReply::status(503, "Service Unavailable"),
         Some(FaultKind::BasePrice) => {
             let m = shared.model();
             let stop = serde_json::from_str::<Value>(&request.body)

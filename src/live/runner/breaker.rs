@@ -4,8 +4,9 @@
 //! - **Breaker.** After [`Settings::threshold`] consecutive failed sends (timeouts, 5xx,
 //!   ambiguous answers, retries) it opens for [`Settings::cooldown_ms`]: ratchets (moving a
 //!   resting stop tighter) wait, protective sends (a missing stop, a close at market) still
-//!   go. Then it half-opens: the next send is the trial; a success closes it, a failure opens
-//!   it again.
+//!   go (their success does not close it: only a trial after the cooldown does). Then it
+//!   half-opens: the next send is the trial, and ratchets wait until it is answered; a
+//!   success closes it, a failure opens it again.
 //! - **Pauses.** A ban (Bybit's HTTP 403: no REST to the host for at least 10 minutes) or a
 //!   rate limit (`10006`: until `X-Bapi-Limit-Reset-Timestamp`) holds every send until its end,
 //!   protective ones included: the venue would refuse them anyway, and the stops already on
@@ -80,9 +81,16 @@ pub enum Transition {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until_ms: i64 },
-    HalfOpen,
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until_ms: i64,
+    },
+    /// `trial`: the trial send is out (admitted, not answered yet).
+    HalfOpen {
+        trial: bool,
+    },
 }
 
 /// One venue's breaker.
@@ -115,13 +123,14 @@ impl Breaker {
         if let State::Open { until_ms } = self.state
             && now >= until_ms
         {
-            self.state = State::HalfOpen;
+            self.state = State::HalfOpen { trial: false };
             changed.push(Transition::HalfOpened);
         }
         changed
     }
 
-    /// Whether a send of `kind` may go at `now` (after [`Breaker::tick`]).
+    /// Whether a send of `kind` may go at `now` (after [`Breaker::tick`]), without taking
+    /// the half-open breaker's trial: [`Breaker::admit`] does, for a send that leaves.
     pub fn check(&self, kind: Kind, now: i64) -> Verdict {
         if let Some((reason, until_ms)) = self.pause
             && now < until_ms
@@ -136,15 +145,39 @@ impl Breaker {
                 until_ms,
                 why: "circuit open",
             },
+            // The trial's answer decides; look again soon.
+            (State::HalfOpen { trial: true }, Kind::Ratchet) => Verdict::Wait {
+                until_ms: now,
+                why: "circuit half-open: the trial is out",
+            },
             _ => Verdict::Go,
         }
     }
 
-    /// A send was answered (the venue said what it did, accepted or refused).
+    /// [`Breaker::check`] for a send that leaves now if it may: the first one after the
+    /// breaker half-opened is the trial, and no ratchet goes until it is answered.
+    pub fn admit(&mut self, kind: Kind, now: i64) -> Verdict {
+        let verdict = self.check(kind, now);
+        if verdict == Verdict::Go && self.state == (State::HalfOpen { trial: false }) {
+            self.state = State::HalfOpen { trial: true };
+        }
+        verdict
+    }
+
+    /// A send was answered (the venue said what it did, accepted or refused). While open (a
+    /// protective send), it stays open: the cooldown and then a trial decide.
     pub fn succeeded(&mut self) -> Option<Transition> {
-        let was = self.state;
-        self.state = State::Closed { failures: 0 };
-        (!matches!(was, State::Closed { .. })).then_some(Transition::Closed)
+        match self.state {
+            State::Open { .. } => None,
+            State::Closed { .. } => {
+                self.state = State::Closed { failures: 0 };
+                None
+            }
+            State::HalfOpen { .. } => {
+                self.state = State::Closed { failures: 0 };
+                Some(Transition::Closed)
+            }
+        }
     }
 
     /// A send failed (no answer, an ambiguous one, a server error) at `now`.
@@ -152,7 +185,7 @@ impl Breaker {
         let failures = match self.state {
             State::Closed { failures } => failures + 1,
             // The trial failed, or a protective send failed while open: open (again) anew.
-            State::HalfOpen | State::Open { .. } => self.settings.threshold,
+            State::HalfOpen { .. } | State::Open { .. } => self.settings.threshold,
         };
         if failures >= self.settings.threshold {
             let until_ms = now + self.settings.cooldown_ms;
@@ -172,6 +205,11 @@ impl Breaker {
             Some((_, u)) => (reason, u.max(until_ms)),
             None => (reason, until_ms),
         };
+        // A trial answered with a pause says nothing of the venue's health: the next send
+        // after the pause is the trial.
+        if self.state == (State::HalfOpen { trial: true }) {
+            self.state = State::HalfOpen { trial: false };
+        }
         if self.pause == Some(merged) {
             return None;
         }
@@ -195,7 +233,7 @@ impl Breaker {
         match self.state {
             State::Closed { .. } => "closed",
             State::Open { .. } => "open",
-            State::HalfOpen => "half_open",
+            State::HalfOpen { .. } => "half_open",
         }
     }
 
@@ -288,6 +326,86 @@ mod tests {
         assert_eq!(b.succeeded(), Some(Transition::Closed));
         assert_eq!(b.state_name(2_010), "closed");
         assert_eq!(b.next_change(), None);
+    }
+
+    #[test]
+    fn half_open_lets_exactly_one_trial_through() {
+        let mut b = breaker();
+        for t in [1, 2, 3] {
+            b.failed(t);
+        }
+        b.tick(1_003);
+        // Looking does not take the trial.
+        assert_eq!(b.check(Kind::Ratchet, 1_003), Verdict::Go);
+        assert_eq!(b.check(Kind::Ratchet, 1_003), Verdict::Go);
+        assert_eq!(b.admit(Kind::Ratchet, 1_004), Verdict::Go);
+        // The trial is out: no second ratchet, none admitted either; protective sends go.
+        let waiting = Verdict::Wait {
+            until_ms: 1_005,
+            why: "circuit half-open: the trial is out",
+        };
+        assert_eq!(b.check(Kind::Ratchet, 1_005), waiting);
+        assert_eq!(b.admit(Kind::Ratchet, 1_005), waiting);
+        assert_eq!(b.admit(Kind::Protective, 1_005), Verdict::Go);
+        assert_eq!(b.state_name(1_005), "half_open");
+        // Its success closes it: everything goes.
+        assert_eq!(b.succeeded(), Some(Transition::Closed));
+        assert_eq!(b.admit(Kind::Ratchet, 1_006), Verdict::Go);
+        assert_eq!(b.admit(Kind::Ratchet, 1_006), Verdict::Go);
+
+        // A protective send admitted first is the trial too; its failure opens it again.
+        for t in [2_000, 2_001, 2_002] {
+            b.failed(t);
+        }
+        b.tick(3_002);
+        assert_eq!(b.admit(Kind::Protective, 3_002), Verdict::Go);
+        assert!(matches!(
+            b.admit(Kind::Ratchet, 3_003),
+            Verdict::Wait { .. }
+        ));
+        assert!(matches!(b.failed(3_004), Some(Transition::Opened { .. })));
+        assert_eq!(
+            b.admit(Kind::Ratchet, 3_005),
+            Verdict::Wait {
+                until_ms: 4_004,
+                why: "circuit open"
+            }
+        );
+    }
+
+    #[test]
+    fn a_trial_answered_with_a_pause_leaves_the_next_send_the_trial() {
+        let mut b = breaker();
+        for t in [1, 2, 3] {
+            b.failed(t);
+        }
+        b.tick(1_003);
+        assert_eq!(b.admit(Kind::Ratchet, 1_003), Verdict::Go);
+        b.pause(PauseReason::RateLimited, 1_500);
+        assert_eq!(
+            b.tick(1_500),
+            [Transition::Resumed {
+                reason: PauseReason::RateLimited
+            }]
+        );
+        assert_eq!(b.admit(Kind::Ratchet, 1_500), Verdict::Go);
+        assert!(matches!(
+            b.admit(Kind::Ratchet, 1_501),
+            Verdict::Wait { .. }
+        ));
+    }
+
+    #[test]
+    fn a_protective_success_while_open_keeps_it_open() {
+        let mut b = breaker();
+        for t in [1, 2, 3] {
+            b.failed(t);
+        }
+        assert_eq!(b.admit(Kind::Protective, 10), Verdict::Go);
+        assert_eq!(b.succeeded(), None);
+        assert_eq!(b.state_name(10), "open");
+        assert!(matches!(b.check(Kind::Ratchet, 10), Verdict::Wait { .. }));
+        assert_eq!(b.tick(1_003), [Transition::HalfOpened]);
     }
 
     #[test]

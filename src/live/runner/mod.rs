@@ -8,6 +8,7 @@
 //! - [`trades`]: closed positions appended to `trades.csv` / `events.jsonl`.
 //! - [`log`]: the log lines (`tracing`; text or JSON), one per decision that touches the
 //!   exchange.
+//! - [`symbols`]: `symbols = ["*"]`: a symbol first seen while running is read and subscribed.
 //!
 //! Start: the store (exclusive), the venue (clock, instruments), the streams (their events
 //! wait in their queues), the REST snapshot, [`reconcile`](crate::live::reconcile) and every
@@ -21,6 +22,7 @@ pub mod crash;
 pub mod log;
 pub mod resilience;
 pub mod status;
+pub mod symbols;
 pub mod trades;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,9 +47,9 @@ use crate::live::bybit::rest::{RestClient, RestConfig, RestError};
 use crate::live::bybit::snapshot::PositionInfo;
 use crate::live::bybit::stream::StreamMessage;
 use crate::live::bybit::venue::{Action, BybitVenue, StreamNews};
-use crate::live::bybit::ws::{StreamKind, WsClient, WsConfig, WsEvent};
+use crate::live::bybit::ws::{StreamKind, Subscriber, WsClient, WsConfig, WsEvent};
 use crate::live::clock::{Clock, system_clock};
-use crate::live::config::{LiveConfig, Symbols};
+use crate::live::config::LiveConfig;
 use crate::live::credentials::Credentials;
 use crate::live::metrics::{Metrics, Watch};
 use crate::live::reconcile::{self, Decision, PositionKey, StopModel, VenuePosition, VenueStop};
@@ -147,6 +149,8 @@ struct Live {
     circuit: Breaker,
     /// Commands waiting for the venue, per position.
     held: resilience::HeldCommands,
+    /// Adds `tickers` topics to the public stream (a symbol first seen while running).
+    tickers: Subscriber,
     /// `/metrics` (issue 14) and what the gauges need beside the book.
     metrics: Arc<Metrics>,
     watch: Watch,
@@ -577,12 +581,8 @@ impl Live {
         {
             return Ok(());
         }
-        let Some(instrument) = self.venue.instrument(&info.symbol).copied() else {
-            self.say(&format!(
-                "{} positionIdx {}: not an instrument the venue listed; not managed",
-                info.symbol,
-                info.position_idx.as_u8()
-            ));
+        let Some(instrument) = self.instrument_for(info).await else {
+            // An open position left without a trailing stop (the gauge that must read 0).
             self.watch
                 .unmanaged
                 .insert((info.symbol.clone(), info.position_idx.as_u8()));
@@ -633,6 +633,16 @@ impl Live {
         self.watch.on_ws(&ev);
         match ev {
             WsEvent::Message(m) => {
+                if let StreamMessage::Reply {
+                    op,
+                    success: false,
+                    message,
+                    ..
+                } = &m
+                {
+                    // A topic added while running (a new symbol's tickers) was refused.
+                    self.warn(&format!("stream {op} refused: {message}"));
+                }
                 let news = self.venue.on_message(&m);
                 let ts = match &m {
                     StreamMessage::Positions { ts, .. } => *ts,
@@ -687,7 +697,8 @@ impl Live {
                 for _ in &news.discovered {
                     self.metrics.on_fix("new_position");
                 }
-                self.on_news(news, ts).await
+                self.on_news(news, ts).await?;
+                self.discover_all(ts).await
             }
             Err(Action::Halt) => {
                 let wait_ms = self.resilience.ban_wait.as_millis() as i64;
@@ -698,26 +709,6 @@ impl Live {
                 self.warn(&format!("re-check failed ({a:?}); next one later"));
                 Ok(())
             }
-        }
-    }
-}
-
-/// The symbols to read and subscribe: the configured ones, or (`*`) those with an open
-/// position now.
-async fn symbols_of(config: &LiveConfig, rest: &RestClient) -> Result<Vec<String>, LiveError> {
-    match &config.symbols {
-        Symbols::Only(list) => Ok(list.clone()),
-        Symbols::All => {
-            let list = rest
-                .positions(PositionFilter::SettleCoin("USDT"))
-                .await
-                .map_err(rest_err("listing positions"))?;
-            let set: BTreeSet<String> = list
-                .into_iter()
-                .filter(PositionInfo::is_open)
-                .map(|p| p.symbol)
-                .collect();
-            Ok(set.into_iter().collect())
         }
     }
 }
@@ -844,7 +835,14 @@ async fn run_logged(
     )
     .map_err(|e| LiveError::Client(e.to_string()))?
     .with_metrics(metrics.clone());
-    let symbols = symbols_of(&config, &rest).await?;
+    let stored: BTreeSet<String> = book
+        .store
+        .records()?
+        .iter()
+        .filter(|r| r.closed().is_none())
+        .map(|r| r.engine().position.symbol.clone())
+        .collect();
+    let symbols = symbols::at_start(&config, &rest, stored).await?;
     let refs: Vec<&str> = symbols.iter().map(String::as_str).collect();
     let venue = BybitVenue::connect(rest, config.venue.trigger_price, &refs)
         .await
@@ -854,7 +852,7 @@ async fn run_logged(
     let mut public_cfg = WsConfig::new(
         &config.venue.ws_url,
         StreamKind::Public,
-        symbols.iter().map(|s| format!("tickers.{s}")).collect(),
+        symbols.iter().map(|s| symbols::ticker_topic(s)).collect(),
         clock.clone(),
     );
     public_cfg.credentials = None;
@@ -896,6 +894,7 @@ async fn run_logged(
         resilience,
         circuit: Breaker::new(resilience.breaker),
         held: Default::default(),
+        tickers: public.subscriber(),
         metrics,
         watch: Watch::default(),
     };
@@ -1133,10 +1132,19 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
             }
             Decision::ClosedWhileAway { position_id, .. } => {
                 let id = *position_id;
-                let info = stored_info(&live.book.slots[&id]);
+                let slot = &live.book.slots[&id];
+                let info = stored_info(slot);
                 live.venue
                     .manage(id, &info)
                     .map_err(|e| LiveError::Unreconciled(e.to_string()))?;
+                // A stop-loss fill found for it is our stop's (its trade says so).
+                if let Some(r) = slot.runner.order.resting() {
+                    let order = OrderRef {
+                        position: id,
+                        seq: r.seq,
+                    };
+                    live.venue.resume_resting(order, r.stop);
+                }
                 gone.push(id);
             }
             Decision::Open { position, adopt } => {

@@ -190,7 +190,7 @@ impl Live {
             for t in self.circuit.tick(now) {
                 self.transition(t);
             }
-            if let Verdict::Wait { until_ms, .. } = self.circuit.check(kind_of(&cmd), now) {
+            if let Verdict::Wait { until_ms, .. } = self.circuit.admit(kind_of(&cmd), now) {
                 self.hold(id, cmd, ts, why, until_ms);
                 return Ok(None);
             }
