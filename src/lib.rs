@@ -5,6 +5,7 @@ pub mod backtest;
 pub mod check;
 pub mod cli;
 pub mod data;
+pub mod diagnose;
 pub mod echo;
 pub mod engine;
 pub mod live;

@@ -433,3 +433,142 @@ fn slurm_merge_reads_what_the_array_writes_and_is_cancelled_if_a_shard_fails() {
         }
     }
 }
+
+// ---- Kubernetes: `trailstop live` --------------------------------------------------------------
+
+/// Every document of a multi-document YAML file.
+fn documents(rel: &str) -> Vec<Value> {
+    let text = read(rel);
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{rel}: {e}")))
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// `deploy/kubernetes/live.yaml`: one replica of a StatefulSet; the config's database on the
+/// claim template's volume; /healthz on the config's port as liveness and readiness; the keys
+/// from a Secret as the variables the config names, never inline; Prometheus annotations on
+/// that port; a grace period for what is in flight.
+#[test]
+fn live_statefulset_has_each_property_the_runner_needs() {
+    let rel = "deploy/kubernetes/live.yaml";
+    let docs = documents(rel);
+    assert!(
+        of_kind(&docs, "Secret").is_empty(),
+        "no Secret (with keys) in {rel}"
+    );
+    let cms = of_kind(&docs, "ConfigMap");
+    let sts = of_kind(&docs, "StatefulSet");
+    assert_eq!((cms.len(), sts.len()), (1, 1), "{rel}");
+    let (cm, sts) = (cms[0], sts[0]);
+    let spec = &sts["spec"];
+    assert_eq!(spec["replicas"], 1, "exactly one writer per database");
+    let pod = &spec["template"]["spec"];
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+
+    // The config the container is given is the ConfigMap's, and trailstop accepts it.
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "live");
+    let config_path = Path::new(args[1]);
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let mount_of = |path: &Path| -> &Value {
+        mounts
+            .iter()
+            .filter(|m| path.starts_with(m["mountPath"].as_str().unwrap()))
+            .max_by_key(|m| m["mountPath"].as_str().unwrap().len())
+            .unwrap_or_else(|| panic!("{} is on no volume", path.display()))
+    };
+    let cfg_mount = mount_of(config_path);
+    let volumes = pod["volumes"].as_array().unwrap();
+    let cfg_volume = volumes
+        .iter()
+        .find(|v| v["name"] == cfg_mount["name"])
+        .unwrap();
+    assert_eq!(cfg_volume["configMap"]["name"], cm["metadata"]["name"]);
+    let file = config_path.file_name().unwrap().to_str().unwrap();
+    let text = cm["data"][file]
+        .as_str()
+        .expect("the config file in the ConfigMap");
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join(file);
+    std::fs::write(&local, text).unwrap();
+    let config = trailstop::live::LiveConfig::load(&local, &[]).unwrap();
+
+    // The database on the claim template's volume (not the ConfigMap, not an emptyDir).
+    let db_mount = mount_of(&config.db);
+    let claims = spec["volumeClaimTemplates"].as_array().unwrap();
+    assert!(
+        claims
+            .iter()
+            .any(|t| t["metadata"]["name"] == db_mount["name"]),
+        "{} is on a persistent volume",
+        config.db.display()
+    );
+    assert!(
+        !volumes.iter().any(|v| v["name"] == db_mount["name"]),
+        "the database's volume is the claim's, not a pod volume"
+    );
+    assert_eq!(db_mount["readOnly"], Value::Null);
+
+    // /healthz on the config's port, as liveness and readiness.
+    let port = config.listen.port();
+    let named = |p: &Value| -> u16 {
+        if let Some(n) = p.as_u64() {
+            return n as u16;
+        }
+        let name = p.as_str().unwrap();
+        c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == name)
+            .and_then(|q| q["containerPort"].as_u64())
+            .unwrap_or_else(|| panic!("no port {name}")) as u16
+    };
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], "/healthz", "{probe}");
+        assert_eq!(named(&get["port"]), port, "{probe}");
+    }
+    assert!(
+        !config.listen.ip().is_loopback(),
+        "the probes reach the pod's address"
+    );
+
+    // The keys: exactly the variables the config names, each from a Secret, none inline.
+    let env = c["env"].as_array().unwrap();
+    for var in [&config.venue.api_key_env, &config.venue.api_secret_env] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == var.as_str())
+            .unwrap_or_else(|| panic!("{var} is not set"));
+        assert_eq!(e["value"], Value::Null, "{var} inline");
+        assert!(e["valueFrom"]["secretKeyRef"]["name"].is_string(), "{var}");
+        assert!(e["valueFrom"]["secretKeyRef"]["key"].is_string(), "{var}");
+    }
+    assert!(
+        env.iter()
+            .all(|e| e["value"].is_null() || !e["name"].as_str().unwrap().contains("KEY")),
+        "no key inline"
+    );
+
+    // Scraped on the config's port and path.
+    let ann = &spec["template"]["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/port"], port.to_string());
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+
+    // SIGTERM, then time for in-flight commands (5 attempts of 5 s at most) before SIGKILL.
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(grace >= 30, "grace {grace} s");
+}

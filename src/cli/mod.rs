@@ -3,6 +3,7 @@
 mod backtest;
 mod check;
 mod completions;
+mod diagnose;
 #[cfg(feature = "live")]
 mod fake_binance;
 #[cfg(feature = "live")]
@@ -11,6 +12,8 @@ mod fake_bybit;
 mod live;
 mod merge;
 mod paper;
+#[cfg(feature = "live")]
+mod paper_http;
 mod report;
 mod results;
 mod state;
@@ -61,6 +64,9 @@ enum Command {
     /// Protect the account's open positions with trailing stops on the exchange (Bybit).
     #[cfg(feature = "live")]
     Live(live::Args),
+    /// Check a database, or a running live process against the exchange and its database:
+    /// findings with severity and evidence; exit 1 on a critical one.
+    Diagnose(diagnose::Args),
     /// Print the shell completion script (bash, zsh or fish) to stdout.
     Completions(completions::Args),
 }
@@ -143,7 +149,12 @@ fn handles_interrupt(command: &Command) -> bool {
 fn serves_network(command: &Command) -> bool {
     match command {
         #[cfg(feature = "live")]
-        Command::Live(_) | Command::FakeBybit(_) | Command::FakeBinance(_) => true,
+        Command::Live(_)
+        | Command::FakeBybit(_)
+        | Command::FakeBinance(_)
+        | Command::Diagnose(_) => true,
+        #[cfg(feature = "live")]
+        Command::Paper(a) => a.serves_http(),
         _ => {
             let _ = command;
             false
@@ -184,6 +195,8 @@ pub fn main() -> ExitCode {
         Command::Completions(a) => completions::run(a),
         // Its own exit status: 0 pass, 1 a case differs, 2 a case cannot run.
         Command::Check(a) => return check::run(a),
+        // Its own exit status: 1 on a critical finding, 2 when it cannot run.
+        Command::Diagnose(a) => return diagnose::run(a),
         // Its own exit status: 2 for missing keys or a bad config.
         #[cfg(feature = "live")]
         Command::Live(a) => return live::run(a),

@@ -43,6 +43,18 @@ pub struct Args {
     /// Print nothing but errors (and --log-steps lines).
     #[arg(long, short)]
     quiet: bool,
+    /// Serve /metrics, /status and /healthz on ADDR (e.g. 127.0.0.1:9184) while the run goes
+    /// on (a build with feature `live`).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+}
+
+#[cfg(feature = "live")]
+impl Args {
+    /// `--http`: the run serves its endpoints (and keeps SIGPIPE ignored).
+    pub fn serves_http(&self) -> bool {
+        self.http.is_some()
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -67,7 +79,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.sync_full {
         opts.synchronous = Synchronous::Full;
     }
+    #[cfg(not(feature = "live"))]
+    if let Some(addr) = args.http {
+        anyhow::bail!(
+            "--http {addr}: this trailstop was built without feature `live` (cargo build --features live)"
+        );
+    }
     let mut store = Store::open(&args.db, opts)?;
+    #[cfg(feature = "live")]
+    let mut http = match args.http {
+        Some(addr) => {
+            let (h, bound) = super::paper_http::PaperHttp::start(addr, &scenario.data.symbol)?;
+            if !args.quiet {
+                println!(
+                    "paper {}: /metrics, /status, /healthz on http://{bound}",
+                    scenario.name
+                );
+            }
+            Some(h)
+        }
+        None => None,
+    };
     let (quiet, log_steps) = (args.quiet, args.log_steps);
     let say = |n: Notice| {
         if let Notice::Committed { index, steps } = n {
@@ -108,12 +140,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Notice::Committed { .. } => {}
         }
     };
-    let report = paper::run(
+    let report = paper::run_observed(
         &scenario,
         &loaded,
         &mut store,
         PaperOptions { speed: args.speed },
         say,
+        |_p| {
+            #[cfg(feature = "live")]
+            if let Some(h) = &mut http {
+                h.on_progress(_p);
+            }
+        },
     )?;
     output::write_all(&dir, &report).with_context(|| format!("writing {}", dir.display()))?;
     if !args.quiet {

@@ -15,6 +15,8 @@
 //!   start, `/status`.
 //! - `fake_binance` (feature `live`): the Binance USD-M exchange rules for a fake venue (the
 //!   model, sans I/O).
+//! - `metrics` (feature `live`): the Prometheus metrics of `LIVE.md` §6, derived from the
+//!   journal steps, the REST requests and the runner's book.
 //! - `fake_bybit` (feature `live`): a Bybit v5 venue on loopback for tests and
 //!   `trailstop fake-bybit`.
 //!
@@ -32,6 +34,8 @@ pub mod credentials;
 pub mod fake_binance;
 #[cfg(feature = "live")]
 pub mod fake_bybit;
+#[cfg(feature = "live")]
+pub mod metrics;
 pub mod reconcile;
 #[cfg(feature = "live")]
 pub mod runner;

@@ -123,13 +123,36 @@ pub enum Notice {
     Committed { index: usize, steps: usize },
 }
 
+/// A committed market step, for an observer (`paper --http`'s metrics and status).
+pub struct Progress<'a> {
+    pub index: usize,
+    pub len: usize,
+    /// The data time and trigger price of the step (the bar's close, or the tick).
+    pub ts: i64,
+    pub price: rust_decimal::Decimal,
+    /// The position steps committed: each one's journal entries and its record after it.
+    pub steps: &'a [(Vec<Entry>, PositionRecord)],
+}
+
 /// Runs (or resumes) the scenario's paper run in `store` and returns its report.
 pub fn run(
     scenario: &Scenario,
     loaded: &Loaded,
     store: &mut Store,
     opts: PaperOptions,
+    notice: impl FnMut(Notice),
+) -> Result<Report, PaperError> {
+    run_observed(scenario, loaded, store, opts, notice, |_| {})
+}
+
+/// [`run`], telling `observe` each committed market step.
+pub fn run_observed(
+    scenario: &Scenario,
+    loaded: &Loaded,
+    store: &mut Store,
+    opts: PaperOptions,
     mut notice: impl FnMut(Notice),
+    mut observe: impl FnMut(Progress<'_>),
 ) -> Result<Report, PaperError> {
     let market = &loaded.market;
     let settings = backtest::run_settings(scenario);
@@ -278,6 +301,14 @@ pub fn run(
                 index: g,
                 steps: writes.len(),
             });
+            let (ts, price) = point_at(market, g);
+            observe(Progress {
+                index: g,
+                len,
+                ts,
+                price,
+                steps: &steps,
+            });
         }
     }
     finish(scenario, loaded, store, &planned)
@@ -327,6 +358,15 @@ fn end_input(market: &Market) -> MarketStep {
         ts,
         price: market.instrument.decimal(price),
     }
+}
+
+/// The data time and price of market step `g` (a candle's close, or the tick).
+fn point_at(market: &Market, g: usize) -> (i64, rust_decimal::Decimal) {
+    let (ts, units) = match &market.series {
+        Series::Candles { bars, .. } => (bars[g].ts, bars[g].close),
+        Series::Ticks { ts, price } => (ts[g], price[g]),
+    };
+    (ts, market.instrument.decimal(units))
 }
 
 fn time_at(market: &Market, g: usize) -> i64 {

@@ -74,6 +74,8 @@ pub struct RestClient {
     credentials: Option<Credentials>,
     /// Server time − local time (ms), from the last [`RestClient::sync_clock`].
     offset_ms: AtomicI64,
+    /// Where each request's duration and outcome is counted (issue 14), if anywhere.
+    metrics: Option<std::sync::Arc<crate::live::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -110,7 +112,14 @@ impl RestClient {
             config,
             credentials,
             offset_ms: AtomicI64::new(0),
+            metrics: None,
         })
+    }
+
+    /// Counts every request in `metrics` (duration by endpoint, errors by class and code).
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::live::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn clock_offset_ms(&self) -> i64 {
@@ -129,6 +138,21 @@ impl RestClient {
     /// Sends `req` once and classifies what came back. Never an error: a failure is an
     /// [`Outcome`] (`NotSent`, `Ambiguous`…), which the caller reacts to.
     pub async fn send(&self, req: &Request) -> Reply {
+        let started = std::time::Instant::now();
+        let reply = self.send_once(req).await;
+        if let Some(m) = &self.metrics {
+            m.on_request(
+                req.path,
+                started.elapsed(),
+                &reply.outcome,
+                reply.status,
+                reply.envelope.as_ref().map(|e| e.ret_code),
+            );
+        }
+        reply
+    }
+
+    async fn send_once(&self, req: &Request) -> Reply {
         let now = self.timestamp_ms();
         let url = format!("{}{}", self.config.base_url, req.path_and_query());
         let mut builder = match req.method {

@@ -132,6 +132,8 @@ pub struct Book {
     next_id: u64,
     /// Whether the venue moves a stop in place (new positions' lifecycles follow it).
     pub atomic_amend: bool,
+    /// Told each committed step and how long its transaction took (issue 14), if set.
+    pub metrics: Option<std::sync::Arc<crate::live::metrics::Metrics>>,
 }
 
 impl Book {
@@ -150,6 +152,7 @@ impl Book {
             symbols: BTreeMap::new(),
             next_id,
             atomic_amend: true,
+            metrics: None,
         })
     }
 
@@ -224,6 +227,7 @@ impl Book {
         };
         let entries = tap.journal();
         let record = PositionRecord::after_step(None, runner.snapshot(), driver.json(), &entries);
+        let started = std::time::Instant::now();
         self.store.commit(
             &[StepWrite {
                 entries: &entries,
@@ -231,6 +235,10 @@ impl Book {
             }],
             &[],
         )?;
+        if let Some(m) = &self.metrics {
+            m.on_commit(started.elapsed());
+            m.on_step(&entries, &record);
+        }
         self.next_id += 1;
         self.slots.insert(
             id,
@@ -453,7 +461,14 @@ impl Book {
         if steps.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.store.commit(&StepWrite::all(&steps), &[])?;
+        if let Some(m) = &self.metrics {
+            m.on_commit(started.elapsed());
+            for (entries, record) in &steps {
+                m.on_step(entries, record);
+            }
+        }
         for (_, record) in steps {
             if let Some(slot) = self.slots.get_mut(&record.id()) {
                 slot.tap = Recorder::default();

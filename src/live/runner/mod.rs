@@ -52,6 +52,7 @@ use crate::live::bybit::rest::RestError;
 use crate::live::clock::{Clock, system_clock};
 use crate::live::config::{Exchange, LiveConfig};
 use crate::live::credentials::Credentials;
+use crate::live::metrics::{Metrics, Watch};
 use crate::live::reconcile::{self, Decision, PositionKey, VenuePosition};
 use crate::sim::path::Point;
 use crate::sim::venue::{SimVenue, VenueKind, VenueModel};
@@ -157,6 +158,9 @@ struct Live {
     /// The account's limit on stop calls, on the monotonic clock since `started`.
     pace: pace::Pacer,
     started: Instant,
+    /// `/metrics` (issue 14) and what the gauges need beside the book.
+    metrics: Arc<Metrics>,
+    watch: Watch,
 }
 
 #[derive(Default)]
@@ -281,9 +285,16 @@ impl Live {
 
     fn publish(&self) {
         let mut s = Status::of(&self.book, self.reconciled, self.degraded());
+        s.streams = self.watch.streams();
         if self.dry.is_none() {
             s.circuit = self.circuit_status();
         }
+        let open = s.circuit.values().any(|state| state == "open");
+        let offset = self.venue.clock_offset_ms();
+        let gauges = self
+            .watch
+            .gauges(&self.book, &self.arrived, offset, "bybit", open);
+        self.metrics.set_gauges(&gauges);
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
@@ -578,7 +589,10 @@ impl Live {
         for p in &news.prices {
             self.arrived.insert(p.symbol.clone(), Instant::now());
             self.dry_triggers(&p.symbol, p.price, p.ts).await?;
-            if let Some(ids) = self.book.on_price(&p.symbol, p.price, p.ts)? {
+            let started = std::time::Instant::now();
+            let stepped = self.book.on_price(&p.symbol, p.price, p.ts)?;
+            self.metrics.on_engine_step(started.elapsed());
+            if let Some(ids) = stepped {
                 for id in ids {
                     self.drain(id).await?;
                 }
@@ -652,6 +666,10 @@ impl Live {
             return Ok(());
         }
         let Some(instrument) = self.instrument_for(info).await else {
+            // An open position left without a trailing stop (the gauge that must read 0).
+            self.watch
+                .unmanaged
+                .insert((info.symbol.clone(), info.position_idx.as_u8()));
             return Ok(());
         };
         let opening = Opening {
@@ -665,6 +683,9 @@ impl Live {
             foreign_stop: info.stop_loss,
         };
         let id = self.book.next_id();
+        self.watch
+            .unmanaged
+            .remove(&(info.symbol.clone(), info.position_idx.as_u8()));
         self.venue
             .manage(id, info)
             .map_err(|e| LiveError::Venue(e.to_string()))?;
@@ -694,6 +715,11 @@ impl Live {
     }
 
     async fn on_feed(&mut self, feed: Feed, streams: &mut Streams) -> Result<(), LiveError> {
+        match &feed {
+            Feed::Bybit(ev) => self.watch.on_ws(ev),
+            Feed::Binance(ev) => self.watch.on_binance(ev),
+            Feed::KeepAlive => {}
+        }
         let now = self.now();
         match self.venue.hear(feed, now) {
             Heard::News {
@@ -719,6 +745,7 @@ impl Live {
             Heard::Connected { kind, connection } => {
                 self.down.remove(kind);
                 if connection > 0 {
+                    self.metrics.on_reconnect(kind);
                     self.say(&format!("{kind} stream reconnected: re-checking"));
                     self.recheck().await?;
                 }
@@ -749,6 +776,13 @@ impl Live {
         let ts = self.now();
         match self.venue.recheck(ts).await {
             Ok(news) => {
+                // What the streams missed and the re-check found.
+                for _ in &news.events {
+                    self.metrics.on_fix("missed_event");
+                }
+                for _ in &news.discovered {
+                    self.metrics.on_fix("new_position");
+                }
                 self.on_news(news, ts).await?;
                 self.discover_all(ts).await
             }
@@ -857,12 +891,22 @@ async fn run_logged(
     // The store first: a second runner on the same database is refused before any request.
     let store = Store::open(&config.db, OpenOptions::runner())?;
     let mut book = Book::new(store)?;
-    let (addr, server) = status::listen(config.listen, status.clone(), stop.clone())
-        .await
-        .map_err(|source| LiveError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let metrics = Arc::new(Metrics::new(match config.venue.exchange {
+        Exchange::Bybit => "bybit",
+        Exchange::Binance => "binance",
+    }));
+    book.metrics = Some(metrics.clone());
+    let (addr, server) = status::listen(
+        config.listen,
+        status.clone(),
+        Some(metrics.clone()),
+        stop.clone(),
+    )
+    .await
+    .map_err(|source| LiveError::Listen {
+        addr: config.listen,
+        source,
+    })?;
     log::note(&format!(
         "{}: status on http://{addr}/status, database {}",
         config.name,
@@ -876,8 +920,15 @@ async fn run_logged(
         .filter(|r| r.closed().is_none())
         .map(|r| r.engine().position.symbol.clone())
         .collect();
-    let (venue, mut streams, symbols) =
-        exchange::connect(&config, credentials, clock.clone(), timeout, stored).await?;
+    let (venue, mut streams, symbols) = exchange::connect(
+        &config,
+        credentials,
+        clock.clone(),
+        timeout,
+        stored,
+        metrics.clone(),
+    )
+    .await?;
     book.atomic_amend = venue.atomic_amend();
 
     // Stored open positions, each checked against its journal.
@@ -915,6 +966,8 @@ async fn run_logged(
         tickers: streams.subscriber(),
         pace: pace::Pacer::new(pace_limit),
         started: Instant::now(),
+        metrics,
+        watch: Watch::default(),
     };
     let kind = live.venue.sim_kind();
     if let Some(dry) = &mut live.dry {
@@ -1065,6 +1118,11 @@ async fn reconcile_at_start(live: &mut Live, symbols: &[String]) -> Result<(), L
     let lines: Vec<String> = decisions.iter().map(|d| format!("{d:?}")).collect();
     for l in &lines {
         live.say(&format!("reconcile: {l}"));
+    }
+    for d in &decisions {
+        if let Some(kind) = crate::live::metrics::fix_kind(d) {
+            live.metrics.on_fix(kind);
+        }
     }
     let journal = serde_json::to_string(&lines).expect("strings serialise");
     live.book

@@ -20,6 +20,8 @@ use tokio::sync::watch;
 
 use super::book::Book;
 use crate::engine::State;
+use crate::live::metrics::Metrics;
+use crate::runner::RunnerSnapshot;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SymbolStatus {
@@ -39,6 +41,39 @@ pub struct PositionStatus {
     pub confirmed_stop: Option<Decimal>,
     /// The client id of the newest stop sent.
     pub order_id: Option<String>,
+    /// Since when (exchange time, ms) a stop was sent and none rests, if now.
+    pub unprotected_since: Option<i64>,
+}
+
+impl PositionStatus {
+    /// A position as its runner stands (`runner`) with its last committed record.
+    pub fn of(record: &crate::store::PositionRecord, runner: &RunnerSnapshot) -> PositionStatus {
+        let e = &runner.engine;
+        PositionStatus {
+            position_id: e.position.id,
+            symbol: e.position.symbol.clone(),
+            side: e.position.side.as_str(),
+            state: match e.state {
+                State::Inactive => "inactive",
+                State::Active => "active",
+                State::Triggered => "triggered",
+            },
+            entry_price: e.position.entry_price,
+            desired_stop: e.desired.map(|(d, _)| d),
+            sent_stop: e.sent.map(|(d, _)| d),
+            confirmed_stop: e.confirmed,
+            order_id: record.exchange_order_id(),
+            unprotected_since: runner.order.unprotected_since,
+        }
+    }
+}
+
+/// One stream's state for `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamStatus {
+    pub connected: bool,
+    /// Since its last message (local clock, ms); `None` before the first.
+    pub last_message_age_ms: Option<u64>,
 }
 
 /// What `/status` shows. Prices serialise as decimal strings.
@@ -48,6 +83,8 @@ pub struct Status {
     pub symbols: BTreeMap<String, SymbolStatus>,
     /// Open positions only.
     pub positions: Vec<PositionStatus>,
+    /// The public and private streams.
+    pub streams: BTreeMap<&'static str, StreamStatus>,
     /// Why the run is not healthy (a stream down, stale prices), if it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
@@ -76,29 +113,13 @@ impl Status {
             .slots
             .iter()
             .filter(|(_, s)| s.runner.closed().is_none())
-            .map(|(&id, s)| {
-                let e = s.runner.engine.snapshot();
-                PositionStatus {
-                    position_id: id,
-                    symbol: e.position.symbol.clone(),
-                    side: e.position.side.as_str(),
-                    state: match e.state {
-                        State::Inactive => "inactive",
-                        State::Active => "active",
-                        State::Triggered => "triggered",
-                    },
-                    entry_price: e.position.entry_price,
-                    desired_stop: e.desired.map(|(d, _)| d),
-                    sent_stop: e.sent.map(|(d, _)| d),
-                    confirmed_stop: e.confirmed,
-                    order_id: s.record.exchange_order_id(),
-                }
-            })
+            .map(|(_, s)| PositionStatus::of(&s.record, &s.runner.snapshot()))
             .collect();
         Status {
             reconciled,
             symbols,
             positions,
+            streams: BTreeMap::new(),
             degraded,
             circuit: BTreeMap::new(),
         }
@@ -128,9 +149,15 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
 async fn serve(
     req: Request<Incoming>,
     shared: Shared,
+    metrics: Option<Arc<Metrics>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let status = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(match req.uri().path() {
+        "/metrics" if metrics.is_some() => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics.as_ref().map(|m| m.render()).unwrap_or_default(),
+        ),
         "/status" => reply(
             StatusCode::OK,
             "application/json",
@@ -144,10 +171,12 @@ async fn serve(
     })
 }
 
-/// Listens on `addr`; the bound address (port 0 picks one). Serves until `stop`.
+/// Listens on `addr`; the bound address (port 0 picks one). Serves `/status`, `/healthz`
+/// and, given `metrics`, `/metrics` until `stop`.
 pub async fn listen(
     addr: SocketAddr,
     shared: Shared,
+    metrics: Option<Arc<Metrics>>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
@@ -158,8 +187,9 @@ pub async fn listen(
                 accepted = listener.accept() => {
                     let Ok((socket, _)) = accepted else { continue };
                     let s = shared.clone();
+                    let m = metrics.clone();
                     tokio::spawn(async move {
-                        let service = service_fn(move |req| serve(req, s.clone()));
+                        let service = service_fn(move |req| serve(req, s.clone(), m.clone()));
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(socket), service)
                             .await;
@@ -212,8 +242,10 @@ mod tests {
                 "positions": [{
                     "position_id": 1, "symbol": "BTCUSDT", "side": "long", "state": "inactive",
                     "entry_price": "17050", "desired_stop": "16879.5", "sent_stop": "16879.5",
-                    "confirmed_stop": null, "order_id": "ts-1-1"
-                }]
+                    "confirmed_stop": null, "order_id": "ts-1-1",
+                    "unprotected_since": 1_670_889_600_000_i64
+                }],
+                "streams": {}
             })
         );
         let (code, text) = Status::of(&book, false, None).health();
