@@ -565,3 +565,89 @@ async fn a_trigger_rejected_at_market_closes_the_position_and_alerts() {
         run.fake.positions()
     );
 }
+
+/// The values of `name` in a Prometheus text, by their labels.
+fn metric(text: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    trailstop::live::metrics::samples(text)
+        .into_iter()
+        .filter(|s| s.name == name)
+        .map(|s| (s.labels, s.value))
+        .collect()
+}
+
+/// `/metrics` of a replay on Binance: every replace (a cancel, then a create) is one more
+/// unprotected window and one counted stop update, every algoOrder request is timed under
+/// its path, the positions read 0 once all are closed, and neither the key nor the secret
+/// is in what the runner serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_binance_show_each_replace() {
+    let run = setup(0).await;
+    let mut live = spawn_live(&run.config, &run.log, &[]);
+    run.until_replayed(&mut live).await;
+    let url = run.status_url().replace("/status", "/metrics");
+    let until = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let positions = metric(&text, "trailstop_positions");
+        if !positions.is_empty() && positions.iter().all(|(_, v)| *v == 0.0) {
+            break text;
+        }
+        assert!(Instant::now() < until, "positions not 0:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let creates = run.algo_calls("POST");
+    let cancels = run.algo_calls("DELETE");
+    let algo_requests = run
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == ALGO)
+        .count();
+    signal(&live, libc::SIGTERM);
+    let exit = exit_of(&mut live, Duration::from_secs(10)).await;
+    assert!(exit.success(), "{exit:?}: {}", read(&run.log));
+    assert!(cancels >= 1, "{creates} creates, {cancels} cancels");
+
+    // A stop update counted by its reason: the five initial stops, then one per replace.
+    let updates = |reason: &str| {
+        metric(&text, "trailstop_stop_updates_total")
+            .iter()
+            .filter(|(l, _)| l.get("result").is_some_and(|r| r == "ok"))
+            .filter(|(l, _)| l.get("reason").is_some_and(|r| r == reason))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    let all_ok: f64 = metric(&text, "trailstop_stop_updates_total")
+        .iter()
+        .filter(|(l, _)| l.get("result").is_some_and(|r| r == "ok"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(updates("initial"), 5.0, "{text}");
+    assert_eq!(
+        updates("normal") + updates("emergency"),
+        cancels as f64,
+        "one update per replace:\n{text}"
+    );
+    assert_eq!(all_ok, creates as f64, "each create one update:\n{text}");
+    // A window closes each time a stop rests again: after each position's first create and
+    // after each replace's create.
+    let windows = metric(&text, "trailstop_unprotected_seconds_count");
+    assert_eq!(windows.len(), 1, "{text}");
+    assert_eq!(
+        windows[0].1,
+        5.0 + cancels as f64,
+        "the windows grew by the replaces:\n{text}"
+    );
+    let algo = metric(&text, "trailstop_exchange_request_seconds_count")
+        .into_iter()
+        .find(|(l, _)| l.get("endpoint").is_some_and(|e| e == ALGO));
+    assert_eq!(
+        algo.map(|(_, v)| v),
+        Some(algo_requests as f64),
+        "every algoOrder request timed:\n{text}"
+    );
+    assert!(!text.contains(KEY) && !text.contains(SECRET), "{text}");
+}

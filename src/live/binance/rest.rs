@@ -67,6 +67,7 @@ pub struct RestClient {
     offset_ms: AtomicI64,
     /// The local time until which the host has banned us (418).
     banned_until: Mutex<Option<i64>>,
+    metrics: Option<std::sync::Arc<crate::live::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for RestClient {
@@ -113,7 +114,14 @@ impl RestClient {
             credentials,
             offset_ms: AtomicI64::new(0),
             banned_until: Mutex::new(None),
+            metrics: None,
         })
+    }
+
+    /// Counts every request in `metrics` (duration by endpoint, errors by class and code).
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::live::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Server time minus local time, as last measured (a metric).
@@ -166,6 +174,22 @@ impl RestClient {
 
     /// Sends `req` once; the classified answer.
     pub async fn send(&self, req: &Request) -> Reply {
+        let started = std::time::Instant::now();
+        let reply = self.send_once(req).await;
+        if let Some(m) = &self.metrics {
+            let code = response::parse_error(&reply.body).ok().map(|e| e.code);
+            m.on_binance_request(
+                req.path,
+                started.elapsed(),
+                &reply.outcome,
+                reply.status,
+                code,
+            );
+        }
+        reply
+    }
+
+    async fn send_once(&self, req: &Request) -> Reply {
         if let Some(until) = self.banned_until() {
             // Nothing goes to a host that banned us: it would extend the ban.
             return Self::local(Outcome::Banned {

@@ -20,6 +20,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use crate::live::binance::response::Outcome as BinanceOutcome;
 use crate::live::bybit::response::Outcome;
 use crate::runner::Entry;
 use crate::store::PositionRecord;
@@ -228,7 +229,39 @@ impl Metrics {
         status: Option<u16>,
         ret_code: Option<i64>,
     ) {
-        let error = error_class(outcome).map(|class| {
+        self.record_request(endpoint, elapsed, error_class(outcome), status, ret_code);
+    }
+
+    /// One Binance REST request to `endpoint` (its path), answered (or not) after `elapsed`;
+    /// `code` is the error body's code when it had one.
+    pub fn on_binance_request(
+        &self,
+        endpoint: &str,
+        elapsed: Duration,
+        outcome: &BinanceOutcome,
+        status: Option<u16>,
+        code: Option<i64>,
+    ) {
+        self.record_request(
+            endpoint,
+            elapsed,
+            binance_error_class(outcome),
+            status,
+            code,
+        );
+    }
+
+    /// Times a request and, when `class` says it failed, counts it by class and code (the
+    /// venue's code, else the HTTP status, else `none`).
+    fn record_request(
+        &self,
+        endpoint: &str,
+        elapsed: Duration,
+        class: Option<&'static str>,
+        status: Option<u16>,
+        ret_code: Option<i64>,
+    ) {
+        let error = class.map(|class| {
             let code = match (ret_code, status) {
                 (Some(c), _) if c != 0 => c.to_string(),
                 (_, Some(s)) if s != 200 => s.to_string(),
@@ -345,6 +378,27 @@ pub fn error_class(o: &Outcome) -> Option<&'static str> {
         Outcome::Banned => "banned",
         Outcome::Ambiguous { .. } => "ambiguous",
         Outcome::NotSent { .. } => "not_sent",
+    })
+}
+
+/// The class of a failed Binance request, in the same classes as Bybit's where they mean
+/// the same; `None` for a success.
+pub fn binance_error_class(o: &BinanceOutcome) -> Option<&'static str> {
+    Some(match o {
+        BinanceOutcome::Done => return None,
+        BinanceOutcome::WouldTrigger => "would_trigger",
+        BinanceOutcome::NoPosition => "no_position",
+        BinanceOutcome::NotFound => "not_found",
+        BinanceOutcome::AlreadyExists => "already_exists",
+        BinanceOutcome::Precision { .. } => "precision",
+        BinanceOutcome::Invalid { .. } => "rejected",
+        BinanceOutcome::RateLimited { .. } => "rate_limited",
+        BinanceOutcome::ClockSkew => "clock_skew",
+        BinanceOutcome::Fatal { .. } => "auth",
+        BinanceOutcome::Banned { .. } => "banned",
+        BinanceOutcome::BadListenKey => "bad_listen_key",
+        BinanceOutcome::Ambiguous { .. } => "ambiguous",
+        BinanceOutcome::NotSent { .. } => "not_sent",
     })
 }
 
@@ -601,6 +655,72 @@ mod tests {
             )
         };
         assert_eq!((read(&a), read(&b)), (Some(1.0), Some(0.0)));
+    }
+
+    /// A Binance request is timed under its path and a failure counted by its class and the
+    /// venue's code (else the HTTP status, else `none`), as Bybit's are.
+    #[test]
+    fn binance_requests_are_timed_and_their_errors_counted() {
+        let m = Metrics::new("binance");
+        let algo = "/fapi/v1/algoOrder";
+        m.on_binance_request(
+            algo,
+            Duration::from_millis(2),
+            &BinanceOutcome::Done,
+            Some(200),
+            None,
+        );
+        m.on_binance_request(
+            algo,
+            Duration::from_millis(4),
+            &BinanceOutcome::NotFound,
+            Some(400),
+            Some(-2011),
+        );
+        m.on_binance_request(
+            algo,
+            Duration::from_secs(10),
+            &BinanceOutcome::Ambiguous {
+                detail: "timed out".into(),
+            },
+            None,
+            None,
+        );
+        m.on_binance_request(
+            "/fapi/v1/time",
+            Duration::from_millis(1),
+            &BinanceOutcome::RateLimited { retry_after_ms: 1 },
+            Some(429),
+            None,
+        );
+        let text = m.render();
+        let count = |endpoint| {
+            sample(
+                &text,
+                "trailstop_exchange_request_seconds_count",
+                &[("endpoint", endpoint)],
+            )
+        };
+        assert_eq!(
+            (count(algo), count("/fapi/v1/time")),
+            (Some(3.0), Some(1.0))
+        );
+        let errors = |class, code| {
+            sample(
+                &text,
+                names::EXCHANGE_ERRORS,
+                &[("class", class), ("code", code)],
+            )
+        };
+        assert_eq!(errors("not_found", "-2011"), Some(1.0));
+        assert_eq!(errors("ambiguous", "none"), Some(1.0));
+        assert_eq!(errors("rate_limited", "429"), Some(1.0));
+        let total: f64 = samples(&text)
+            .iter()
+            .filter(|s| s.name == names::EXCHANGE_ERRORS)
+            .map(|s| s.value)
+            .sum();
+        assert_eq!(total, 3.0, "the success is no error:\n{text}");
     }
 
     #[test]

@@ -619,9 +619,9 @@ pub async fn connect(
         Exchange::Bybit => {
             connect_bybit(config, credentials, clock, timeout, stored, metrics).await
         }
-        // The Binance REST client is not timed yet (issue 14): its requests are not in
-        // `trailstop_exchange_request_seconds`.
-        Exchange::Binance => connect_binance(config, credentials, clock, timeout, stored).await,
+        Exchange::Binance => {
+            connect_binance(config, credentials, clock, timeout, stored, metrics).await
+        }
     }
 }
 
@@ -686,6 +686,7 @@ async fn connect_binance(
     clock: Clock,
     timeout: Duration,
     stored: BTreeSet<String>,
+    metrics: std::sync::Arc<crate::live::metrics::Metrics>,
 ) -> Result<(ExchangeVenue, Streams, Vec<String>), LiveError> {
     use binance::request::{StopOptions, market_stream_path, private_stream_path};
     use binance::rest::{RestClient, RestConfig};
@@ -699,7 +700,8 @@ async fn connect_binance(
         },
         Some(credentials),
     )
-    .map_err(|e| LiveError::Client(e.to_string()))?;
+    .map_err(|e| LiveError::Client(e.to_string()))?
+    .with_metrics(metrics);
     let symbols = match &config.symbols {
         Symbols::Only(list) => list.clone(),
         Symbols::All => {
