@@ -67,6 +67,7 @@ pub struct RestClient {
     offset_ms: AtomicI64,
     /// The local time until which the host has banned us (418).
     banned_until: Mutex<Option<i64>>,
+    /// Where each request's duration and outcome is counted (issue 14), if anywhere.
     metrics: Option<std::sync::Arc<crate::live::metrics::Metrics>>,
 }
 

@@ -5,7 +5,8 @@
 //! Prometheus text format by the status server's `GET /metrics`. What moves them:
 //! - [`observe`]: every committed journal step (engine events, venue answers, the
 //!   unprotected window), for live and paper alike;
-//! - the runner's hooks: REST requests ([`Metrics::on_request`]), stream reconnects,
+//! - the runner's hooks: REST requests ([`Metrics::on_request`], Binance's
+//!   [`Metrics::on_binance_request`]), stream reconnects,
 //!   reconciliation fixes, engine and database timings;
 //! - [`Gauges`], set from the runner's book each time it publishes its status.
 
