@@ -113,7 +113,7 @@ pub fn span_text(s: &Series) -> String {
 const FAR_PERCENT: i64 = 10;
 
 /// Priced entries against the market where they open: outside the candle's range (or between
-/// the ticks around it) is a warning, more than [`FAR_PERCENT`] % outside an error. `where_of(k)`
+/// the ticks around it) is a warning, more than `FAR_PERCENT` % outside an error. `where_of(k)`
 /// names entry `k` (file and line).
 pub fn entry_prices(
     market: &Market,

@@ -15,7 +15,7 @@
 //!   venue, its streams, the listenKey's lifecycle on Binance.
 //!
 //! Start: the store (exclusive), the venue (clock, instruments), the streams (their events
-//! wait in their queues), the REST snapshot, [`reconcile`](crate::live::reconcile) and every
+//! wait in their queues), the REST snapshot, [`reconcile`] and every
 //! decision carried out (each printed and journalled); then the loop: prices → engines →
 //! commands → answers → engines, private messages → events, a REST re-check every 60 s and
 //! after a reconnect. A stop or interrupt leaves every stop resting on the exchange.
