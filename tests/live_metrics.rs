@@ -367,6 +367,20 @@ async fn scripted_events_move_each_metric_as_expected() {
     }
     let age = value(&text, "trailstop_price_age_seconds", &[("symbol", BTC)]);
     assert!((0.0..10.0).contains(&age), "{age}");
+    // The README's table of metrics is the set the runner serves: each is in this scrape.
+    let listed = readme_metrics();
+    let mut all: Vec<String> = trailstop::live::metrics::names::ALL
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(listed, all, "the README's metrics against LIVE.md §6's");
+    for name in &listed {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} in the README, not in the scrape:\n{text}"
+        );
+    }
     served.push(text);
 
     // SIGTERM: exit 0.
@@ -386,9 +400,29 @@ async fn scripted_events_move_each_metric_as_expected() {
     }
 }
 
-/// A scenario of five positions (each closed before the next opens) on a day of 1m candles,
-/// and its backtest's events.
-fn paper_scenario(dir: &Path) -> (PathBuf, String) {
+/// The metric names of the README's table (the rows of its `## Monitoring` section that start
+/// with a metric), sorted.
+fn readme_metrics() -> Vec<String> {
+    let text = include_str!("../README.md");
+    let section = text
+        .split("\n## ")
+        .find(|s| s.starts_with("Monitoring"))
+        .expect("a Monitoring section");
+    let mut names: Vec<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|n| n.starts_with("trailstop_"))
+        .map(str::to_string)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// A scenario of five positions (each closed before the next opens) on a day of 1m candles
+/// on `venue`'s simulator, and its backtest's events.
+fn paper_scenario(dir: &Path, venue: &str) -> (PathBuf, String) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     std::fs::write(
         dir.join("entries.csv"),
@@ -408,7 +442,7 @@ tick_size = "0.01"
 [entries]
 file = "entries.csv"
 [exchange]
-venue = "bybit"
+venue = "{venue}"
 [trailing]
 activation_percent = "0.3"
 distance_percent = "0.25"
@@ -441,11 +475,24 @@ policy = "olhc"
 
 /// `paper --http`: while the run goes on, /metrics counts what the backtest's events say for
 /// the positions closed so far (read between two positions, when nothing is open), and
-/// /status and /healthz answer.
+/// /status and /healthz answer. Bybit's simulator amends in place: the only unprotected
+/// windows are the first creates, 0 ms each (answered at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paper_serves_metrics_that_match_its_events() {
+    paper_metrics_match_events("bybit").await;
+}
+
+/// The same on Binance's simulator (cancel, then create, answered at once): each replace's
+/// window opens and closes inside one step and is observed, 0 ms long, so the histogram's
+/// count is every stop sent (first creates and replaces) and its sum 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paper_on_binance_observes_every_replace_window() {
+    paper_metrics_match_events("binance").await;
+}
+
+async fn paper_metrics_match_events(venue: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (scenario, events) = paper_scenario(dir.path());
+    let (scenario, events) = paper_scenario(dir.path(), venue);
     let events: Vec<Value> = events
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -553,6 +600,29 @@ async fn paper_serves_metrics_that_match_its_events() {
         for r in ["initial", "normal", "emergency"] {
             assert_eq!(updates(t, r, "ok"), n("UpdateSent", "reason", r), "{t}");
         }
+        let windows = match venue {
+            "binance" => ["initial", "normal", "emergency"]
+                .iter()
+                .map(|r| n("UpdateSent", "reason", r))
+                .sum::<f64>(),
+            _ => n("UpdateSent", "reason", "initial"),
+        };
+        assert!(windows >= closed as f64, "a first stop per position");
+        if venue == "binance" {
+            assert!(windows > closed as f64, "replaces too");
+        }
+        assert_eq!(
+            value(t, "trailstop_unprotected_seconds_count", &[]),
+            windows,
+            "{t}"
+        );
+        assert_eq!(value(t, "trailstop_unprotected_seconds_sum", &[]), 0.0);
+        assert_eq!(value(t, "trailstop_positions_unprotected", &[]), 0.0);
+        assert_eq!(
+            value(t, "trailstop_circuit_open", &[("venue", "sim")]),
+            0.0,
+            "{t}"
+        );
         for r in [
             "initial_stop",
             "breakeven_stop",

@@ -98,11 +98,7 @@ impl PaperHttp {
             *g.positions
                 .entry((r.engine().position.symbol.clone(), state))
                 .or_default() += 1;
-            if r.runner.order.unprotected_since.is_some() {
-                g.unprotected += 1;
-            }
         }
-        g.circuit_open.insert("sim".into(), false);
         self.metrics.set_gauges(&g);
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.symbols.insert(

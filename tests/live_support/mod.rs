@@ -13,6 +13,8 @@ use serde_json::Value;
 use trailstop::engine::Side;
 use trailstop::live::fake_bybit::{FakeBybit, FakeConfig, InstrumentSpec, Setup, Stream};
 
+pub mod binance;
+
 pub const KEY: &str = "symbols-test-key-5e07a1";
 pub const SECRET: &str = "symbols-test-secret-9d24f6";
 pub const BTC: &str = "BTCUSDT";
@@ -85,6 +87,38 @@ pub async fn wait_for(
             read(log)
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `GET /metrics` of the runner on `listen`.
+pub async fn metrics(listen: &str) -> Option<String> {
+    let r = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .ok()?;
+    r.text().await.ok()
+}
+
+/// Scrapes `/metrics` until `done` holds for its text, at most 30 s; the text.
+pub async fn scrape_until(
+    listen: &str,
+    what: &str,
+    log: &Path,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(text) = metrics(listen).await
+            && done(&text)
+        {
+            return text;
+        }
+        assert!(
+            Instant::now() < until,
+            "{what}: not within 30 s\n--- metrics:\n{}\n--- log:\n{}",
+            metrics(listen).await.unwrap_or_default(),
+            read(log)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -184,6 +218,10 @@ impl Run {
         serde_json::from_str(&text).ok()
     }
 
+    pub async fn metrics(&self) -> Option<String> {
+        metrics(&self.listen).await
+    }
+
     pub async fn health(&self) -> Option<(u16, String)> {
         let r = reqwest::get(format!("http://{}/healthz", self.listen))
             .await
@@ -273,5 +311,15 @@ impl Run {
         let text = read(&self.log);
         assert!(exit.success(), "{exit:?}: {text}");
         (text, self)
+    }
+}
+
+impl Drop for Run {
+    /// A failing assertion leaves no runner behind.
+    fn drop(&mut self) {
+        if self.live.try_wait().ok().flatten().is_none() {
+            let _ = self.live.kill();
+            let _ = self.live.wait();
+        }
     }
 }

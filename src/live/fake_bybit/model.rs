@@ -349,6 +349,45 @@ impl Model {
         self.fill_open(symbol, side, qty, price, ts, "")
     }
 
+    /// Closes the whole position at `symbol` + `idx` at the mark price, at `ts`: a reduce-only
+    /// market order of another client (a close by hand). Its stop goes with it.
+    pub fn close_position(
+        &mut self,
+        symbol: &str,
+        idx: u8,
+        ts: i64,
+    ) -> Result<Vec<Outgoing>, String> {
+        let key = (symbol.to_string(), idx);
+        let p = self
+            .positions
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| format!("{symbol} positionIdx {idx}: no open position"))?;
+        let price = self
+            .mark(symbol)
+            .ok_or_else(|| format!("{symbol}: no price yet to close at"))?;
+        self.order_seq += 1;
+        let order = OrderView {
+            symbol: symbol.to_string(),
+            order_id: format!("fake-order-{}", self.order_seq),
+            order_link_id: String::new(),
+            side: closing_side(p.side),
+            status: "Filled",
+            stop_order_type: "",
+            trigger_price: None,
+            trigger_by: String::new(),
+            qty: p.size,
+            avg_price: Some(price),
+            cum_exec_qty: p.size,
+            position_idx: idx,
+            reduce_only: true,
+            created_ms: ts,
+            updated_ms: ts,
+        };
+        let out = self.fill_close(&key, p.size, price, ts, order, "");
+        Ok(self.stream_faults.publish(out))
+    }
+
     /// Opens (or adds to) a position at a given price and time (an entry with its own price).
     pub fn open_position_at(
         &mut self,
@@ -1273,6 +1312,40 @@ mod tests {
         let again = close.replace("ts-1-c0", "ts-1-c1");
         let req = signed("POST", "/v5/order/create", &again, now);
         assert_eq!(code(&m.handle(&req, now).0).0, 110017);
+    }
+
+    /// A close by hand takes the whole position at the mark, and its stop with it: the order,
+    /// its execution, the stop deactivated and the flat position are on the stream; a second
+    /// close finds nothing.
+    #[test]
+    fn a_close_by_hand_flattens_the_position_and_its_stop() {
+        let mut m = model();
+        let now = 5_000_000;
+        m.on_price("BTCUSDT", dec!(17000), true, 100);
+        m.open_position("BTCUSDT", Side::Long, dec!(2), 100)
+            .unwrap();
+        let set = signed(
+            "POST",
+            "/v5/position/trading-stop",
+            &stop_body("16900"),
+            now,
+        );
+        assert_eq!(code(&m.handle(&set, now).0).0, 0);
+        m.on_price("BTCUSDT", dec!(17050), false, 200);
+        let out = m.close_position("BTCUSDT", 0, 300).unwrap();
+        assert_eq!(out.len(), 4);
+        let texts: Vec<&str> = out
+            .iter()
+            .map(|o| match o {
+                Outgoing::Private { text, .. } | Outgoing::Public { text, .. } => text.as_str(),
+            })
+            .collect();
+        assert!(texts[1].contains(r#""execPrice":"17050""#), "{}", texts[1]);
+        assert!(texts[2].contains("Deactivated"), "{}", texts[2]);
+        assert!(texts[3].contains(r#""size":"0""#), "{}", texts[3]);
+        assert_eq!(m.position("BTCUSDT", 0).side, None);
+        assert_eq!(m.position("BTCUSDT", 0).stop_loss, None);
+        assert!(m.close_position("BTCUSDT", 0, 400).is_err());
     }
 
     #[test]

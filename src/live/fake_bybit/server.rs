@@ -322,6 +322,15 @@ impl FakeBybit {
         Ok(())
     }
 
+    /// Closes a position at the mark price, as another client's reduce-only order would (a
+    /// close by hand).
+    pub fn close_position(&self, symbol: &str, idx: u8, ts: i64) -> Result<(), String> {
+        let mut m = self.shared.model();
+        let out = m.close_position(symbol, idx, ts)?;
+        self.shared.publish(out);
+        Ok(())
+    }
+
     pub fn position(&self, symbol: &str, idx: u8) -> PositionState {
         self.shared.model().position(symbol, idx)
     }

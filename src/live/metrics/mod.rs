@@ -104,16 +104,14 @@ const KNOWN_TRIGGERS: [&str; 5] = [
 pub struct Gauges {
     /// Open positions by (symbol, engine state: inactive | active).
     pub positions: BTreeMap<(String, &'static str), u64>,
-    /// Open positions with a stop sent and none resting.
-    pub unprotected: u64,
     /// Exchange positions no trailing stop manages.
     pub without_trailing_stop: u64,
     /// Seconds since the last price of each symbol arrived (local clock).
     pub price_age: BTreeMap<String, f64>,
     /// Server − local (ms).
     pub clock_offset_ms: i64,
-    /// Each venue's circuit breaker: open or not.
-    pub circuit_open: BTreeMap<String, bool>,
+    /// The run's venue's circuit breaker is open.
+    pub circuit_open: bool,
 }
 
 /// A run's metrics.
@@ -121,6 +119,8 @@ pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     observer: Mutex<Observer>,
+    /// The run's exchange (`bybit`, `binance`; `sim` for paper): the only `venue` label.
+    venue: String,
     /// Label sets of the gauges set so far (a set no longer seen is set to 0, not left at its
     /// last value).
     shown: Mutex<BTreeSet<(&'static str, String, String)>>,
@@ -140,7 +140,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Every metric of `LIVE.md` §6 registered (counters at 0, the circuit of `venue`
-    /// closed), histograms with the buckets above.
+    /// closed), histograms with the buckets above. `venue` is the run's exchange: the per-venue
+    /// metrics show it and no other.
     pub fn new(venue: &str) -> Metrics {
         let buckets = [
             (names::UNPROTECTED_SECONDS, UNPROTECTED_BUCKETS),
@@ -160,6 +161,7 @@ impl Metrics {
             recorder,
             handle,
             observer: Mutex::new(Observer::default()),
+            venue: venue.to_string(),
             shown: Mutex::new(BTreeSet::new()),
         };
         m.with(|| {
@@ -205,6 +207,7 @@ impl Metrics {
                         metrics::counter!(*name, labels).increment(1);
                     }
                     Update::Observe { name, value } => metrics::histogram!(*name).record(*value),
+                    Update::Set { name, value } => metrics::gauge!(*name).set(*value),
                 }
             }
         });
@@ -218,6 +221,16 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .step(entries, record);
         self.apply(&updates);
+    }
+
+    /// A stored open position taken up again (a restart): an open window counts at once.
+    pub fn on_restore(&self, record: &PositionRecord) {
+        let update = self
+            .observer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .restore(record);
+        self.apply(&[update]);
     }
 
     /// One REST request to `endpoint` (its path), answered (or not) after `elapsed`.
@@ -304,7 +317,8 @@ impl Metrics {
         self.with(|| metrics::histogram!(names::DB_COMMIT_SECONDS).record(elapsed.as_secs_f64()));
     }
 
-    /// Sets the gauges; a label set shown before and missing now reads 0.
+    /// Sets the gauges; a label set shown before and missing now reads 0. (The unprotected
+    /// gauge is set at each commit instead, by [`Metrics::on_step`].)
     pub fn set_gauges(&self, g: &Gauges) {
         let mut now: BTreeMap<(&'static str, String, String), f64> = BTreeMap::new();
         for ((symbol, state), n) in &g.positions {
@@ -319,12 +333,10 @@ impl Metrics {
                 *age,
             );
         }
-        for (venue, open) in &g.circuit_open {
-            now.insert(
-                (names::CIRCUIT_OPEN, venue.clone(), String::new()),
-                if *open { 1.0 } else { 0.0 },
-            );
-        }
+        now.insert(
+            (names::CIRCUIT_OPEN, self.venue.clone(), String::new()),
+            if g.circuit_open { 1.0 } else { 0.0 },
+        );
         let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
         for key in shown.iter() {
             now.entry(key.clone()).or_insert(0.0);
@@ -341,7 +353,6 @@ impl Metrics {
                     _ => metrics::gauge!(*name, "venue" => a.clone()).set(*v),
                 }
             }
-            metrics::gauge!(names::UNPROTECTED).set(g.unprotected as f64);
             metrics::gauge!(names::WITHOUT_TRAILING_STOP).set(g.without_trailing_stop as f64);
             metrics::gauge!(names::CLOCK_OFFSET_MS).set(g.clock_offset_ms as f64);
         });
@@ -557,7 +568,6 @@ mod tests {
         g.positions.insert(("BTCUSDT".into(), "active"), 2);
         g.price_age.insert("BTCUSDT".into(), 1.5);
         g.clock_offset_ms = -12;
-        g.unprotected = 1;
         m.set_gauges(&g);
         let text = m.render();
         for name in names::ALL {
@@ -574,7 +584,7 @@ mod tests {
             ),
             Some(2.0)
         );
-        assert_eq!(v(names::UNPROTECTED, &[]), Some(1.0));
+        assert_eq!(v(names::UNPROTECTED, &[]), Some(0.0));
         assert_eq!(v(names::CLOCK_OFFSET_MS, &[]), Some(-12.0));
         assert_eq!(v(names::CIRCUIT_OPEN, &[("venue", "bybit")]), Some(0.0));
         assert_eq!(
@@ -641,6 +651,29 @@ mod tests {
             sample(&text, names::PRICE_AGE_SECONDS, &[("symbol", "BTCUSDT")]),
             Some(0.0)
         );
+    }
+
+    /// The circuit is shown for the run's exchange only, from the start and when it opens.
+    #[test]
+    fn the_circuit_is_shown_for_the_runs_exchange_only() {
+        for (venue, other) in [("binance", "bybit"), ("bybit", "binance"), ("sim", "bybit")] {
+            let m = Metrics::new(venue);
+            let circuits = |text: &str| -> Vec<(String, f64)> {
+                samples(text)
+                    .into_iter()
+                    .filter(|s| s.name == names::CIRCUIT_OPEN)
+                    .map(|s| (s.labels["venue"].clone(), s.value))
+                    .collect()
+            };
+            assert_eq!(circuits(&m.render()), [(venue.to_string(), 0.0)]);
+            m.set_gauges(&Gauges {
+                circuit_open: true,
+                ..Gauges::default()
+            });
+            let text = m.render();
+            assert_eq!(circuits(&text), [(venue.to_string(), 1.0)]);
+            assert!(!text.contains(&format!("venue=\"{other}\"")), "{text}");
+        }
     }
 
     /// Two runs in one process keep their own numbers (no global recorder).

@@ -4,13 +4,16 @@
 //! after it; the updates are derived from those alone, so the metrics say what the journal
 //! says. Pure: no recorder here ([`super::Metrics::apply`] applies the updates), which keeps
 //! each event → metric rule testable on its own.
+//!
+//! The unprotected gauge is set here too, at each commit: a step is committed before its
+//! command leaves (write-ahead), so a scrape during a slow create already sees the window.
 
 use std::collections::BTreeMap;
 
 use crate::engine::{ActivationReason, Event, HoldReason, SendReason};
 use crate::runner::{Entry, Input};
 use crate::store::PositionRecord;
-use crate::venue::{RejectReason, VenueEvent};
+use crate::venue::{Phase, RejectReason, StopOrderSnapshot, VenueEvent};
 
 use super::names;
 
@@ -22,6 +25,11 @@ pub enum Update {
         labels: Vec<(&'static str, String)>,
     },
     Observe {
+        name: &'static str,
+        value: f64,
+    },
+    /// A gauge without labels.
+    Set {
         name: &'static str,
         value: f64,
     },
@@ -42,12 +50,104 @@ struct Seen {
     /// The lifecycle's unprotected window at the last step (`since`, total ms).
     since: Option<i64>,
     total_ms: i64,
+    /// The stop of ours that stood at the last step (resting, or still resting while its
+    /// amend or cancel is in flight), by its sequence number.
+    standing: Option<u32>,
+}
+
+impl Seen {
+    /// What a stored lifecycle says (a position first seen mid-life: after a restart).
+    fn of(order: &StopOrderSnapshot) -> Seen {
+        Seen {
+            pending: None,
+            since: order.unprotected_since,
+            total_ms: order.unprotected_ms,
+            standing: standing(&order.phase),
+        }
+    }
+}
+
+/// The stop that rests in `phase`, if one does.
+fn standing(phase: &Phase) -> Option<u32> {
+    match phase {
+        Phase::Resting { order }
+        | Phase::Amending { from: order, .. }
+        | Phase::Cancelling { from: order, .. }
+        | Phase::Unknown {
+            prior: Some(order), ..
+        } => Some(order.seq),
+        _ => None,
+    }
+}
+
+/// The unprotected windows that closed during one step's entries, a window open when the
+/// step began included. The lifecycle's total says how long they lasted, but not how many
+/// there were: a window that opens and closes inside one step at one data time (a simulated
+/// venue's instant answers) leaves no trace in it. So they are counted from the entries: a
+/// window opens when a stop is sent and none stands, or when the standing one is cancelled;
+/// it closes when a stop is accepted, when the send is refused with nothing standing, or
+/// when the position closes.
+fn windows_closed(entries: &[Entry], seen: &Seen) -> usize {
+    let mut open = seen.since.is_some();
+    let mut standing = seen.standing;
+    let mut closed = 0;
+    let mut close = |open: &mut bool| {
+        if std::mem::take(open) {
+            closed += 1;
+        }
+    };
+    for e in entries {
+        match e {
+            Entry::Event(Event::UpdateSent { .. }) if standing.is_none() => open = true,
+            Entry::Input(Input::Venue { event }) => match event {
+                VenueEvent::Cancelled { order, .. } if standing == Some(order.seq) => {
+                    standing = None;
+                    open = true;
+                }
+                VenueEvent::Accepted { order, .. } => {
+                    standing = Some(order.seq);
+                    close(&mut open);
+                }
+                VenueEvent::Rejected { .. } if standing.is_none() => close(&mut open),
+                VenueEvent::Triggered { .. } | VenueEvent::PositionClosed { .. } => {
+                    standing = None;
+                    close(&mut open);
+                }
+                _ => {}
+            },
+            Entry::Input(Input::Close { .. }) => close(&mut open),
+            _ => {}
+        }
+    }
+    closed
 }
 
 /// Turns committed steps into updates; one per run (live or paper).
 #[derive(Debug, Default)]
 pub struct Observer {
     seen: BTreeMap<u64, Seen>,
+}
+
+impl Observer {
+    /// A stored open position (a restart): its window, if one is open, counts from now.
+    /// Returns the unprotected gauge's new value.
+    pub fn restore(&mut self, record: &PositionRecord) -> Update {
+        if record.closed().is_none() {
+            self.seen
+                .insert(record.id(), Seen::of(&record.runner.order));
+        }
+        self.unprotected()
+    }
+
+    /// Open positions with a stop sent and none resting (a replace window, a first create,
+    /// a cancelled stop), as the gauge.
+    fn unprotected(&self) -> Update {
+        let n = self.seen.values().filter(|s| s.since.is_some()).count();
+        Update::Set {
+            name: names::UNPROTECTED,
+            value: n as f64,
+        }
+    }
 }
 
 fn send_reason(r: Option<SendReason>) -> &'static str {
@@ -76,11 +176,7 @@ impl Observer {
             if opened {
                 Seen::default()
             } else {
-                Seen {
-                    pending: None,
-                    since: order.unprotected_since,
-                    total_ms: order.unprotected_ms,
-                }
+                Seen::of(order)
             }
         });
         let mut out = Vec::new();
@@ -91,22 +187,26 @@ impl Observer {
                 Entry::Input(_) => {}
             }
         }
-        // A window that closed in this step (a stop rests again): its length, once. (Windows
-        // that open and close in one step at one data time, as a simulated venue's instant
-        // answers do, last 0 ms and are not seen; a live answer is always a step of its own.)
+        // Each window that closed in this step, once: the first with the time the lifecycle
+        // added, any other with 0 (they opened and closed at one data time). The lifecycle's
+        // total is the length; the entries only count.
         let grew = order.unprotected_ms > seen.total_ms;
-        if grew || (seen.since.is_some() && order.unprotected_since != seen.since) {
-            let ms = (order.unprotected_ms - seen.total_ms).max(0);
+        let ended = grew || (seen.since.is_some() && order.unprotected_since != seen.since);
+        let windows = windows_closed(entries, seen).max(usize::from(ended));
+        let ms = (order.unprotected_ms - seen.total_ms).max(0);
+        for i in 0..windows {
             out.push(Update::Observe {
                 name: names::UNPROTECTED_SECONDS,
-                value: ms as f64 / 1000.0,
+                value: if i == 0 { ms as f64 / 1000.0 } else { 0.0 },
             });
         }
         seen.since = order.unprotected_since;
         seen.total_ms = order.unprotected_ms;
+        seen.standing = standing(&order.phase);
         if record.closed().is_some() {
             self.seen.remove(&id);
         }
+        out.push(self.unprotected());
         out
     }
 }
@@ -245,9 +345,25 @@ mod tests {
                         .collect::<Vec<_>>()
                         .join(",")
                 )),
-                Update::Observe { .. } => None,
+                _ => None,
             })
             .collect()
+    }
+
+    fn observed(u: &[Update]) -> Vec<f64> {
+        u.iter()
+            .filter_map(|u| match u {
+                Update::Observe { value, .. } => Some(*value),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn unprotected(u: &[Update]) -> Option<f64> {
+        u.iter().find_map(|u| match u {
+            Update::Set { name, value } if *name == names::UNPROTECTED => Some(*value),
+            _ => None,
+        })
     }
 
     /// Opening with an initial stop (accepted), activation, a held update, an emergency send,
@@ -264,8 +380,9 @@ mod tests {
             counts(&u),
             ["trailstop_stop_updates_total{symbol=BTCUSDT,reason=initial,result=ok}"]
         );
-        // The initial stop's window opened and closed at once (0 ms, in the same step).
-        assert!(!u.iter().any(|u| matches!(u, Update::Observe { .. })));
+        // The initial stop's window opened and closed at once: observed, 0 ms long.
+        assert_eq!(observed(&u), [0.0]);
+        assert_eq!(unprotected(&u), Some(0.0));
 
         // 102 at 60 s: activation and a normal send (interval passed).
         let mut tap = Recorder::default();
@@ -336,7 +453,9 @@ mod tests {
             counts(&u),
             ["trailstop_stop_updates_total{symbol=BTCUSDT,reason=initial,result=ambiguous}"]
         );
-        assert!(!u.iter().any(|u| matches!(u, Update::Observe { .. })));
+        // Still open: not observed yet, and the position counts as unprotected.
+        assert_eq!(observed(&u), [] as [f64; 0]);
+        assert_eq!(unprotected(&u), Some(1.0));
         // The look-up finds it resting 2.5 s later (data time): ok, and a 2.5 s window.
         let mut tap = Recorder::default();
         r.on_venue_event(&accepted(1, 9800, 2_500).unwrap(), &mut tap);
@@ -345,10 +464,8 @@ mod tests {
             counts(&u),
             ["trailstop_stop_updates_total{symbol=BTCUSDT,reason=initial,result=ok}"]
         );
-        assert!(u.contains(&Update::Observe {
-            name: names::UNPROTECTED_SECONDS,
-            value: 2.5
-        }));
+        assert_eq!(observed(&u), [2.5]);
+        assert_eq!(unprotected(&u), Some(0.0));
         // Later answers without a pending send: a rate limit, a refusal.
         for (reason, result) in [
             (
@@ -432,15 +549,85 @@ mod tests {
             }
             steps.push(obs.step(&tap.journal(), &record(&r, &tap.journal())));
         }
-        let observed = |u: &Vec<Update>| -> Vec<f64> {
-            u.iter()
-                .filter_map(|u| match u {
-                    Update::Observe { value, .. } => Some(*value),
-                    _ => None,
-                })
-                .collect()
-        };
-        let all: Vec<Vec<f64>> = steps.iter().map(observed).collect();
+        let all: Vec<Vec<f64>> = steps.iter().map(|u| observed(u)).collect();
         assert_eq!(all, vec![vec![0.1], vec![], vec![], vec![0.3]]);
+        // Unprotected from the cancel's acknowledgement to the create's, not before.
+        let gauge: Vec<Option<f64>> = steps.iter().map(|u| unprotected(u)).collect();
+        assert_eq!(gauge, [Some(0.0), Some(0.0), Some(1.0), Some(0.0)]);
+    }
+
+    /// A cancel + create venue that answers at once, as a simulated one does.
+    struct AtOnce;
+    impl Venue for AtOnce {
+        fn atomic_amend(&self) -> bool {
+            false
+        }
+        fn execute(&mut self, c: crate::venue::Command, ts: i64) -> Option<VenueEvent> {
+            use crate::venue::Command;
+            match c {
+                Command::Place { order, stop } => Some(VenueEvent::Accepted {
+                    order,
+                    stop,
+                    ts,
+                    venue_id: None,
+                }),
+                Command::Cancel { order } => Some(VenueEvent::Cancelled { order, ts }),
+                _ => None,
+            }
+        }
+    }
+
+    /// Windows that open and close inside one step at one data time (the first create, each
+    /// replace) are observed, 0 s each: the count is the windows, the sum their time; a
+    /// held update opens none.
+    #[test]
+    fn windows_of_0_ms_inside_one_step_are_observed() {
+        let inst = Instrument::with_price_decimals(dec!(0.01), 2);
+        let mut obs = Observer::default();
+        let mut tap = Recorder::default();
+        let mut r = PositionRunner::open(&position(), &inst, &config(), AtOnce, &mut tap).unwrap();
+        let u = obs.step(&tap.journal(), &record(&r, &tap.journal()));
+        assert_eq!(observed(&u), [0.0]);
+        let mut windows = Vec::new();
+        for (price, ts) in [(10200, 60_000), (10230, 65_000), (10550, 70_000)] {
+            let mut tap = Recorder::default();
+            r.on_price(price, ts, &mut tap).unwrap();
+            let u = obs.step(&tap.journal(), &record(&r, &tap.journal()));
+            assert_eq!(unprotected(&u), Some(0.0));
+            windows.push(observed(&u));
+        }
+        // The normal send's replace, nothing for the held one, the emergency send's replace.
+        assert_eq!(windows, [vec![0.0], vec![], vec![0.0]]);
+        assert_eq!(r.unprotected_ms(), 0);
+    }
+
+    /// A stored position restored with its window open counts as unprotected at once, and
+    /// its window is observed when it closes (from the stored start).
+    #[test]
+    fn a_restored_open_window_counts_until_it_closes() {
+        let inst = Instrument::with_price_decimals(dec!(0.01), 2);
+        let mut tap = Recorder::default();
+        let mut r = PositionRunner::open(
+            &position(),
+            &inst,
+            &config(),
+            Silent { atomic: false },
+            &mut tap,
+        )
+        .unwrap();
+        let stored = record(&r, &tap.journal());
+        let mut obs = Observer::default();
+        assert_eq!(
+            obs.restore(&stored),
+            Update::Set {
+                name: names::UNPROTECTED,
+                value: 1.0
+            }
+        );
+        let mut tap = Recorder::default();
+        r.on_venue_event(&accepted(1, 9800, 400).unwrap(), &mut tap);
+        let u = obs.step(&tap.journal(), &record(&r, &tap.journal()));
+        assert_eq!(observed(&u), [0.4]);
+        assert_eq!(unprotected(&u), Some(0.0));
     }
 }

@@ -1,5 +1,6 @@
 //! What the live runner notes beside its book for the gauges and `/status`: the exchange
-//! positions it does not manage, and when each stream last spoke.
+//! positions it does not manage (until they are managed or leave the exchange), and when
+//! each stream last spoke.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +11,7 @@ use crate::engine::State;
 use crate::live::bybit::stream::StreamMessage;
 use crate::live::bybit::ws::WsEvent;
 use crate::live::runner::Book;
+use crate::live::runner::exchange::{PositionInfo, from_binance};
 use crate::live::runner::status::StreamStatus;
 
 #[derive(Debug, Default)]
@@ -31,6 +33,9 @@ impl Watch {
                 self.connected.insert(kind.as_str(), false);
             }
             WsEvent::Message(m) => {
+                if let StreamMessage::Positions { list, .. } = m {
+                    self.flat(list);
+                }
                 // Pongs and replies name no stream; the data messages do.
                 let kind = match m {
                     StreamMessage::Ticker(_) => "public",
@@ -62,6 +67,10 @@ impl Watch {
                 self.connected.insert(name(kind), false);
             }
             E::Message(m) => {
+                if let M::Account(a) = m {
+                    let list: Vec<PositionInfo> = a.positions.iter().map(from_binance).collect();
+                    self.flat(&list);
+                }
                 let kind = match m {
                     M::Price(_) => "public",
                     M::Algo(_) | M::Order(_) | M::Account(_) => "private",
@@ -71,6 +80,24 @@ impl Watch {
             }
             E::Unreadable { .. } => {}
         }
+    }
+
+    /// Positions a message says are flat leave the unmanaged set (closed by hand,
+    /// liquidated: nothing is left to protect).
+    fn flat(&mut self, list: &[PositionInfo]) {
+        for p in list.iter().filter(|p| !p.is_open()) {
+            self.unmanaged
+                .remove(&(p.symbol.clone(), p.position_idx.as_u8()));
+        }
+    }
+
+    /// After a listing of every open position of the account: an unmanaged one not in it
+    /// has left the exchange (its close was missed while a stream was down).
+    pub fn listed(&mut self, open: &[PositionInfo]) {
+        self.unmanaged.retain(|(symbol, idx)| {
+            open.iter()
+                .any(|p| p.is_open() && p.symbol == *symbol && p.position_idx.as_u8() == *idx)
+        });
     }
 
     /// Each stream's state for `/status`.
@@ -93,19 +120,19 @@ impl Watch {
             .collect()
     }
 
-    /// The gauges: positions by symbol and engine state, the unprotected ones (a stop sent,
-    /// none resting), the unmanaged ones, price ages, the clock offset, the circuit.
+    /// The gauges: positions by symbol and engine state, the unmanaged ones, price ages,
+    /// the clock offset, the circuit. (The unprotected ones are counted at each commit.)
     pub fn gauges(
         &self,
         book: &Book,
         arrived: &BTreeMap<String, Instant>,
         clock_offset_ms: i64,
-        venue: &str,
         circuit_open: bool,
     ) -> Gauges {
         let mut g = Gauges {
             without_trailing_stop: self.unmanaged.len() as u64,
             clock_offset_ms,
+            circuit_open,
             ..Gauges::default()
         };
         for slot in book.slots.values().filter(|s| s.runner.closed().is_none()) {
@@ -117,16 +144,12 @@ impl Watch {
             *g.positions
                 .entry((slot.driver.symbol.clone(), state))
                 .or_default() += 1;
-            if slot.runner.order.unprotected_since().is_some() {
-                g.unprotected += 1;
-            }
         }
         let now = Instant::now();
         for (symbol, at) in arrived {
             g.price_age
                 .insert(symbol.clone(), now.duration_since(*at).as_secs_f64());
         }
-        g.circuit_open.insert(venue.to_string(), circuit_open);
         g
     }
 }
@@ -136,17 +159,23 @@ mod tests {
     use super::*;
     use crate::engine::{Instrument, Side, TrailingConfig};
     use crate::live::runner::Opening;
+    use crate::live::runner::exchange::PositionIdx;
     use crate::store::{OpenOptions, Store};
     use rust_decimal_macros::dec;
 
-    /// An open position whose first stop is on its way is counted by symbol and state and as
-    /// unprotected; a refused exchange position as without a trailing stop; every symbol's
-    /// price age and the circuit are there.
+    /// An open position whose first stop is on its way is counted by symbol and state, and
+    /// as unprotected from the commit that sent it to the one that saw it rest; a refused
+    /// exchange position as without a trailing stop; every symbol's price age and the circuit
+    /// are there.
     #[test]
     fn gauges_come_from_the_book_and_the_refused_positions() {
+        use crate::live::metrics::{Metrics, names, sample};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("g.sqlite"), OpenOptions::runner()).unwrap();
         let mut book = Book::new(store).unwrap();
+        let metrics = std::sync::Arc::new(Metrics::new("bybit"));
+        book.metrics = Some(metrics.clone());
+        let unprotected = || sample(&metrics.render(), names::UNPROTECTED, &[]);
         let config: TrailingConfig = toml::from_str(
             "activation_percent = \"1\"\ndistance_percent = \"1\"\ninitial_stop_percent = \"1\"",
         )
@@ -162,23 +191,24 @@ mod tests {
         };
         book.open(&o, &Instrument::with_price_decimals(dec!(0.1), 1), &config)
             .unwrap();
+        assert_eq!(unprotected(), Some(1.0));
         let mut w = Watch::default();
         w.unmanaged.insert(("DOGEUSDT".into(), 0));
         let arrived: BTreeMap<String, Instant> = [("BTCUSDT".to_string(), Instant::now())]
             .into_iter()
             .collect();
-        let g = w.gauges(&book, &arrived, -7, "bybit", false);
+        let g = w.gauges(&book, &arrived, -7, false);
         assert_eq!(
             g.positions,
             [(("BTCUSDT".to_string(), "inactive"), 1)]
                 .into_iter()
                 .collect()
         );
-        assert_eq!((g.unprotected, g.without_trailing_stop), (1, 1));
+        assert_eq!(g.without_trailing_stop, 1);
         assert_eq!(g.clock_offset_ms, -7);
         assert!(g.price_age["BTCUSDT"] < 5.0);
-        assert!(!g.circuit_open["bybit"]);
-        // Once its stop rests, it is protected.
+        assert!(!g.circuit_open);
+        // Once its stop rests (committed), it is protected.
         let (cmd, ts) = book.take_commands(1)[0];
         let crate::venue::Command::Place { order, stop } = cmd else {
             panic!("{cmd:?}")
@@ -192,9 +222,84 @@ mod tests {
                 venue_id: None,
             },
         );
-        assert_eq!(w.gauges(&book, &arrived, 0, "bybit", false).unprotected, 0);
+        assert_eq!(unprotected(), Some(1.0), "not before the commit");
+        book.commit(&[1]).unwrap();
+        assert_eq!(unprotected(), Some(0.0));
         let s = w.streams();
         assert!(!s["public"].connected);
         assert_eq!(s["private"].last_message_age_ms, None);
+    }
+
+    fn flat(symbol: &str, idx: PositionIdx) -> PositionInfo {
+        PositionInfo {
+            symbol: symbol.into(),
+            position_idx: idx,
+            side: None,
+            size: dec!(0),
+            avg_price: dec!(0),
+            stop_loss: None,
+            mark_price: None,
+            updated_ms: None,
+        }
+    }
+
+    /// An unmanaged position leaves the set when a position message says it is flat (Bybit's
+    /// `position` topic, Binance's `ACCOUNT_UPDATE`), or when a listing of the account's open
+    /// positions no longer has it; an open one stays.
+    #[test]
+    fn unmanaged_positions_leave_when_they_close() {
+        use crate::live::binance::request::PositionSide;
+        use crate::live::binance::stream::{AccountUpdate, StreamMessage as B};
+        let keys = |w: &Watch| w.unmanaged.iter().cloned().collect::<Vec<_>>();
+        let mut w = Watch::default();
+        for k in [
+            ("DOGEUSDT", 0),
+            ("XRPUSDT", 1),
+            ("XRPUSDT", 2),
+            ("SOLUSDT", 0),
+        ] {
+            w.unmanaged.insert((k.0.into(), k.1));
+        }
+        let mut open = flat("XRPUSDT", PositionIdx::HedgeSell);
+        open.side = Some(Side::Short);
+        open.size = dec!(3);
+        w.on_ws(&WsEvent::Message(StreamMessage::Positions {
+            ts: 1,
+            list: vec![flat("DOGEUSDT", PositionIdx::OneWay), open.clone()],
+        }));
+        assert_eq!(
+            keys(&w),
+            [
+                ("SOLUSDT".to_string(), 0),
+                ("XRPUSDT".to_string(), 1),
+                ("XRPUSDT".to_string(), 2)
+            ]
+        );
+        let binance = |symbol: &str, side, amount| crate::live::binance::snapshot::PositionInfo {
+            symbol: symbol.into(),
+            position_side: side,
+            amount,
+            entry_price: dec!(0),
+            mark_price: None,
+            updated_ms: None,
+        };
+        w.on_binance(&crate::live::binance::ws::WsEvent::Message(B::Account(
+            AccountUpdate {
+                ts: 2,
+                reason: "ORDER".into(),
+                positions: vec![
+                    binance("XRPUSDT", PositionSide::Long, dec!(0)),
+                    binance("XRPUSDT", PositionSide::Short, dec!(-3)),
+                ],
+            },
+        )));
+        assert_eq!(
+            keys(&w),
+            [("SOLUSDT".to_string(), 0), ("XRPUSDT".to_string(), 2)]
+        );
+        w.listed(&[open]);
+        assert_eq!(keys(&w), [("XRPUSDT".to_string(), 2)]);
+        w.listed(&[]);
+        assert!(w.unmanaged.is_empty());
     }
 }

@@ -192,6 +192,9 @@ impl Book {
                 dirty: false,
             },
         );
+        if let Some(m) = &self.metrics {
+            m.on_restore(rec);
+        }
         Ok(id)
     }
 

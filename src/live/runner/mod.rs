@@ -291,9 +291,7 @@ impl Live {
         }
         let open = s.circuit.values().any(|state| state == "open");
         let offset = self.venue.clock_offset_ms();
-        let gauges = self
-            .watch
-            .gauges(&self.book, &self.arrived, offset, "bybit", open);
+        let gauges = self.watch.gauges(&self.book, &self.arrived, offset, open);
         self.metrics.set_gauges(&gauges);
         *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }

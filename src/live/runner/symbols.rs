@@ -117,6 +117,8 @@ impl Live {
                 return Ok(());
             }
         };
+        // An unmanaged position missing from the listing has closed.
+        self.watch.listed(&list);
         for info in &list {
             self.open_discovered(info, ts).await?;
         }
