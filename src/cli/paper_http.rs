@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::live::metrics::{Gauges, Metrics};
+use crate::live::metrics::Metrics;
 use crate::live::runner::status::{self, PositionStatus, Shared, SymbolStatus};
 use crate::live::runner::{Status, shared_status};
 use crate::paper::Progress;
@@ -77,8 +77,8 @@ impl PaperHttp {
         ))
     }
 
-    /// A committed market step: the metrics of its position steps, then the gauges and the
-    /// status of the positions open after it.
+    /// A committed market step: the metrics of its position steps, then the status of the
+    /// positions open after it (the gauges' source).
     pub fn on_progress(&mut self, p: Progress<'_>) {
         for (entries, record) in p.steps {
             self.metrics.on_step(entries, record);
@@ -88,18 +88,6 @@ impl PaperHttp {
                 self.open.insert(record.id(), record.clone());
             }
         }
-        let mut g = Gauges::default();
-        for r in self.open.values() {
-            let state = match r.engine().state {
-                crate::engine::State::Inactive => "inactive",
-                crate::engine::State::Active => "active",
-                crate::engine::State::Triggered => "triggered",
-            };
-            *g.positions
-                .entry((r.engine().position.symbol.clone(), state))
-                .or_default() += 1;
-        }
-        self.metrics.set_gauges(&g);
         let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.symbols.insert(
             self.symbol.clone(),
@@ -113,6 +101,8 @@ impl PaperHttp {
             .values()
             .map(|r| PositionStatus::of(r, &r.runner))
             .collect();
+        let ids: Vec<u64> = self.open.keys().copied().collect();
+        s.remember_labels(&ids);
     }
 }
 

@@ -7,12 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Instant;
 
 use super::Gauges;
-use crate::engine::State;
 use crate::live::bybit::stream::StreamMessage;
 use crate::live::bybit::ws::WsEvent;
-use crate::live::runner::Book;
 use crate::live::runner::exchange::{PositionInfo, from_binance};
-use crate::live::runner::status::StreamStatus;
+use crate::live::runner::status::{Status, StreamStatus};
 
 #[derive(Debug, Default)]
 pub struct Watch {
@@ -119,56 +117,52 @@ impl Watch {
             })
             .collect()
     }
+}
 
-    /// The gauges: positions by symbol and engine state, the unmanaged ones, price ages,
-    /// the clock offset, the circuit. (The unprotected ones are counted at each commit.)
-    pub fn gauges(
-        &self,
-        book: &Book,
-        arrived: &BTreeMap<String, Instant>,
-        clock_offset_ms: i64,
-        circuit_open: bool,
-    ) -> Gauges {
-        let mut g = Gauges {
-            without_trailing_stop: self.unmanaged.len() as u64,
-            clock_offset_ms,
-            circuit_open,
-            ..Gauges::default()
-        };
-        for slot in book.slots.values().filter(|s| s.runner.closed().is_none()) {
-            let state = match slot.runner.engine.state() {
-                State::Inactive => "inactive",
-                State::Active => "active",
-                State::Triggered => "triggered",
-            };
-            *g.positions
-                .entry((slot.driver.symbol.clone(), state))
-                .or_default() += 1;
-        }
-        let now = Instant::now();
-        for (symbol, at) in arrived {
-            g.price_age
-                .insert(symbol.clone(), now.duration_since(*at).as_secs_f64());
-        }
-        g
+/// The gauges, from what `/status` holds when `/metrics` is scraped: positions by symbol
+/// and engine state, the unmanaged ones, price ages, the clock offset, the circuit. (The
+/// unprotected ones are counted at each commit, by [`super::Metrics::on_step`]: a scrape
+/// during a slow create sees them before the runner publishes.)
+pub fn gauges(status: &Status) -> Gauges {
+    let inputs = &status.gauges;
+    let mut g = Gauges {
+        without_trailing_stop: inputs.without_trailing_stop,
+        clock_offset_ms: inputs.clock_offset_ms,
+        positions: inputs
+            .seen
+            .iter()
+            .flat_map(|(symbol, states)| states.iter().map(|s| ((symbol.clone(), *s), 0)))
+            .collect(),
+        circuit_open: inputs.circuit_open,
+        ..Gauges::default()
+    };
+    for p in &status.positions {
+        *g.positions.entry((p.symbol.clone(), p.state)).or_default() += 1;
     }
+    let now = Instant::now();
+    for (symbol, at) in &inputs.arrived {
+        g.price_age
+            .insert(symbol.clone(), now.duration_since(*at).as_secs_f64());
+    }
+    g
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::{Instrument, Side, TrailingConfig};
-    use crate::live::runner::Opening;
     use crate::live::runner::exchange::PositionIdx;
+    use crate::live::runner::status::GaugeInputs;
+    use crate::live::runner::{Book, Opening};
     use crate::store::{OpenOptions, Store};
     use rust_decimal_macros::dec;
 
     /// An open position whose first stop is on its way is counted by symbol and state, and
     /// as unprotected from the commit that sent it to the one that saw it rest; a refused
     /// exchange position as without a trailing stop; every symbol's price age and the circuit
-    /// are there.
+    /// are there. The status is kept by [`Status::refresh`], as the runner keeps it.
     #[test]
-    fn gauges_come_from_the_book_and_the_refused_positions() {
+    fn gauges_come_from_the_status_and_the_refused_positions() {
         use crate::live::metrics::{Metrics, names, sample};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("g.sqlite"), OpenOptions::runner()).unwrap();
@@ -192,12 +186,21 @@ mod tests {
         book.open(&o, &Instrument::with_price_decimals(dec!(0.1), 1), &config)
             .unwrap();
         assert_eq!(unprotected(), Some(1.0));
-        let mut w = Watch::default();
-        w.unmanaged.insert(("DOGEUSDT".into(), 0));
-        let arrived: BTreeMap<String, Instant> = [("BTCUSDT".to_string(), Instant::now())]
-            .into_iter()
-            .collect();
-        let g = w.gauges(&book, &arrived, -7, false);
+        let w = Watch::default();
+        let mut status = Status::default();
+        let changed = book.take_changed();
+        status.refresh(&book, &changed);
+        status.remember_labels(&changed.positions);
+        status.gauges = GaugeInputs {
+            seen: status.gauges.seen.clone(),
+            arrived: [("BTCUSDT".to_string(), Instant::now())]
+                .into_iter()
+                .collect(),
+            without_trailing_stop: 1,
+            clock_offset_ms: -7,
+            circuit_open: false,
+        };
+        let g = gauges(&status);
         assert_eq!(
             g.positions,
             [(("BTCUSDT".to_string(), "inactive"), 1)]
@@ -225,6 +228,18 @@ mod tests {
         assert_eq!(unprotected(), Some(1.0), "not before the commit");
         book.commit(&[1]).unwrap();
         assert_eq!(unprotected(), Some(0.0));
+        let changed = book.take_changed();
+        status.refresh(&book, &changed);
+        // Closed, its gauge reads 0 rather than vanishing.
+        book.remove(1);
+        let changed = book.take_changed();
+        status.refresh(&book, &changed);
+        assert_eq!(
+            gauges(&status).positions,
+            [(("BTCUSDT".to_string(), "inactive"), 0)]
+                .into_iter()
+                .collect()
+        );
         let s = w.streams();
         assert!(!s["public"].connected);
         assert_eq!(s["private"].last_message_age_ms, None);
