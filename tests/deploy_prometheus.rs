@@ -372,3 +372,42 @@ fn the_dashboard_and_the_rules_use_only_metrics_trailstop_has() {
         assert!(in_rules.contains(m), "{m} has no alert");
     }
 }
+
+/// The README's Monitoring section names every alert rule (in bold) and every dashboard
+/// panel (in italics), so its lists cannot drift from the files.
+#[test]
+fn the_readme_names_every_rule_and_panel() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Monitoring"))
+        .expect("a Monitoring section");
+    // Line breaks inside an italic title are spaces.
+    let section = section.replace('\n', " ");
+    let rules: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap(),
+    )
+    .unwrap();
+    let mut n = 0;
+    for g in rules["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            let name = r["alert"].as_str().unwrap();
+            assert!(section.contains(&format!("**{name}**")), "rule {name}");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 8);
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/grafana/trailstop.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    for p in panels {
+        let title = p["title"].as_str().unwrap();
+        assert!(section.contains(&format!("*{title}*")), "panel {title}");
+    }
+    assert!(
+        section.contains(&format!("dashboard, {} panels", panels.len())),
+        "the panel count"
+    );
+}
