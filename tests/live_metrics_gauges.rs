@@ -28,6 +28,12 @@ use trailstop::live::metrics::{sample, samples};
 const WITHOUT: &str = "trailstop_positions_without_trailing_stop";
 const UNPROTECTED: &str = "trailstop_positions_unprotected";
 const WINDOWS: &str = "trailstop_unprotected_seconds_count";
+const WINDOWS_SUM: &str = "trailstop_unprotected_seconds_sum";
+
+/// Windows no longer than `le` seconds.
+fn windows_within(text: &str, le: &str) -> f64 {
+    sample(text, "trailstop_unprotected_seconds_bucket", &[("le", le)]).unwrap_or(f64::NAN)
+}
 
 fn value(text: &str, name: &str) -> f64 {
     sample(text, name, &[]).unwrap_or(f64::NAN)
@@ -195,7 +201,8 @@ async fn an_unmanaged_position_closed_by_hand_leaves_the_gauge() {
 /// Binance: a replace is a cancel, then a create. With the create answered 2 s late, the
 /// position reads unprotected = 1 from the cancel's acknowledgement until the answer, then
 /// 0; with the create refused by the rate limit (429, `Retry-After: 2`), 1 while it is held,
-/// then 0 once it is sent again. Each window is observed once. The circuit gauge shows
+/// then 0 once it is sent again. Each window is observed once, for the time it really lasted
+/// (the wall clock: the journal's data time says 0 for both). The circuit gauge shows
 /// `binance` only, and `/status` names its circuit `binance`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binance_replace_is_unprotected_until_its_create_rests() {
@@ -210,6 +217,12 @@ async fn a_binance_replace_is_unprotected_until_its_create_rests() {
     );
     assert_eq!(circuits(&text), [("binance".to_string(), 0.0)], "{text}");
     assert!(!text.contains("venue=\"bybit\""), "{text}");
+    assert_eq!(
+        windows_within(&text, "1"),
+        1.0,
+        "the first create's window is short"
+    );
+    let sum0 = value(&text, WINDOWS_SUM);
     let status = run.status().await.unwrap();
     assert_eq!(
         status["circuit"],
@@ -242,6 +255,9 @@ async fn a_binance_replace_is_unprotected_until_its_create_rests() {
     })
     .await;
     assert_eq!(value(&text, WINDOWS), 2.0);
+    let sum1 = value(&text, WINDOWS_SUM);
+    assert!((1.9..10.0).contains(&(sum1 - sum0)), "{sum0} → {sum1}");
+    assert_eq!(windows_within(&text, "1"), 1.0, "{text}");
     assert_eq!(run.stops(), [dec!(17157)]);
 
     // 17400 two minutes later: the next replace's create is rate limited for 2 s, then sent again.
@@ -263,6 +279,13 @@ async fn a_binance_replace_is_unprotected_until_its_create_rests() {
     })
     .await;
     assert_eq!(value(&text, WINDOWS), 3.0);
+    let sum2 = value(&text, WINDOWS_SUM);
+    assert!((1.9..10.0).contains(&(sum2 - sum1)), "{sum1} → {sum2}");
+    assert_eq!(
+        (windows_within(&text, "1"), windows_within(&text, "5")),
+        (1.0, 3.0),
+        "{text}"
+    );
     assert_eq!(run.stops(), [dec!(17356.5)]);
     let rate_limited: f64 = samples(&text)
         .iter()

@@ -78,8 +78,10 @@ impl PaperHttp {
     }
 
     /// A committed market step: the metrics of its position steps, then the status of the
-    /// positions open after it (the gauges' source).
+    /// positions open after it (the gauges' source). Both under the status's lock, which a
+    /// scrape of `/metrics` holds too: a scrape sees a step whole or not at all.
     pub fn on_progress(&mut self, p: Progress<'_>) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         for (entries, record) in p.steps {
             self.metrics.on_step(entries, record);
             if record.closed().is_some() {
@@ -88,7 +90,6 @@ impl PaperHttp {
                 self.open.insert(record.id(), record.clone());
             }
         }
-        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.symbols.insert(
             self.symbol.clone(),
             SymbolStatus {

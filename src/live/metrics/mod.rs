@@ -8,9 +8,12 @@
 //! - the runner's hooks: REST requests ([`Metrics::on_request`], Binance's
 //!   [`Metrics::on_binance_request`]), stream reconnects,
 //!   reconciliation fixes, engine and database timings;
-//! - [`Gauges`], set from the runner's book each time it publishes its status.
+//! - [`Gauges`], set from the runner's status when `/metrics` is scraped (the unprotected
+//!   gauge at each commit instead);
+//! - [`wall`]: a live run's unprotected windows by the wall clock.
 
 pub mod observe;
+pub mod wall;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,6 +124,9 @@ pub struct Metrics {
     observer: Mutex<Observer>,
     /// The run's exchange (`bybit`, `binance`; `sim` for paper): the only `venue` label.
     venue: String,
+    /// A live run times the unprotected windows by the wall clock ([`wall`]); else the
+    /// journal's data time is observed.
+    wall: Option<Mutex<wall::WallWindows>>,
     /// Label sets of the gauges set so far (a set no longer seen is set to 0, not left at its
     /// last value).
     shown: Mutex<BTreeSet<(&'static str, String, String)>>,
@@ -162,6 +168,7 @@ impl Metrics {
             handle,
             observer: Mutex::new(Observer::default()),
             venue: venue.to_string(),
+            wall: None,
             shown: Mutex::new(BTreeSet::new()),
         };
         m.with(|| {
@@ -183,6 +190,14 @@ impl Metrics {
             metrics::gauge!(names::CIRCUIT_OPEN, "venue" => venue.to_string()).set(0.0);
         });
         m
+    }
+
+    /// The unprotected windows timed by the wall clock, from the commit that opened each to
+    /// the one that closed it (a live run: its answers carry the data time of the point that
+    /// caused them, so the journal's windows are not the time a position was bare).
+    pub fn with_wall_windows(mut self) -> Metrics {
+        self.wall = Some(Mutex::new(wall::WallWindows::default()));
+        self
     }
 
     fn with<T>(&self, f: impl FnOnce() -> T) -> T {
@@ -215,11 +230,18 @@ impl Metrics {
 
     /// A committed step of a position (its journal entries and the record after it).
     pub fn on_step(&self, entries: &[Entry], record: &PositionRecord) {
-        let updates = self
+        let mut updates = self
             .observer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .step(entries, record);
+        if let Some(wall) = &self.wall {
+            wall.lock().unwrap_or_else(|e| e.into_inner()).time(
+                record,
+                &mut updates,
+                std::time::Instant::now(),
+            );
+        }
         self.apply(&updates);
     }
 
@@ -230,6 +252,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .restore(record);
+        if let Some(wall) = &self.wall {
+            wall.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .restore(record, std::time::Instant::now());
+        }
         self.apply(&[update]);
     }
 

@@ -910,10 +910,7 @@ async fn run_logged(
     // The store first: a second runner on the same database is refused before any request.
     let store = Store::open(&config.db, OpenOptions::runner())?;
     let mut book = Book::new(store)?;
-    let metrics = Arc::new(Metrics::new(match config.venue.exchange {
-        Exchange::Bybit => "bybit",
-        Exchange::Binance => "binance",
-    }));
+    let metrics = Arc::new(Metrics::new(config.venue.exchange.as_str()).with_wall_windows());
     book.metrics = Some(metrics.clone());
     let (addr, server) = status::listen(
         config.listen,

@@ -229,19 +229,18 @@ async fn serve(
     shared: Shared,
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let ("/metrics", Some(m)) = (req.uri().path(), &metrics) {
+        // Rendered under the status's lock: a writer that moves the counters and the status
+        // under it (paper) is seen whole.
+        let text = {
+            let status = shared.lock().unwrap_or_else(|e| e.into_inner());
+            m.set_gauges(&crate::live::metrics::watch::gauges(&status));
+            m.render()
+        };
+        return Ok(reply(StatusCode::OK, "text/plain; version=0.0.4", text));
+    }
     let status = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(match req.uri().path() {
-        "/metrics" if metrics.is_some() => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            metrics
-                .as_ref()
-                .map(|m| {
-                    m.set_gauges(&crate::live::metrics::watch::gauges(&status));
-                    m.render()
-                })
-                .unwrap_or_default(),
-        ),
         "/status" => reply(
             StatusCode::OK,
             "application/json",
