@@ -82,6 +82,9 @@ impl PaperHttp {
     /// A committed market step: the metrics of its position steps, then the status of the
     /// positions open after it (the gauges' source).
     pub fn on_progress(&mut self, p: Progress<'_>) {
+        // Counted and shown under the status lock, so a scrape sees the step whole or not.
+        let shared = self.status.clone();
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
         for (entries, record) in p.steps {
             self.metrics.on_step(entries, record);
             if record.closed().is_some() {
@@ -90,7 +93,6 @@ impl PaperHttp {
                 self.open.insert(record.id(), record.clone());
             }
         }
-        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.symbols.insert(
             self.symbol.clone(),
             SymbolStatus {

@@ -229,19 +229,17 @@ async fn serve(
     shared: Shared,
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let ("/metrics", Some(m)) = (req.uri().path(), &metrics) {
+        // Rendered under the status lock: the gauges and the counters are of one moment (a
+        // writer that counts a step and shows it holds the lock across both).
+        let status = shared.lock().unwrap_or_else(|e| e.into_inner());
+        m.set_gauges(&crate::live::metrics::watch::gauges(&status));
+        let text = m.render();
+        drop(status);
+        return Ok(reply(StatusCode::OK, "text/plain; version=0.0.4", text));
+    }
     let status = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(match req.uri().path() {
-        "/metrics" if metrics.is_some() => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            metrics
-                .as_ref()
-                .map(|m| {
-                    m.set_gauges(&crate::live::metrics::watch::gauges(&status));
-                    m.render()
-                })
-                .unwrap_or_default(),
-        ),
         "/status" => reply(
             StatusCode::OK,
             "application/json",
