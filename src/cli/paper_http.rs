@@ -78,10 +78,11 @@ impl PaperHttp {
     }
 
     /// A committed market step: the metrics of its position steps, then the status of the
-    /// positions open after it (the gauges' source). Both under the status's lock, which a
-    /// scrape of `/metrics` holds too: a scrape sees a step whole or not at all.
+    /// positions open after it (the gauges' source).
     pub fn on_progress(&mut self, p: Progress<'_>) {
-        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        // Counted and shown under the status lock, so a scrape sees the step whole or not.
+        let shared = self.status.clone();
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
         for (entries, record) in p.steps {
             self.metrics.on_step(entries, record);
             if record.closed().is_some() {

@@ -767,6 +767,11 @@ impl Live {
                     self.metrics.on_reconnect(kind);
                     self.say(&format!("{kind} stream reconnected: re-checking"));
                     self.recheck().await?;
+                } else if matches!(kind, "private" | "user") {
+                    // A position opened between the start's REST read and this subscription
+                    // reached no stream: found now, not at the next periodic re-check.
+                    self.say("private stream subscribed: re-checking what it could not see");
+                    self.recheck().await?;
                 }
             }
             Heard::Disconnected { kind, reason } => {

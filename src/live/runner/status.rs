@@ -230,13 +230,12 @@ async fn serve(
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if let ("/metrics", Some(m)) = (req.uri().path(), &metrics) {
-        // Rendered under the status's lock: a writer that moves the counters and the status
-        // under it (paper) is seen whole.
-        let text = {
-            let status = shared.lock().unwrap_or_else(|e| e.into_inner());
-            m.set_gauges(&crate::live::metrics::watch::gauges(&status));
-            m.render()
-        };
+        // Rendered under the status lock: the gauges and the counters are of one moment (a
+        // writer that counts a step and shows it holds the lock across both).
+        let status = shared.lock().unwrap_or_else(|e| e.into_inner());
+        m.set_gauges(&crate::live::metrics::watch::gauges(&status));
+        let text = m.render();
+        drop(status);
         return Ok(reply(StatusCode::OK, "text/plain; version=0.0.4", text));
     }
     let status = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
