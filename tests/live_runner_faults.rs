@@ -95,6 +95,16 @@ struct Run {
     live: Child,
 }
 
+impl Drop for Run {
+    /// A failing assertion leaves no runner behind.
+    fn drop(&mut self) {
+        if self.live.try_wait().ok().flatten().is_none() {
+            let _ = self.live.kill();
+            let _ = self.live.wait();
+        }
+    }
+}
+
 fn spawn(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_trailstop"))
         .arg("live")
