@@ -390,13 +390,14 @@ impl BinanceVenue {
         match response::answer(&command, &reply.outcome, ts, market) {
             Answer::Event(e) => Executed::event(e),
             Answer::Pending => match command {
-                // The create's acknowledgement: the algo order as it rests.
+                // The create's acknowledgement: the algo order as it rests, from the time the
+                // exchange says it took effect (its `updateTime`; never before the command).
                 Command::Place { order, .. } => match snapshot::algo_order(&reply.body) {
                     Ok(info) => match info.trigger_units(&m.instrument) {
                         Ok(stop) => Executed::event(VenueEvent::Accepted {
                             order,
                             stop,
-                            ts,
+                            ts: info.acknowledged_at(ts),
                             venue_id: Some(info.algo_id.to_string()),
                         }),
                         Err(e) => Executed::fatal(e.to_string()),

@@ -409,6 +409,11 @@ impl Model {
         }
     }
 
+    /// The data time of `symbol`'s last price, if it has one.
+    fn data_time(&self, symbol: &str) -> Option<i64> {
+        self.marks.get(symbol).map(|m| m.ts)
+    }
+
     fn algo_json(s: &AlgoStop) -> Value {
         json!({
             "algoId": s.algo_id, "clientAlgoId": s.client_algo_id, "algoType": "CONDITIONAL",
@@ -883,11 +888,18 @@ impl Model {
         ok(Value::Array(list))
     }
 
+    /// A create: the answer and the `ALGO_UPDATE` `NEW` carry the time the stop takes effect
+    /// (`updateTime`, the event time: the data time `update_latency_ms` after the create, as
+    /// a real exchange stamps its acknowledgement), so the client measures the window the
+    /// backtester counts.
     fn create_stop(&mut self, req: &HttpRequest, now: i64) -> (HttpReply, Vec<Outgoing>) {
         match self.validate_stop(req) {
             Ok(stop) => {
                 let reply = ok(Self::algo_json(&stop));
-                let out = vec![Self::algo_update(&stop, now, "")];
+                let at = self
+                    .data_time(&stop.symbol)
+                    .map_or(now, |_| stop.updated_ms);
+                let out = vec![Self::algo_update(&stop, at, "")];
                 self.stops.insert(stop.algo_id, stop);
                 (reply, out)
             }
@@ -1014,7 +1026,7 @@ impl Model {
             working_type,
             status: "NEW",
             created_ms: data_now.max(0),
-            updated_ms: data_now.max(0),
+            updated_ms: data_now.saturating_add(self.setup.update_latency_ms).max(0),
             trigger_ms: 0,
             active_from: data_now.saturating_add(self.setup.update_latency_ms),
             actual_order_id: None,
@@ -1058,6 +1070,8 @@ impl Model {
                 Vec::new(),
             );
         };
+        // In data time when the symbol has a price (a replay's time), as every other message.
+        let now = self.marks.get(&s.symbol).map_or(now, |m| m.ts);
         s.status = "CANCELED";
         s.updated_ms = now;
         let reply = ok(json!({

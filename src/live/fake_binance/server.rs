@@ -377,14 +377,52 @@ async fn pace_replay(shared: &Shared, pace: Pace) {
         } => {
             let http = reqwest::Client::new();
             loop {
+                let before = shared.model().open_positions().len();
                 let Some(ts) = step_ts(shared) else { return };
-                // Until the client says it has this point (or the fake stops).
-                while processed_ts(&http, &status_url, &symbol).await < Some(ts) {
-                    tokio::time::sleep(poll).await;
-                }
+                let after = shared.model().open_positions().len();
+                let opened_or_closed = (before != after).then_some(after);
+                client_caught_up(&http, &status_url, &symbol, ts, opened_or_closed, poll).await;
             }
         }
     }
+}
+
+/// How long a step that opened or closed a position waits for the client to show it.
+const POSITIONS_WITHIN: Duration = Duration::from_secs(2);
+
+/// Until the client says it has the point at `ts` (or the fake stops) and, when the step
+/// opened or closed a position (`positions`: how many are open now), until it holds as many
+/// open ones (at most [`POSITIONS_WITHIN`]): the user stream's news of a new position can
+/// come after the point on the market stream, and a stop created for it after the next
+/// point would be stamped with that point's time.
+async fn client_caught_up(
+    http: &reqwest::Client,
+    url: &str,
+    symbol: &str,
+    ts: i64,
+    positions: Option<usize>,
+    poll: Duration,
+) {
+    while processed_ts(http, url, symbol).await < Some(ts) {
+        tokio::time::sleep(poll).await;
+    }
+    let Some(want) = positions else { return };
+    let until = tokio::time::Instant::now() + POSITIONS_WITHIN;
+    while open_positions(http, url).await != Some(want) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// How many open positions a `/status` answer lists (`None` while unreachable).
+async fn open_positions(http: &reqwest::Client, url: &str) -> Option<usize> {
+    let resp = http
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&resp.text().await.ok()?).ok()?;
+    Some(v.get("positions")?.as_array()?.len())
 }
 
 /// `symbols.<symbol>.last_price_ts` of a `/status` answer (`None` while unreachable).
