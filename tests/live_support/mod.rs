@@ -275,3 +275,6 @@ impl Run {
         (text, self)
     }
 }
+
+/// The same runner on the fake Binance (a long of 1 BTC open, prices set by the test).
+pub mod binance_runner;

@@ -133,6 +133,8 @@ struct Position {
     side: Side,
     size: Decimal,
     entry: Decimal,
+    /// The data time of its last change (`positionRisk`'s `updateTime`).
+    updated_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -312,10 +314,12 @@ impl Model {
             side,
             size: Decimal::ZERO,
             entry: price,
+            updated_ms: ts,
         });
         let total = p.size + qty;
         p.entry = (p.entry * p.size + price * qty) / total;
         p.size = total;
+        p.updated_ms = ts;
         Ok(vec![self.account_update(&key, ts)])
     }
 
@@ -866,22 +870,23 @@ impl Model {
             }
             for ps in sides {
                 let p = self.positions.get(&(i.symbol.clone(), *ps));
-                let (amt, entry) = match p {
+                let (amt, entry, updated) = match p {
                     Some(p) if p.size > Decimal::ZERO => (
                         match p.side {
                             Side::Long => p.size,
                             Side::Short => -p.size,
                         },
                         p.entry,
+                        p.updated_ms,
                     ),
-                    _ => (Decimal::ZERO, Decimal::ZERO),
+                    _ => (Decimal::ZERO, Decimal::ZERO, now),
                 };
                 let mark = self.mark(&i.symbol).unwrap_or_default();
                 list.push(json!({
                     "symbol": i.symbol, "positionAmt": dec_text(amt),
                     "entryPrice": dec_text(entry), "markPrice": dec_text(mark),
                     "unRealizedProfit": "0", "liquidationPrice": "0", "leverage": "10",
-                    "marginType": "cross", "positionSide": ps, "updateTime": now
+                    "marginType": "cross", "positionSide": ps, "updateTime": updated
                 }));
             }
         }

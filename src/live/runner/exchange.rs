@@ -199,6 +199,24 @@ impl ExchangeVenue {
         }
     }
 
+    /// How long the host's ban has left (ms) when the exchange said (Binance's 418: its
+    /// `Retry-After` or "banned until"); `None` when it did not (Bybit's 403: the runner
+    /// waits its own `ban_wait`).
+    pub fn ban_left_ms(&self) -> Option<i64> {
+        match self {
+            ExchangeVenue::Bybit(_) => None,
+            ExchangeVenue::Binance(v) => v.rest().ban_left_ms(),
+        }
+    }
+
+    /// How the exchange says "banned" and "rate limited", for the log lines.
+    pub fn refusal_names(&self) -> (&'static str, &'static str) {
+        match self {
+            ExchangeVenue::Bybit(_) => ("HTTP 403", "10006"),
+            ExchangeVenue::Binance(_) => ("HTTP 418", "HTTP 429"),
+        }
+    }
+
     /// Bybit holds one stop per position, Binance stop orders.
     pub fn stop_model(&self) -> StopModel {
         match self {
