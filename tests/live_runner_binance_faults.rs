@@ -268,3 +268,36 @@ async fn a_create_that_would_trigger_closes_at_market_once_and_never_replaces_it
     assert_eq!(close.len(), 1, "{text}");
     assert!(close[0].contains("why=\"exit now\""), "{}", close[0]);
 }
+
+/// The exchange changed the tick (0.01 → 10) while running: the move's create (17157) is
+/// refused `-4014`; the runner's venue reads `exchangeInfo` again and sends it on the new
+/// grid, never looser (17160), and the next move goes on the new grid at once (17256.75 →
+/// 17260). The run goes on: no fatal refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_tick_rerounds_the_stop_and_the_run_goes_on() {
+    let mut run = Run::start(ONLY_BTC, &[]).await;
+    run.fake.set_tick(BTC, dec!(10));
+    let from = run.requests().len();
+    run.price(BTC, dec!(17200), at(60_000)).await;
+    run.wait_stop(BTC, "the move on the new grid", dec!(17160))
+        .await;
+    run.price(BTC, dec!(17300), at(120_000)).await;
+    run.wait_stop(BTC, "the next move on the new grid", dec!(17260))
+        .await;
+    assert!(run.alive(), "{}", read(&run.log));
+    assert_eq!(run.creates_since(from), ["17157", "17160", "17260"]);
+    let info_reads = run.requests()[from..]
+        .iter()
+        .filter(|r| r.path == "/fapi/v1/exchangeInfo")
+        .count();
+    assert_eq!(info_reads, 1, "the tick read again once");
+    let status = run.status().await.unwrap();
+    assert_eq!(
+        status["positions"][0]["confirmed_stop"], "17260",
+        "{status}"
+    );
+    let (text, _run) = run.finish().await;
+    let places = decisions(&text, "place stop");
+    assert_eq!(places.len(), 3, "{text}");
+    assert!(places[1].contains("result=\"accepted\""), "{}", places[1]);
+}

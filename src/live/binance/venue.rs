@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
-use super::request::{self, AlgoRef, PositionSide, StopOptions, Target};
+use super::request::{self, AlgoRef, PositionSide, RequestError, StopOptions, StopPrice, Target};
 use super::response::{self, Answer};
 use super::rest::{RestClient, RestError};
 use super::snapshot::{self, MissingStop, PositionInfo, parse_client_id};
@@ -142,6 +142,8 @@ pub struct BinanceVenue {
     prices: PriceClock,
     /// `ALGO_UPDATE`s already turned into news (client id, status).
     seen_algo: BTreeSet<(String, &'static str)>,
+    /// The last command was refused off the tick (`-4014`) and the tick sizes read again.
+    refreshed: bool,
 }
 
 impl BinanceVenue {
@@ -170,6 +172,7 @@ impl BinanceVenue {
             last_price: BTreeMap::new(),
             prices: PriceClock::default(),
             seen_algo: BTreeSet::new(),
+            refreshed: false,
         })
     }
 
@@ -328,9 +331,24 @@ impl BinanceVenue {
     }
 
     /// Executes `command` at `ts` (the event time it answers to). A create's or a cancel's
-    /// acknowledgement already told by the stream is not told again.
+    /// acknowledgement already told by the stream is not told again. A create refused off
+    /// the tick (`-4014`) reads the tick sizes again and goes once more, its stop moved onto
+    /// the new grid (never looser, `EXCHANGES.md` §1.8); refused so again, it is fatal.
     pub async fn execute(&mut self, command: Command, ts: i64) -> Executed {
+        self.refreshed = false;
         let mut done = self.execute_once(command, ts).await;
+        if std::mem::take(&mut self.refreshed) && done.action == Some(Action::Retry) {
+            done = self.execute_once(command, ts).await;
+            if std::mem::take(&mut self.refreshed) {
+                return Executed::action(Action::Fatal {
+                    code: response::code::PRICE_NOT_BY_TICK,
+                    message: format!(
+                        "{}: still off the tick after reading exchangeInfo again",
+                        describe_stop(&command, &self.managed)
+                    ),
+                });
+            }
+        }
         let position = match command {
             Command::Place { order, .. }
             | Command::Amend { order, .. }
@@ -362,6 +380,16 @@ impl BinanceVenue {
             Command::CloseAtMarket { .. } if m.close_ambiguous => m.close_attempt,
             Command::CloseAtMarket { .. } => m.close_attempt + 1,
             _ => m.close_attempt,
+        };
+        // The engine's stop onto the exchange's grid (they differ once the tick changed).
+        let command = match command {
+            Command::Place { order, stop } => {
+                match StopPrice::onto_grid(&m.symbol, stop, m.side, &m.instrument) {
+                    Ok(stop) => Command::Place { order, stop },
+                    Err(e) => return Executed::fatal(e.to_string()),
+                }
+            }
+            other => other,
         };
         let target = Target {
             symbol: &m.symbol,
@@ -421,6 +449,10 @@ impl BinanceVenue {
                             *i = s.instrument();
                         }
                     }
+                    if let Err(e) = self.retick_managed() {
+                        return Executed::fatal(e.to_string());
+                    }
+                    self.refreshed = true;
                     Executed::action(Action::Retry)
                 }
                 Err(e) => rest_failed(e),
@@ -434,6 +466,28 @@ impl BinanceVenue {
             Answer::RenewListenKey => Executed::action(Action::RenewListenKey),
             Answer::Fatal { code, message } => Executed::action(Action::Fatal { code, message }),
         }
+    }
+
+    /// The managed positions take their symbol's tick as read again, at the price decimals
+    /// their engines count in (a tick those decimals cannot hold is an error: the engine's
+    /// units would mean another price).
+    fn retick_managed(&mut self) -> Result<(), RequestError> {
+        for m in self.managed.values_mut() {
+            let Some(read) = self.instruments.get(&m.symbol) else {
+                continue;
+            };
+            let instrument =
+                Instrument::with_price_decimals(read.tick_size, m.instrument.price_decimals);
+            if instrument.units(read.tick_size).is_none_or(|t| t <= 0) {
+                return Err(RequestError::BadInstrument {
+                    symbol: m.symbol.clone(),
+                    tick: read.tick_size,
+                    decimals: m.instrument.price_decimals,
+                });
+            }
+            m.instrument = instrument;
+        }
+        Ok(())
     }
 
     /// After an ambiguous stop command: the algo order read back by its `clientAlgoId`.
@@ -682,6 +736,22 @@ impl BinanceVenue {
             news.events.push(e);
         }
         Ok(())
+    }
+}
+
+/// `command`'s stop for an error message: the symbol and the price, in the position's units.
+fn describe_stop(command: &Command, managed: &BTreeMap<u64, Managed>) -> String {
+    match *command {
+        Command::Place { order, stop } => match managed.get(&order.position) {
+            Some(m) => format!(
+                "{} stop {} (tick {})",
+                m.symbol,
+                m.instrument.decimal(stop),
+                m.instrument.tick_size
+            ),
+            None => format!("position {} stop {stop} units", order.position),
+        },
+        other => format!("{other:?}"),
     }
 }
 
