@@ -588,6 +588,13 @@ pub fn market_stream_path(symbols: &[&str], trigger: TriggerPrice) -> String {
     format!("/market/stream?streams={}", names.join("/"))
 }
 
+/// A live request on a market stream connection adding `names` to what it carries:
+/// `{"method":"SUBSCRIBE","params":["ethusdt@markPrice@1s"],"id":7}` (answered
+/// `{"result":null,"id":7}`).
+pub fn market_subscribe(names: &[String], id: u64) -> String {
+    serde_json::json!({"method": "SUBSCRIBE", "params": names, "id": id}).to_string()
+}
+
 /// The path of the user data stream on the `/private` host.
 pub fn private_stream_path(listen_key: &str) -> String {
     format!("/private/ws?listenKey={listen_key}")

@@ -193,6 +193,21 @@ impl BinanceVenue {
         self.instruments.get(symbol)
     }
 
+    /// `symbol`'s instrument, read now from `exchangeInfo` if not known yet (a symbol first
+    /// seen while running, `symbols = ["*"]`); `None` when Binance does not list it.
+    pub async fn learn(&mut self, symbol: &str) -> Result<Option<Instrument>, RestError> {
+        if let Some(i) = self.instruments.get(symbol) {
+            return Ok(Some(*i));
+        }
+        let info = self.rest.exchange_info().await?;
+        let Some(listed) = info.symbols.iter().find(|s| s.symbol == symbol) else {
+            return Ok(None);
+        };
+        let instrument = listed.instrument();
+        self.instruments.insert(symbol.to_string(), instrument);
+        Ok(Some(instrument))
+    }
+
     /// The last trigger price seen for `symbol`, in units.
     pub fn market_units(&self, symbol: &str) -> Option<i64> {
         let p = self.last_price.get(symbol)?;

@@ -89,6 +89,8 @@ struct Shared {
     private_connections: AtomicUsize,
     /// Raised on the first stream connection.
     subscribed: watch::Sender<bool>,
+    /// Every text frame the streams received, in order.
+    received: Mutex<Vec<(Stream, String)>>,
 }
 
 impl Shared {
@@ -138,6 +140,7 @@ impl FakeBinance {
             market_connections: AtomicUsize::new(0),
             private_connections: AtomicUsize::new(0),
             subscribed: watch::channel(false).0,
+            received: Mutex::new(Vec::new()),
         });
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(accept_loop(
@@ -296,6 +299,15 @@ impl FakeBinance {
     /// Every REST request received, in order.
     pub fn requests(&self) -> Vec<HttpRequest> {
         self.shared.model().requests.clone()
+    }
+
+    /// Every text frame the streams received (a `SUBSCRIBE`, say), in order.
+    pub fn received(&self) -> Vec<(Stream, String)> {
+        self.shared
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stream connections accepted so far.
@@ -642,7 +654,7 @@ fn upgrade(
             Session::Private => Vec::new(),
         };
         shared.subscribed.send_replace(true);
-        run_session(ws, session, first, rx, stop).await;
+        run_session(ws, session, first, rx, stop, &shared).await;
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -673,10 +685,11 @@ fn market_name<'a>(names: &'a [String], symbol: &str, stream: &str) -> Option<&'
 
 async fn run_session<S>(
     ws: WebSocketStream<S>,
-    session: Session,
+    mut session: Session,
     first: Vec<Outgoing>,
     mut rx: broadcast::Receiver<Wire>,
     mut stop: watch::Receiver<bool>,
+    shared: &Shared,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -708,16 +721,15 @@ async fn run_session<S>(
     loop {
         tokio::select! {
             msg = source.next() => match msg {
-                // Pings are answered by tungstenite; SUBSCRIBE-style requests get the plain
-                // reply (the streams were named in the URL).
+                // Pings are answered by tungstenite; a market connection's SUBSCRIBE adds
+                // streams (their current prices at once); the user stream's requests get the
+                // plain reply.
                 Some(Ok(Message::Text(t))) => {
-                    let id = serde_json::from_str::<serde_json::Value>(t.as_str())
-                        .ok()
-                        .and_then(|v| v.get("id").cloned())
-                        .unwrap_or(serde_json::Value::Null);
-                    let reply = serde_json::json!({"result": null, "id": id}).to_string();
-                    if sink.send(Message::Text(reply.into())).await.is_err() {
-                        return;
+                    let frames = on_text(&mut session, t.as_str(), shared);
+                    for f in frames {
+                        if sink.send(Message::Text(f.into())).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
@@ -749,4 +761,47 @@ async fn run_session<S>(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// A text frame a stream connection received: what it sends back (the reply, then the current
+/// prices of streams a `SUBSCRIBE` added).
+fn on_text(session: &mut Session, text: &str, shared: &Shared) -> Vec<String> {
+    let this = match &*session {
+        Session::Market { .. } => Stream::Market,
+        Session::Private => Stream::Private,
+    };
+    shared
+        .received
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((this, text.to_string()));
+    let Session::Market { combined, names } = session else {
+        let id = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("id").cloned())
+            .unwrap_or(serde_json::Value::Null);
+        return vec![serde_json::json!({"result": null, "id": id}).to_string()];
+    };
+    let answer = super::subscribe::on_request(names, text);
+    let mut frames = vec![answer.reply];
+    if !answer.added.is_empty() {
+        for out in shared.model().current_marks() {
+            let Outgoing::Market {
+                symbol,
+                stream,
+                text,
+            } = out
+            else {
+                continue;
+            };
+            match market_name(&answer.added, &symbol, stream) {
+                Some(name) if *combined => {
+                    frames.push(format!(r#"{{"stream":"{name}","data":{text}}}"#))
+                }
+                Some(_) => frames.push(text),
+                None => {}
+            }
+        }
+    }
+    frames
 }

@@ -153,8 +153,8 @@ struct Live {
     circuit: Breaker,
     /// Commands waiting for the venue, per position.
     held: resilience::HeldCommands,
-    /// Adds `tickers` topics to the public stream (a symbol first seen while running; Bybit).
-    tickers: Option<crate::live::bybit::ws::Subscriber>,
+    /// Adds a symbol first seen while running to the market stream.
+    tickers: Option<exchange::Subscriber>,
     /// The account's limit on stop calls, on the monotonic clock since `started`.
     pace: pace::Pacer,
     started: Instant,
@@ -973,7 +973,7 @@ async fn run_logged(
         resilience,
         circuit: Breaker::new(resilience.breaker),
         held: Default::default(),
-        tickers: streams.subscriber(),
+        tickers: Some(streams.subscriber()),
         pace: pace::Pacer::new(pace_limit),
         started: Instant::now(),
         metrics,
