@@ -460,3 +460,43 @@ async fn a_stop_off_a_changed_tick_is_rerounded_and_sent_again() {
     );
     w.fake.stop().await;
 }
+
+/// `manage` says why it refuses, as a typed error: a position managed twice, a second
+/// position on a key taken, a symbol the venue did not list.
+#[tokio::test]
+async fn managing_twice_or_an_unlisted_symbol_is_a_typed_error() {
+    use trailstop::live::binance::venue::ManageError;
+    let mut w = world().await;
+    let p = within(w.venue.rest().positions(Some(BTC))).await.unwrap();
+    assert_eq!(
+        w.venue.manage(POS, &p[0]),
+        Err(ManageError::AlreadyManaged { position: POS })
+    );
+    let taken = w.venue.manage(2, &p[0]).unwrap_err();
+    assert_eq!(
+        taken,
+        ManageError::KeyTaken {
+            symbol: BTC.into(),
+            position_side: "BOTH",
+            position: POS
+        }
+    );
+    assert_eq!(
+        taken.to_string(),
+        "BTCUSDT positionSide BOTH: already managed as position 1"
+    );
+    let mut eth = p[0].clone();
+    eth.symbol = "ETHUSDT".into();
+    let unknown = w.venue.manage(3, &eth).unwrap_err();
+    assert_eq!(
+        unknown,
+        ManageError::UnknownSymbol {
+            symbol: "ETHUSDT".into()
+        }
+    );
+    assert_eq!(
+        unknown.to_string(),
+        "ETHUSDT: not an instrument the venue listed"
+    );
+    w.fake.stop().await;
+}

@@ -47,6 +47,21 @@ pub enum Action {
     Fatal { code: i64, message: String },
 }
 
+/// Why a position cannot be managed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManageError {
+    #[error("{symbol}: not an instrument the venue listed")]
+    UnknownSymbol { symbol: String },
+    #[error("position {position} is already managed")]
+    AlreadyManaged { position: u64 },
+    #[error("{symbol} positionSide {position_side}: already managed as position {position}")]
+    KeyTaken {
+        symbol: String,
+        position_side: &'static str,
+        position: u64,
+    },
+}
+
 /// The result of one command.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Executed {
@@ -215,18 +230,24 @@ impl BinanceVenue {
     }
 
     /// Starts managing `info` (an open position of the venue) as `position`.
-    pub fn manage(&mut self, position: u64, info: &PositionInfo) -> Result<(), String> {
-        let instrument = *self
-            .instruments
-            .get(&info.symbol)
-            .ok_or_else(|| format!("{}: not an instrument the venue listed", info.symbol))?;
+    pub fn manage(&mut self, position: u64, info: &PositionInfo) -> Result<(), ManageError> {
+        let instrument =
+            *self
+                .instruments
+                .get(&info.symbol)
+                .ok_or_else(|| ManageError::UnknownSymbol {
+                    symbol: info.symbol.clone(),
+                })?;
+        if self.managed.contains_key(&position) {
+            return Err(ManageError::AlreadyManaged { position });
+        }
         let key = (info.symbol.clone(), info.position_side);
-        if self.managed.contains_key(&position) || self.by_key.contains_key(&key) {
-            return Err(format!(
-                "{} {}: already managed",
-                info.symbol,
-                info.position_side.as_str()
-            ));
+        if let Some(&p) = self.by_key.get(&key) {
+            return Err(ManageError::KeyTaken {
+                symbol: info.symbol.clone(),
+                position_side: info.position_side.as_str(),
+                position: p,
+            });
         }
         self.by_key.insert(key, position);
         self.managed.insert(

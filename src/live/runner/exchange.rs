@@ -271,7 +271,9 @@ impl ExchangeVenue {
     pub fn manage(&mut self, position: u64, info: &PositionInfo) -> Result<(), String> {
         match self {
             ExchangeVenue::Bybit(v) => v.manage(position, info).map_err(|e| e.to_string()),
-            ExchangeVenue::Binance(v) => v.manage(position, &to_binance(info)),
+            ExchangeVenue::Binance(v) => v
+                .manage(position, &to_binance(info))
+                .map_err(|e| e.to_string()),
         }
     }
 
