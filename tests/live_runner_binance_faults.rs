@@ -65,6 +65,10 @@ async fn a_429_is_waited_out_and_one_create_goes_at_the_newest_stop() {
     );
     assert_eq!(run.creates_since(from), ["17256.75"]);
     let (text, _run) = run.finish().await;
+    assert!(
+        text.contains("binance rate limit (HTTP 429): sends wait until"),
+        "{text}"
+    );
     let cancels = decisions(&text, "cancel stop");
     assert_eq!(cancels.len(), 2, "{text}");
     assert!(
@@ -112,6 +116,12 @@ async fn a_418_stops_all_rest_until_the_ban_ends_then_rechecks_and_sends_the_new
         },
     )
     .await;
+    let (_, why) = run.health().await.unwrap();
+    assert!(
+        why.contains("binance REST banned (HTTP 418) until"),
+        "{why}"
+    );
+    assert_eq!(run.status().await.unwrap()["circuit"]["binance"], "banned");
     run.price(BTC, dec!(17300), at(120_000)).await;
     assert!(run.alive(), "{}", read(&run.log));
     assert_eq!(run.stop(BTC), Some(dec!(16830)), "the stop rests meanwhile");
@@ -142,6 +152,7 @@ async fn a_418_stops_all_rest_until_the_ban_ends_then_rechecks_and_sends_the_new
     )
     .await;
     let (text, _run) = run.finish().await;
+    assert!(text.contains("binance bans this IP (HTTP 418)"), "{text}");
     assert!(
         text.contains("the ban is over: re-checking over REST"),
         "{text}"
