@@ -126,7 +126,15 @@ async fn a_418_stops_all_rest_until_the_ban_ends_then_rechecks_and_sends_the_new
     assert!(run.alive(), "{}", read(&run.log));
     assert_eq!(run.stop(BTC), Some(dec!(16830)), "the stop rests meanwhile");
     let banned_at = run.requests().len();
-    assert_eq!(banned_at, from + 1, "only the refused call");
+    assert_eq!(
+        banned_at,
+        from + 1,
+        "only the refused call: {:?}",
+        run.requests()[from..]
+            .iter()
+            .map(|r| (&r.method, &r.path))
+            .collect::<Vec<_>>()
+    );
     run.wait_stop(BTC, "the newest stop after the ban", dec!(17256.75))
         .await;
     let after = &run.requests()[banned_at..];
@@ -212,7 +220,15 @@ async fn during_a_418_the_resting_stop_still_closes_the_position() {
         "{:?}",
         run.fake.positions()
     );
-    assert_eq!(run.requests().len(), from + 1, "no REST during the ban");
+    assert_eq!(
+        run.requests().len(),
+        from + 1,
+        "no REST during the ban: {:?}",
+        run.requests()[from..]
+            .iter()
+            .map(|r| (&r.method, &r.path))
+            .collect::<Vec<_>>()
+    );
     // Past the ban's end: nothing is placed on the closed position.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     assert_eq!(run.creates_since(from), Vec::<String>::new());

@@ -113,7 +113,35 @@ impl Run {
     pub async fn start(symbols: &str, env: &[(&str, &str)]) -> Run {
         let run = Run::launch(symbols, env).await;
         run.wait_stop(BTC, "the first stop", dec!(16830)).await;
+        run.settled().await;
         run
+    }
+
+    /// Until the re-check the user stream's first connection asks for is done (the log says
+    /// it started; no request for 300 ms since), so a test's request log starts after it.
+    pub async fn settled(&self) {
+        wait_for(
+            "the first re-check",
+            Duration::from_secs(10),
+            &self.log,
+            async || read(&self.log).contains("private stream subscribed: re-checking"),
+        )
+        .await;
+        let mut seen = self.requests().len();
+        let mut quiet_since = Instant::now();
+        wait_for(
+            "no request for 300 ms",
+            Duration::from_secs(10),
+            &self.log,
+            async || {
+                let now = self.requests().len();
+                if now != seen {
+                    (seen, quiet_since) = (now, Instant::now());
+                }
+                quiet_since.elapsed() >= Duration::from_millis(300)
+            },
+        )
+        .await;
     }
 
     /// The fake and the runner, not waiting for anything.
