@@ -328,3 +328,49 @@ async fn a_changed_tick_rerounds_the_stop_and_the_run_goes_on() {
     assert_eq!(places.len(), 3, "{text}");
     assert!(places[1].contains("result=\"accepted\""), "{}", places[1]);
 }
+
+/// HTTP 429 on the move's create, the old stop already cancelled (the position is bare until
+/// a stop lands): nothing is sent during `Retry-After`, the move wanted meanwhile replaces the
+/// held create, and the stop that lands is the newest; the refused price is never placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_on_the_create_lands_only_the_newest_stop() {
+    let run = Run::start(ONLY_BTC, &[]).await;
+    run.fake.inject(Fault::on(
+        "POST",
+        ALGO,
+        FaultKind::RateLimited { retry_after_s: 2 },
+    ));
+    let from = run.requests().len();
+    run.price(BTC, dec!(17200), at(60_000)).await;
+    wait_for(
+        "the 429 on the create",
+        Duration::from_secs(10),
+        &run.log,
+        async || run.creates_since(from).len() == 1,
+    )
+    .await;
+    assert_eq!(run.stop(BTC), None, "cancelled, and the create refused");
+    run.price(BTC, dec!(17300), at(120_000)).await;
+    run.wait_stop(BTC, "the newest stop after Retry-After", dec!(17256.75))
+        .await;
+    // The held create stays in flight for the lifecycle, so the newer stop first cancels it
+    // (`-2011`: never created, read back as gone), then goes.
+    assert_eq!(
+        run.creates_since(from),
+        ["17157", "17256.75"],
+        "{:?}",
+        algo_calls(&run, from)
+    );
+    let (text, _run) = run.finish().await;
+    let places = decisions(&text, "place stop");
+    assert!(
+        places
+            .iter()
+            .any(|l| l.contains("place stop 17157") && l.contains("rate limited (HTTP 429)")),
+        "{text}"
+    );
+    assert!(
+        places.last().unwrap().contains("place stop 17256.75"),
+        "{text}"
+    );
+}
