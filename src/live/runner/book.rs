@@ -134,6 +134,8 @@ pub struct Book {
     pub atomic_amend: bool,
     /// Told each committed step and how long its transaction took (issue 14), if set.
     pub metrics: Option<std::sync::Arc<crate::live::metrics::Metrics>>,
+    /// The positions of each symbol (a price steps only these).
+    by_symbol: BTreeMap<String, BTreeSet<u64>>,
     /// What changed since [`Book::take_changed`]: `/status` is brought up to date from these
     /// alone, so a message costs what it touched, not the whole book.
     changed: Changed,
@@ -163,6 +165,7 @@ impl Book {
             next_id,
             atomic_amend: true,
             metrics: None,
+            by_symbol: BTreeMap::new(),
             changed: Changed::default(),
         })
     }
@@ -197,6 +200,7 @@ impl Book {
                 source,
             }
         })?;
+        self.index(&driver.symbol, id);
         self.slots.insert(
             id,
             Slot {
@@ -257,6 +261,7 @@ impl Book {
             m.on_step(&entries, &record);
         }
         self.next_id += 1;
+        self.index(&o.symbol, id);
         self.slots.insert(
             id,
             Slot {
@@ -319,10 +324,16 @@ impl Book {
             s.recent.pop_front();
         }
         let ids: Vec<u64> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.driver.symbol == symbol && s.runner.closed().is_none())
-            .map(|(id, _)| *id)
+            .by_symbol
+            .get(symbol)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|id| {
+                self.slots
+                    .get(id)
+                    .is_some_and(|s| s.runner.closed().is_none())
+            })
             .collect();
         let mut stepped = Vec::new();
         for id in ids {
@@ -511,15 +522,35 @@ impl Book {
     /// Removes a closed position (its record stays in the store).
     pub fn remove(&mut self, id: u64) -> Option<Slot> {
         self.changed.positions.insert(id);
-        self.slots.remove(&id)
+        let slot = self.slots.remove(&id)?;
+        if let Some(ids) = self.by_symbol.get_mut(&slot.driver.symbol) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_symbol.remove(&slot.driver.symbol);
+            }
+        }
+        Some(slot)
+    }
+
+    fn index(&mut self, symbol: &str, id: u64) {
+        match self.by_symbol.get_mut(symbol) {
+            Some(ids) => {
+                ids.insert(id);
+            }
+            None => {
+                self.by_symbol
+                    .insert(symbol.to_string(), BTreeSet::from([id]));
+            }
+        }
     }
 
     /// The open position at `symbol` + `idx`.
     pub fn at(&self, symbol: &str, idx: u8) -> Option<u64> {
-        self.slots
-            .iter()
-            .find(|(_, s)| s.driver.symbol == symbol && s.driver.position_idx == idx)
-            .map(|(id, _)| *id)
+        self.by_symbol.get(symbol)?.iter().copied().find(|id| {
+            self.slots
+                .get(id)
+                .is_some_and(|s| s.driver.position_idx == idx)
+        })
     }
 }
 

@@ -620,7 +620,12 @@ impl Live {
             self.open_discovered(info, ts).await?;
         }
         for p in &news.prices {
-            self.arrived.insert(p.symbol.clone(), Instant::now());
+            match self.arrived.get_mut(&p.symbol) {
+                Some(at) => *at = Instant::now(),
+                None => {
+                    self.arrived.insert(p.symbol.clone(), Instant::now());
+                }
+            }
             self.dry_triggers(&p.symbol, p.price, p.ts).await?;
             let started = std::time::Instant::now();
             let stepped = self.book.on_price(&p.symbol, p.price, p.ts)?;
