@@ -117,28 +117,18 @@ impl Run {
         run
     }
 
-    /// Until the re-check the user stream's first connection asks for is done (the log says
-    /// it started; no request for 300 ms since), so a test's request log starts after it.
+    /// Until the re-check after the user stream's first connection is over: `/status` shows
+    /// the stream connected once it is (published after it), so the requests a test counts
+    /// from here are its own.
     pub async fn settled(&self) {
         wait_for(
-            "the first re-check",
-            Duration::from_secs(10),
-            &self.log,
-            async || read(&self.log).contains("private stream subscribed: re-checking"),
-        )
-        .await;
-        let mut seen = self.requests().len();
-        let mut quiet_since = Instant::now();
-        wait_for(
-            "no request for 300 ms",
-            Duration::from_secs(10),
+            "the user stream",
+            Duration::from_secs(30),
             &self.log,
             async || {
-                let now = self.requests().len();
-                if now != seen {
-                    (seen, quiet_since) = (now, Instant::now());
-                }
-                quiet_since.elapsed() >= Duration::from_millis(300)
+                self.status()
+                    .await
+                    .is_some_and(|s| s["streams"]["private"]["connected"] == true)
             },
         )
         .await;
