@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rust_decimal_macros::dec;
 
-use live_support::binance::{ALGO, BinanceRun};
+use live_support::binance_runner::{self, ALGO, at};
 use live_support::{BTC, ETH, Run, STOP_PATH, T0, scrape_until, wait_for};
 use trailstop::engine::Side;
 use trailstop::live::fake_binance::{Fault as BinanceFault, FaultKind as BinanceFaultKind};
@@ -206,7 +206,17 @@ async fn an_unmanaged_position_closed_by_hand_leaves_the_gauge() {
 /// `binance` only, and `/status` names its circuit `binance`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binance_replace_is_unprotected_until_its_create_rests() {
-    let run = BinanceRun::start(&[]).await;
+    let run = binance_runner::Run::start(r#"["BTCUSDT"]"#, &[]).await;
+    let stops = || -> Vec<rust_decimal::Decimal> {
+        run.fake.resting_stops().into_iter().map(|s| s.2).collect()
+    };
+    let cancels = || {
+        run.fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path == ALGO)
+            .count()
+    };
     let text = scrape_until(&run.listen, "the first stop counted", &run.log, |t| {
         positions(t, BTC, "inactive") == 1.0 && value(t, WINDOWS) == 1.0
     })
@@ -238,9 +248,8 @@ async fn a_binance_replace_is_unprotected_until_its_create_rests() {
             hold: Duration::from_secs(2),
         },
     ));
-    let cancels = run.algo_calls("DELETE");
-    run.fake
-        .set_price(BTC, dec!(17200), false, run.t0 + 120_000);
+    let cancelled = cancels();
+    run.fake.set_price(BTC, dec!(17200), false, at(120_000));
     let text = scrape_until(
         &run.listen,
         "unprotected during the create",
@@ -248,7 +257,7 @@ async fn a_binance_replace_is_unprotected_until_its_create_rests() {
         |t| value(t, UNPROTECTED) == 1.0,
     )
     .await;
-    assert_eq!(run.algo_calls("DELETE"), cancels + 1, "the cancel went");
+    assert_eq!(cancels(), cancelled + 1, "the cancel went");
     assert_eq!(value(&text, WINDOWS), 1.0, "the window is still open");
     let text = scrape_until(&run.listen, "protected after the create", &run.log, |t| {
         value(t, UNPROTECTED) == 0.0
@@ -258,7 +267,7 @@ async fn a_binance_replace_is_unprotected_until_its_create_rests() {
     let sum1 = value(&text, WINDOWS_SUM);
     assert!((1.9..10.0).contains(&(sum1 - sum0)), "{sum0} → {sum1}");
     assert_eq!(windows_within(&text, "1"), 1.0, "{text}");
-    assert_eq!(run.stops(), [dec!(17157)]);
+    assert_eq!(stops(), [dec!(17157)]);
 
     // 17400 two minutes later: the next replace's create is rate limited for 2 s, then sent again.
     run.fake.inject(BinanceFault::on(
@@ -266,14 +275,13 @@ async fn a_binance_replace_is_unprotected_until_its_create_rests() {
         ALGO,
         BinanceFaultKind::RateLimited { retry_after_s: 2 },
     ));
-    run.fake
-        .set_price(BTC, dec!(17400), false, run.t0 + 240_000);
+    run.fake.set_price(BTC, dec!(17400), false, at(240_000));
     let text = scrape_until(&run.listen, "unprotected while held", &run.log, |t| {
         value(t, UNPROTECTED) == 1.0
     })
     .await;
     assert_eq!(value(&text, WINDOWS), 2.0);
-    assert!(run.stops().is_empty(), "{:?}", run.stops());
+    assert!(stops().is_empty(), "{:?}", stops());
     let text = scrape_until(&run.listen, "protected after the hold", &run.log, |t| {
         value(t, UNPROTECTED) == 0.0
     })
@@ -286,7 +294,7 @@ async fn a_binance_replace_is_unprotected_until_its_create_rests() {
         (1.0, 3.0),
         "{text}"
     );
-    assert_eq!(run.stops(), [dec!(17356.5)]);
+    assert_eq!(stops(), [dec!(17356.5)]);
     let rate_limited: f64 = samples(&text)
         .iter()
         .filter(|s| s.name == "trailstop_exchange_errors_total")

@@ -13,8 +13,6 @@ use serde_json::Value;
 use trailstop::engine::Side;
 use trailstop::live::fake_bybit::{FakeBybit, FakeConfig, InstrumentSpec, Setup, Stream};
 
-pub mod binance;
-
 pub const KEY: &str = "symbols-test-key-5e07a1";
 pub const SECRET: &str = "symbols-test-secret-9d24f6";
 pub const BTC: &str = "BTCUSDT";
@@ -326,6 +324,9 @@ impl Run {
         (text, self)
     }
 }
+
+/// The same runner on the fake Binance (a long of 1 BTC open, prices set by the test).
+pub mod binance_runner;
 
 impl Drop for Run {
     /// A failing assertion leaves no runner behind.

@@ -83,14 +83,10 @@ pub(super) fn kind_of(cmd: &Command) -> Kind {
 }
 
 impl Live {
-    /// The run's exchange, as the circuit's logs, `/healthz` and `/status` name it.
-    fn venue_name(&self) -> &'static str {
-        self.venue.exchange().as_str()
-    }
-
     fn transition(&self, t: Transition) {
-        let venue = self.venue_name();
         let at = |ms: i64| crate::timefmt::iso_ms(ms);
+        let venue = self.venue.exchange().as_str();
+        let (banned, limited) = self.venue.refusal_names();
         match t {
             Transition::Opened { failures, until_ms } => log::warn(&format!(
                 "{venue} circuit open after {failures} failed sends: stops are only moved \
@@ -105,7 +101,7 @@ impl Live {
                 reason: PauseReason::Banned,
                 until_ms,
             } => log::warn(&format!(
-                "{venue} bans this IP (HTTP 403): no REST to it until {}; the stops on the \
+                "{venue} bans this IP ({banned}): no REST to it until {}; the stops on the \
                  exchange keep working",
                 at(until_ms)
             )),
@@ -113,7 +109,7 @@ impl Live {
                 reason: PauseReason::RateLimited,
                 until_ms,
             } => log::warn(&format!(
-                "{venue} rate limit (10006): sends wait until {}",
+                "{venue} rate limit ({limited}): sends wait until {}",
                 at(until_ms)
             )),
             Transition::Resumed { reason } => log::note(&format!(
@@ -149,13 +145,14 @@ impl Live {
 
     /// Why `/healthz` is degraded by the venue, if it is.
     pub(super) fn circuit_degraded(&self) -> Option<String> {
-        let venue = self.venue_name();
         let now = self.now();
+        let venue = self.venue.exchange().as_str();
         if let Some((reason, until)) = self.circuit.paused(now) {
             let at = crate::timefmt::iso_ms(until);
             return Some(match reason {
                 PauseReason::Banned => {
-                    format!("{venue} REST banned (HTTP 403) until {at}: no request is sent")
+                    let banned = self.venue.refusal_names().0;
+                    format!("{venue} REST banned ({banned}) until {at}: no request is sent")
                 }
                 PauseReason::RateLimited => format!("{venue} rate limited until {at}"),
             });
@@ -168,7 +165,7 @@ impl Live {
 
     pub(super) fn circuit_status(&self) -> BTreeMap<String, String> {
         BTreeMap::from([(
-            self.venue_name().to_string(),
+            self.venue.exchange().as_str().to_string(),
             self.circuit.state_name(self.now()).to_string(),
         )])
     }
