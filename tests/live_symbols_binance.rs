@@ -91,6 +91,15 @@ async fn a_position_on_a_new_symbol_gets_its_stop_at_once_and_trails_on_its_own_
         reads + 1,
         "ETH's instrument read once"
     );
+    // The SUBSCRIBE goes on the market stream's own task: it may reach the fake just after
+    // the stop (a REST call) does.
+    wait_for(
+        "ETH's market stream subscribed",
+        Duration::from_secs(10),
+        &run.log,
+        async || !subscribes(&run).is_empty(),
+    )
+    .await;
     assert_eq!(subscribes(&run), [vec!["ethusdt@markPrice@1s".to_string()]]);
 
     // ETH's prices move ETH's stop only.
