@@ -727,6 +727,7 @@ impl Live {
                 ts,
                 close_now,
                 renew_key,
+                recheck,
             } => {
                 self.on_news(news, ts.unwrap_or(now)).await?;
                 for (id, reason) in close_now {
@@ -734,6 +735,8 @@ impl Live {
                 }
                 if renew_key {
                     self.renew_listen_key(streams).await?;
+                } else if recheck {
+                    self.recheck().await?;
                 }
             }
             Heard::KeepAlive => {

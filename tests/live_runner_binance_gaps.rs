@@ -1,0 +1,173 @@
+//! `trailstop live` on the fake Binance through what the exchange does to its clients
+//! besides answering: pings and the 24-hour cut, duplicate and reordered user-stream
+//! messages, request weights, and fills in several executions. The five-position replay of
+//! `tests/live_support/binance.rs` in lockstep: the runner must end with the trades of
+//! `trailstop backtest` (`venue = "binance"`) whatever the fake did. Every wait is bounded.
+#![cfg(feature = "live")]
+
+mod live_support;
+
+use std::time::Duration;
+
+use live_support::binance::Replayed;
+use trailstop::live::fake_binance::{Pick, Stream, StreamFault};
+
+/// Pings every 100 ms, a drop after 400 ms without a pong, and every connection cut 1.5 s
+/// after it opened (Binance: 3 min, 10 min, 24 h): the runner answers every ping (never
+/// dropped), reconnects each stream after each cut and re-checks over REST, and its trades
+/// and events are the backtest's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_pings_and_cuts_the_replay_equals_the_backtest() {
+    let run = Replayed::setup(0, |c| {
+        c.ping_every = Duration::from_millis(100);
+        c.pong_within = Duration::from_millis(400);
+        c.cut_after = Duration::from_millis(1500);
+    })
+    .await;
+    let mut live = run.spawn(&[]);
+    run.until_replayed(&mut live).await;
+    run.finish(&mut live).await;
+    run.assert_backtest();
+    for s in [Stream::Market, Stream::Private] {
+        let c = run.fake.counts(s);
+        assert_eq!(c.dropped_without_pong, 0, "{s:?}: {c:?}");
+        assert!(c.cut >= 2 && c.connections > c.cut, "{s:?}: {c:?}");
+        assert!(c.pongs >= c.pings / 2 && c.pongs > 0, "{s:?}: {c:?}");
+    }
+    let text = run.log_text();
+    assert!(
+        text.contains("market stream reconnected: re-checking"),
+        "{text}"
+    );
+    assert!(
+        text.contains("user stream reconnected: re-checking"),
+        "{text}"
+    );
+    // Each re-check read the positions: more reads than the start's.
+    let reads = run
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/fapi/v2/positionRisk")
+        .count();
+    assert!(reads >= 4, "{reads} position reads");
+}
+
+/// The replay with `faults` on the user stream from the start: the backtest's trades and
+/// events (each position closed once, at its stop's fill), no stop ever placed on a flat
+/// position, none left resting.
+async fn replay_with_stream_faults(faults: &[StreamFault]) -> Replayed {
+    let run = Replayed::setup(0, |_| {}).await;
+    for f in faults {
+        run.fake.inject_stream(f.clone());
+    }
+    let mut live = run.spawn(&[]);
+    run.until_replayed(&mut live).await;
+    run.finish(&mut live).await;
+    run.assert_backtest();
+    assert_eq!(run.fake.stops_without_position(), 0, "{}", run.log_text());
+    assert!(
+        run.fake.resting_stops().is_empty(),
+        "{:?}",
+        run.fake.resting_stops()
+    );
+    run
+}
+
+const EVENTS: [&str; 3] = ["ALGO_UPDATE", "ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE"];
+
+/// Every user-stream message sent twice (each `ALGO_UPDATE`, fill and `ACCOUNT_UPDATE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_user_stream_message_twice_changes_nothing() {
+    let faults: Vec<StreamFault> = EVENTS
+        .iter()
+        .map(|e| StreamFault::twice(Pick::event(e)).always())
+        .collect();
+    replay_with_stream_faults(&faults).await;
+}
+
+/// Each change's `ACCOUNT_UPDATE` first: every stop's trigger tells the flat position
+/// before any word of its fill. The runner re-checks over REST rather than closing at the
+/// last price, and finds each fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flat_position_told_before_the_stop_fired_changes_nothing() {
+    let run = replay_with_stream_faults(&[StreamFault::first(Pick::account()).always()]).await;
+    let found = run
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == live_support::binance::ALGO)
+        .count();
+    assert!(found >= 5, "each fill read back: {found} stop reads");
+}
+
+/// The fill and `FINISHED` after the flat position, all twice: the stop was seen firing,
+/// so the flat position waits for its fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fill_told_after_the_flat_position_changes_nothing() {
+    let mut faults: Vec<StreamFault> = EVENTS
+        .iter()
+        .map(|e| StreamFault::twice(Pick::event(e)).always())
+        .collect();
+    faults.push(StreamFault::last(Pick::order("FILLED")).always());
+    faults.push(StreamFault::last(Pick::algo("FINISHED")).always());
+    replay_with_stream_faults(&faults).await;
+}
+
+/// Every stop fills in three executions at its price: one trade per position, closed only
+/// once filled, the backtest's trades and events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fills_in_three_executions_at_one_price_give_the_backtests_trades() {
+    let run = Replayed::setup(0, |c| c.setup.fill_parts = 3).await;
+    let mut live = run.spawn(&[]);
+    run.until_replayed(&mut live).await;
+    run.finish(&mut live).await;
+    run.assert_backtest();
+}
+
+/// Every stop fills in three executions a tick (0.01) apart, away from the position: each
+/// trade's exit is their volume-weighted average, exact — 0.333 at the stop, 0.333 a tick
+/// worse, 0.334 two ticks worse: 0.01001 worse than the backtest's fill — and nothing else
+/// but the return it makes differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fills_in_three_executions_walking_the_book_exit_at_their_average() {
+    let run = Replayed::setup(0, |c| {
+        c.setup.fill_parts = 3;
+        c.setup.fill_slip_ticks = 1;
+    })
+    .await;
+    let mut live = run.spawn(&[]);
+    run.until_replayed(&mut live).await;
+    run.finish(&mut live).await;
+    let rows = |text: String| -> Vec<Vec<String>> {
+        text.lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect()
+    };
+    let live_rows = rows(std::fs::read_to_string(run.trades()).unwrap());
+    let bt_rows = rows(std::fs::read_to_string(run.backtest.join("trades.csv")).unwrap());
+    assert_eq!(live_rows.len(), 5, "{}", run.log_text());
+    for (l, b) in live_rows.iter().zip(&bt_rows) {
+        // exit_price (5) and pnl_pct (7) aside, the same row.
+        let without = |r: &Vec<String>| {
+            let mut r = r.clone();
+            r.remove(7);
+            r.remove(5);
+            r
+        };
+        assert_eq!(without(l), without(b), "{l:?} against {b:?}");
+        let bt: rust_decimal::Decimal = b[5].parse().unwrap();
+        let worse = rust_decimal_macros::dec!(0.01001);
+        let want = match b[1].as_str() {
+            "long" => bt - worse,
+            _ => bt + worse,
+        };
+        assert_eq!(
+            l[5].parse::<rust_decimal::Decimal>().unwrap(),
+            want,
+            "{l:?}"
+        );
+        assert_ne!(l[7], b[7]);
+    }
+}
