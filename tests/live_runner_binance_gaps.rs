@@ -171,3 +171,52 @@ async fn fills_in_three_executions_walking_the_book_exit_at_their_average() {
         assert_ne!(l[7], b[7]);
     }
 }
+
+/// Another client on the IP uses up the request weight when the first position opens
+/// (a 2 s window here; Binance: a minute): the runner's next call that weighs is answered 429
+/// `-1003` with a `Retry-After`. With the streams cut every 1.5 s, re-checks fall in that
+/// wait. The runner waits it out — no REST at all before it ends (a re-check included), so it
+/// never earns the 418 a request then would — and every position still ends closed by its
+/// stop, none left bare, no stop placed on a flat one; the later positions, opened after
+/// the wait, are the backtest's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_request_weight_the_runner_waits_out_the_retry_after() {
+    let first_open = 1_670_925_600_000; // 2022-12-13T10:00:00Z, the first entry
+    let run = Replayed::setup(0, |c| {
+        c.setup.weight_window_ms = 2_000;
+        c.setup.exhaust_weight_at = Some(first_open);
+        c.cut_after = Duration::from_millis(1500);
+    })
+    .await;
+    let mut live = run.spawn(&[]);
+    run.until_replayed(&mut live).await;
+    run.finish(&mut live).await;
+    let (refused, bans) = run.fake.rate_refusals();
+    let text = run.log_text();
+    assert!(refused >= 1, "no 429 for the weight: {text}");
+    assert_eq!(bans, 0, "a request during the Retry-After: {text}");
+    assert!(text.contains("rate limited"), "{text}");
+    assert!(text.contains("reconnected: re-checking"), "{text}");
+    assert_eq!(run.fake.stops_without_position(), 0, "{text}");
+    assert!(
+        run.fake.positions().is_empty(),
+        "{:?}",
+        run.fake.positions()
+    );
+    assert!(
+        run.fake.resting_stops().is_empty(),
+        "{:?}",
+        run.fake.resting_stops()
+    );
+    let rows = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect()
+    };
+    let (live_rows, bt_rows) = (rows(&run.trades()), rows(&run.backtest.join("trades.csv")));
+    assert_eq!(live_rows.len(), 5, "{text}");
+    assert_eq!(live_rows[1..], bt_rows[1..], "{text}");
+}

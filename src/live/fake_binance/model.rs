@@ -85,6 +85,9 @@ pub struct Setup {
     pub request_weight_per_min: u32,
     /// The weight's window (Binance: one minute; shorter for tests).
     pub weight_window_ms: i64,
+    /// From the first replayed point at or after this data time, another client on the IP
+    /// has used up the request weight (see [`Model::exhaust_weight`]).
+    pub exhaust_weight_at: Option<i64>,
     /// How long a client that sends during a 429's `Retry-After` is banned (418).
     pub ban_ms: i64,
     /// The `Retry-After` of a 429, in seconds.
@@ -116,6 +119,7 @@ impl Setup {
             orders_per_10s: 300,
             request_weight_per_min: 2400,
             weight_window_ms: 60_000,
+            exhaust_weight_at: None,
             ban_ms: 120_000,
             retry_after_s: 1,
             listen_key_ttl_ms: 3_600_000,
@@ -228,6 +232,11 @@ pub struct Model {
     /// Stops accepted with no open position for them to close (Binance may refuse those;
     /// the fake accepts and counts them: a client must never place one).
     pub stops_without_position: usize,
+    /// Another client on the IP uses up the weight before the next request.
+    exhaust_pending: bool,
+    /// The 429s for the request weight, and the bans (418) given, so far.
+    pub weight_refusals: usize,
+    pub bans: usize,
     /// Every request as received, for request-shape tests.
     pub requests: Vec<HttpRequest>,
 }
@@ -292,6 +301,9 @@ impl Model {
             reject_next_trigger: false,
             stream_faults: StreamFaults::default(),
             stops_without_position: 0,
+            exhaust_pending: false,
+            weight_refusals: 0,
+            bans: 0,
             requests: Vec::new(),
         }
     }
@@ -590,6 +602,10 @@ impl Model {
     /// not the trigger: the backtester's rule).
     pub fn on_price(&mut self, symbol: &str, price: Decimal, gap: bool, ts: i64) -> Vec<Outgoing> {
         self.marks.insert(symbol.to_string(), Mark { price, ts });
+        if self.setup.exhaust_weight_at.is_some_and(|at| ts >= at) {
+            self.setup.exhaust_weight_at = None;
+            self.exhaust_weight();
+        }
         self.trade_seq += 1;
         let mut out = vec![
             Outgoing::Market {
@@ -777,6 +793,7 @@ impl Model {
     }
 
     fn ban(&mut self, now: i64, for_ms: i64) -> HttpReply {
+        self.bans += 1;
         let until = now + for_ms;
         self.banned_until = Some(until);
         self.banned_reply(now)
@@ -824,12 +841,23 @@ impl Model {
         self.weight_calls.iter().map(|(_, w)| w).sum()
     }
 
+    /// Another client on the IP has used up the request weight: just before the next
+    /// request, the window is filled to the limit (that request, if it weighs, is the 429;
+    /// the filled weight leaves the window a window later).
+    pub fn exhaust_weight(&mut self) {
+        self.exhaust_pending = true;
+    }
+
     /// Counts `weight` against the IP's limit; over it, HTTP 429 `-1003` with a
     /// `Retry-After` until enough weight has aged out of the window (the request is not
     /// counted).
     fn weigh(&mut self, weight: u32, now: i64) -> Result<(), HttpReply> {
         let limit = self.setup.request_weight_per_min;
-        let used = self.used_weight(now);
+        let mut used = self.used_weight(now);
+        if std::mem::take(&mut self.exhaust_pending) && used < limit {
+            self.weight_calls.push_back((now, limit - used));
+            used = limit;
+        }
         if used + weight <= limit {
             if weight > 0 {
                 self.weight_calls.push_back((now, weight));
@@ -848,6 +876,7 @@ impl Model {
         }
         let secs = ((free_at - now).max(1) + 999) / 1000;
         self.penalty_until = Some(now + secs * 1000);
+        self.weight_refusals += 1;
         let mut r = err(
             429,
             code::TOO_MANY_REQUESTS,
@@ -2002,6 +2031,17 @@ mod tests {
         assert_eq!(r.status, 429);
         let (r, _) = send(&mut m, &req::position_mode(), T0 + 10_000);
         assert_eq!((r.status, used(&r)), (200, Some(30)));
+        // Another client used it up: the next request is the 429, until a window later.
+        m.exhaust_weight();
+        let (r, _) = send(&mut m, &req::server_time(), T0 + 20_000);
+        assert_eq!((r.status, used(&r)), (429, Some(40)));
+        assert_eq!(
+            outcome(&r),
+            Outcome::RateLimited {
+                retry_after_ms: 10_000
+            }
+        );
+        assert_eq!((m.weight_refusals, m.bans), (2, 0));
         // An order weighs nothing, a cancel 1, the open stops of every symbol 40.
         let order = wire(&place(1, dec!(95)), &creds(), T0);
         assert_eq!(request_weight(&order), 0);

@@ -374,6 +374,18 @@ impl FakeBinance {
         self.shared.model().stops_without_position
     }
 
+    /// Another client on the IP uses up the request weight: the next request that weighs
+    /// is answered 429.
+    pub fn exhaust_weight(&self) {
+        self.shared.model().exhaust_weight();
+    }
+
+    /// The 429s for the request weight and the bans (418) given so far.
+    pub fn rate_refusals(&self) -> (usize, usize) {
+        let m = self.shared.model();
+        (m.weight_refusals, m.bans)
+    }
+
     /// Every REST request received, in order.
     pub fn requests(&self) -> Vec<HttpRequest> {
         self.shared.model().requests.clone()

@@ -794,6 +794,12 @@ impl Live {
                 self.pause(PauseReason::Banned, ts + wait_ms);
                 Ok(())
             }
+            Err(Action::RetryAfter { ms }) => {
+                // Waited out like a command's 429 (on Binance no REST before it ends).
+                self.warn(&format!("re-check rate limited: held for {ms} ms"));
+                self.pause(PauseReason::RateLimited, ts + ms);
+                Ok(())
+            }
             Err(a) => {
                 self.warn(&format!("re-check failed ({a:?}); next one later"));
                 Ok(())
