@@ -18,9 +18,6 @@
 //! run with: cargo bench --features live --bench live_latency
 //! (points: TS_LATENCY_POINTS, default 20000, after 1000 warm-up points)
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
@@ -42,12 +39,9 @@ const SYMBOL: &str = "BTCUSDT";
 const T0: i64 = 1_670_889_600_000;
 const INSTRUMENTS: &str = include_str!("../tests/fixtures/bybit/http_get_instruments_linear.json");
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+#[path = "support/loopback.rs"]
+mod loopback;
+use loopback::{Answer, now_ms, show};
 
 fn envelope(result: &str) -> String {
     format!(
@@ -56,75 +50,26 @@ fn envelope(result: &str) -> String {
     )
 }
 
-/// One keep-alive connection: each request's arrival time (its first bytes read) goes to
-/// `arrived` for `trading-stop`; answers are Bybit's success envelopes.
-fn serve(mut conn: TcpStream, arrived: mpsc::Sender<Instant>) {
-    conn.set_nodelay(true).unwrap();
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = [0u8; 8192];
-    let mut first: Option<Instant> = None;
-    loop {
-        // A whole request in the buffer?
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-                buf.drain(..end + 4 + len);
-                let body = if path.starts_with("/v5/market/time") {
-                    let ms = now_ms();
-                    envelope(&format!(
-                        r#"{{"timeSecond":"{}","timeNano":"{}"}}"#,
-                        ms / 1000,
-                        ms as i128 * 1_000_000
-                    ))
-                } else if path.starts_with("/v5/market/instruments-info") {
-                    INSTRUMENTS.to_string()
-                } else {
-                    if path.starts_with("/v5/position/trading-stop")
-                        && let Some(t) = first
-                    {
-                        let _ = arrived.send(t);
-                    }
-                    envelope("{}")
-                };
-                first = if buf.is_empty() {
-                    None
-                } else {
-                    Some(Instant::now())
-                };
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if conn.write_all(reply.as_bytes()).is_err() {
-                    return;
-                }
-                continue;
-            }
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if buf.is_empty() {
-                    first = Some(Instant::now());
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-        }
+/// Bybit's success envelopes; the `trading-stop` calls' arrivals are timed.
+fn answer(_method: &str, path: &str, _body: &str) -> Answer {
+    let body = if path.starts_with("/v5/market/time") {
+        let ms = now_ms();
+        envelope(&format!(
+            r#"{{"timeSecond":"{}","timeNano":"{}"}}"#,
+            ms / 1000,
+            ms as i128 * 1_000_000
+        ))
+    } else if path.starts_with("/v5/market/instruments-info") {
+        INSTRUMENTS.to_string()
+    } else {
+        envelope("{}")
+    };
+    Answer {
+        body,
+        timed: path
+            .starts_with("/v5/position/trading-stop")
+            .then_some("trading-stop"),
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn main() {
@@ -133,15 +78,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let warm = 1_000;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, arrived) = mpsc::channel::<Instant>();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let tx = tx.clone();
-            std::thread::spawn(move || serve(conn, tx));
-        }
-    });
+    let (addr, arrived) = loopback::start(answer);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -279,7 +216,7 @@ min_improvement_percent = "0"
             }
             let t1 = Instant::now();
             assert_eq!(sent, 1, "every point moves the stop (point {n})");
-            let at = arrived.recv().unwrap();
+            let (_, at) = arrived.recv().unwrap();
             if n >= warm {
                 to_wire.push(at.duration_since(t0));
                 round_trip.push(t1.duration_since(t0));
@@ -287,33 +224,21 @@ min_improvement_percent = "0"
                 committed.push(stepped.duration_since(t0));
             }
         }
-        to_wire.sort();
-        round_trip.sort();
-        to_adapter.sort();
-        committed.sort();
-        let show = |name: &str, v: &[Duration]| {
-            println!(
-                "{name}: n={} p50={:.1} µs p90={:.1} µs p99={:.1} µs p99.9={:.1} µs max={:.1} µs",
-                v.len(),
-                percentile(v, 0.50).as_secs_f64() * 1e6,
-                percentile(v, 0.90).as_secs_f64() * 1e6,
-                percentile(v, 0.99).as_secs_f64() * 1e6,
-                percentile(v, 0.999).as_secs_f64() * 1e6,
-                v.last().unwrap().as_secs_f64() * 1e6,
-            );
-        };
-        show("ticker in -> engine stepped, step committed", &committed);
+        show(
+            "ticker in -> engine stepped, step committed",
+            &mut committed,
+        );
         show(
             "ticker in -> command handed to BybitVenue::execute",
-            &to_adapter,
+            &mut to_adapter,
         );
         show(
             "ticker in -> signed trading-stop at the loopback server",
-            &to_wire,
+            &mut to_wire,
         );
         show(
             "ticker in -> answer read and committed (one loopback round trip)",
-            &round_trip,
+            &mut round_trip,
         );
         let stop = book.slots[&id].runner.order.resting().unwrap().stop;
         println!(

@@ -119,7 +119,25 @@ impl Run {
     async fn start(env: &[(&str, &str)]) -> Run {
         let run = Run::launch(env).await;
         run.wait_stop("the first stop", dec!(16830)).await;
+        run.wait_private_stream().await;
         run
+    }
+
+    /// Until `/status` shows the private stream subscribed: the re-check that follows the
+    /// first subscription is over (the status is published after it), so the requests
+    /// counted from here are the test's.
+    async fn wait_private_stream(&self) {
+        wait_for(
+            "the private stream",
+            Duration::from_secs(30),
+            &self.log,
+            async || {
+                self.status()
+                    .await
+                    .is_some_and(|s| s["streams"]["private"]["connected"] == true)
+            },
+        )
+        .await;
     }
 
     /// The fake and the runner, not waiting for anything.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::live::metrics::{Gauges, Metrics};
+use crate::live::metrics::Metrics;
 use crate::live::runner::status::{self, PositionStatus, Shared, SymbolStatus};
 use crate::live::runner::{Status, shared_status};
 use crate::paper::Progress;
@@ -33,6 +33,8 @@ impl PaperHttp {
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
             *s = Status::default();
             s.reconciled = true;
+            // The gauges come from this status when `/metrics` is scraped.
+            s.gauges.venue = "sim".into();
         }
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
@@ -77,9 +79,12 @@ impl PaperHttp {
         ))
     }
 
-    /// A committed market step: the metrics of its position steps, then the gauges and the
-    /// status of the positions open after it.
+    /// A committed market step: the metrics of its position steps, then the status of the
+    /// positions open after it (the gauges' source).
     pub fn on_progress(&mut self, p: Progress<'_>) {
+        // Counted and shown under the status lock, so a scrape sees the step whole or not.
+        let shared = self.status.clone();
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
         for (entries, record) in p.steps {
             self.metrics.on_step(entries, record);
             if record.closed().is_some() {
@@ -88,23 +93,6 @@ impl PaperHttp {
                 self.open.insert(record.id(), record.clone());
             }
         }
-        let mut g = Gauges::default();
-        for r in self.open.values() {
-            let state = match r.engine().state {
-                crate::engine::State::Inactive => "inactive",
-                crate::engine::State::Active => "active",
-                crate::engine::State::Triggered => "triggered",
-            };
-            *g.positions
-                .entry((r.engine().position.symbol.clone(), state))
-                .or_default() += 1;
-            if r.runner.order.unprotected_since.is_some() {
-                g.unprotected += 1;
-            }
-        }
-        g.circuit_open.insert("sim".into(), false);
-        self.metrics.set_gauges(&g);
-        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
         s.symbols.insert(
             self.symbol.clone(),
             SymbolStatus {
@@ -117,6 +105,8 @@ impl PaperHttp {
             .values()
             .map(|r| PositionStatus::of(r, &r.runner))
             .collect();
+        let ids: Vec<u64> = self.open.keys().copied().collect();
+        s.remember_labels(&ids);
     }
 }
 

@@ -150,6 +150,19 @@ impl Run {
             live,
         };
         run.wait_stop(BTC, "the first stop", dec!(16830)).await;
+        // The re-check after the private stream's first subscription is over once `/status`
+        // shows it (published after it): the requests counted from here are the test's.
+        wait_for(
+            "the private stream",
+            Duration::from_secs(30),
+            &run.log,
+            async || {
+                run.status()
+                    .await
+                    .is_some_and(|s| s["streams"]["private"]["connected"] == true)
+            },
+        )
+        .await;
         run
     }
 

@@ -211,13 +211,25 @@ impl TickerBook {
     ///
     /// A snapshot replaces the symbol's state; a delta changes the fields it carries (a delta
     /// before any snapshot is taken as far as it goes). A message stamped before the last one
-    /// applied for its symbol is dropped whole and counted: its fields are older news.
+    /// applied for its symbol is dropped whole and counted: its fields are older news. A
+    /// snapshot that repeats the point last given (same time, same trigger price: the one a
+    /// resubscription after a reconnect sends) gives no point: the engine has seen it.
     pub fn apply(&mut self, update: &TickerUpdate) -> Option<PricePoint> {
+        let trigger = self.trigger;
         let state = self.symbols.entry(update.symbol.clone()).or_default();
         if update.ts < state.ts {
             self.dropped_stale += 1;
             return None;
         }
+        let carried = |last: Option<Decimal>, mark: Option<Decimal>| match trigger {
+            TriggerPrice::Mark => mark,
+            TriggerPrice::Last => last,
+        };
+        let repeat = update.kind == TickerKind::Snapshot
+            && update.ts == state.ts
+            && carried(state.last_price, state.mark_price).is_some()
+            && carried(state.last_price, state.mark_price)
+                == carried(update.last_price, update.mark_price);
         match update.kind {
             TickerKind::Snapshot => {
                 *state = TickerState {
@@ -232,11 +244,10 @@ impl TickerBook {
                 state.ts = update.ts;
             }
         }
-        let carried = match self.trigger {
-            TriggerPrice::Mark => update.mark_price,
-            TriggerPrice::Last => update.last_price,
-        };
-        carried.map(|price| PricePoint {
+        if repeat {
+            return None;
+        }
+        carried(update.last_price, update.mark_price).map(|price| PricePoint {
             symbol: update.symbol.clone(),
             price,
             ts: update.ts,
@@ -564,6 +575,13 @@ mod tests {
         );
         assert_eq!(mark.apply(&snap2).unwrap().price, dec!(17300));
         assert_eq!(mark.prices("BTCUSDT"), (None, Some(dec!(17300))));
+        // The same snapshot again (a resubscription's) is no new point; a snapshot of the
+        // same time at another price is.
+        assert_eq!(mark.apply(&snap2), None);
+        let moved = ticker(
+            r#"{"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"BTCUSDT","markPrice":"17301"},"ts":1673272862000}"#,
+        );
+        assert_eq!(mark.apply(&moved).unwrap().price, dec!(17301));
         assert_eq!(mark.prices("ETHUSDT"), (None, None));
 
         let i = Instrument::new(dec!(0.1));

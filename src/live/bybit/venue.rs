@@ -346,24 +346,6 @@ impl BybitVenue {
         }
     }
 
-    /// `order` setting the stop that rests already (the last one sent, and accepted): Bybit
-    /// would answer `34040`, so it is answered here without a request.
-    pub fn unchanged(&mut self, order: OrderRef, stop: i64, ts: i64) -> Option<VenueEvent> {
-        let m = self.managed.get_mut(&order.position)?;
-        let (sent, sent_stop) = m.sent?;
-        if m.closed || m.resting != Some(sent) || sent_stop != stop {
-            return None;
-        }
-        m.sent = Some((order, stop));
-        m.resting = Some(order);
-        Some(VenueEvent::Accepted {
-            order,
-            stop,
-            ts,
-            venue_id: None,
-        })
-    }
-
     /// The position as the venue has it now.
     async fn read(&self, m: &Managed) -> Result<Option<PositionInfo>, Outcome> {
         match self.rest.positions(PositionFilter::Symbol(&m.symbol)).await {

@@ -6,11 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Instant;
 
 use super::Gauges;
-use crate::engine::State;
 use crate::live::bybit::stream::StreamMessage;
 use crate::live::bybit::ws::WsEvent;
-use crate::live::runner::Book;
-use crate::live::runner::status::StreamStatus;
+use crate::live::runner::status::{Status, StreamStatus};
 
 #[derive(Debug, Default)]
 pub struct Watch {
@@ -92,58 +90,56 @@ impl Watch {
             })
             .collect()
     }
+}
 
-    /// The gauges: positions by symbol and engine state, the unprotected ones (a stop sent,
-    /// none resting), the unmanaged ones, price ages, the clock offset, the circuit.
-    pub fn gauges(
-        &self,
-        book: &Book,
-        arrived: &BTreeMap<String, Instant>,
-        clock_offset_ms: i64,
-        venue: &str,
-        circuit_open: bool,
-    ) -> Gauges {
-        let mut g = Gauges {
-            without_trailing_stop: self.unmanaged.len() as u64,
-            clock_offset_ms,
-            ..Gauges::default()
-        };
-        for slot in book.slots.values().filter(|s| s.runner.closed().is_none()) {
-            let state = match slot.runner.engine.state() {
-                State::Inactive => "inactive",
-                State::Active => "active",
-                State::Triggered => "triggered",
-            };
-            *g.positions
-                .entry((slot.driver.symbol.clone(), state))
-                .or_default() += 1;
-            if slot.runner.order.unprotected_since().is_some() {
-                g.unprotected += 1;
-            }
+/// The gauges, from what `/status` holds when `/metrics` is scraped: positions by symbol
+/// and engine state, the unprotected ones (a stop sent, none resting), the unmanaged ones,
+/// price ages, the clock offset, the circuit.
+pub fn gauges(status: &Status) -> Gauges {
+    let inputs = &status.gauges;
+    let mut g = Gauges {
+        without_trailing_stop: inputs.without_trailing_stop,
+        clock_offset_ms: inputs.clock_offset_ms,
+        positions: inputs
+            .seen
+            .iter()
+            .flat_map(|(symbol, states)| states.iter().map(|s| ((symbol.clone(), *s), 0)))
+            .collect(),
+        ..Gauges::default()
+    };
+    for p in &status.positions {
+        *g.positions.entry((p.symbol.clone(), p.state)).or_default() += 1;
+        if p.unprotected_since.is_some() {
+            g.unprotected += 1;
         }
-        let now = Instant::now();
-        for (symbol, at) in arrived {
-            g.price_age
-                .insert(symbol.clone(), now.duration_since(*at).as_secs_f64());
-        }
-        g.circuit_open.insert(venue.to_string(), circuit_open);
-        g
     }
+    let now = Instant::now();
+    for (symbol, at) in &inputs.arrived {
+        g.price_age
+            .insert(symbol.clone(), now.duration_since(*at).as_secs_f64());
+    }
+    if !inputs.venue.is_empty() {
+        g.circuit_open
+            .insert(inputs.venue.clone(), inputs.circuit_open);
+    }
+    g
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::{Instrument, Side, TrailingConfig};
-    use crate::live::runner::Opening;
+    use crate::live::runner::status::GaugeInputs;
+    use crate::live::runner::{Book, Opening};
     use crate::store::{OpenOptions, Store};
     use rust_decimal_macros::dec;
 
     /// An open position whose first stop is on its way is counted by symbol and state and as
     /// unprotected; a refused exchange position as without a trailing stop; every symbol's
-    /// price age and the circuit are there.
+    /// price age and the circuit are there. The status is kept by [`Status::refresh`], as the
+    /// runner keeps it.
     #[test]
-    fn gauges_come_from_the_book_and_the_refused_positions() {
+    fn gauges_come_from_the_status_and_the_refused_positions() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("g.sqlite"), OpenOptions::runner()).unwrap();
         let mut book = Book::new(store).unwrap();
@@ -162,12 +158,22 @@ mod tests {
         };
         book.open(&o, &Instrument::with_price_decimals(dec!(0.1), 1), &config)
             .unwrap();
-        let mut w = Watch::default();
-        w.unmanaged.insert(("DOGEUSDT".into(), 0));
-        let arrived: BTreeMap<String, Instant> = [("BTCUSDT".to_string(), Instant::now())]
-            .into_iter()
-            .collect();
-        let g = w.gauges(&book, &arrived, -7, "bybit", false);
+        let w = Watch::default();
+        let mut status = Status::default();
+        let changed = book.take_changed();
+        status.refresh(&book, &changed);
+        status.remember_labels(&changed.positions);
+        status.gauges = GaugeInputs {
+            seen: status.gauges.seen.clone(),
+            arrived: [("BTCUSDT".to_string(), Instant::now())]
+                .into_iter()
+                .collect(),
+            without_trailing_stop: 1,
+            clock_offset_ms: -7,
+            venue: "bybit".into(),
+            circuit_open: false,
+        };
+        let g = gauges(&status);
         assert_eq!(
             g.positions,
             [(("BTCUSDT".to_string(), "inactive"), 1)]
@@ -192,7 +198,20 @@ mod tests {
                 venue_id: None,
             },
         );
-        assert_eq!(w.gauges(&book, &arrived, 0, "bybit", false).unprotected, 0);
+        book.commit(&[1]).unwrap();
+        let changed = book.take_changed();
+        status.refresh(&book, &changed);
+        assert_eq!(gauges(&status).unprotected, 0);
+        // Closed, its gauge reads 0 rather than vanishing.
+        book.remove(1);
+        let changed = book.take_changed();
+        status.refresh(&book, &changed);
+        assert_eq!(
+            gauges(&status).positions,
+            [(("BTCUSDT".to_string(), "inactive"), 0)]
+                .into_iter()
+                .collect()
+        );
         let s = w.streams();
         assert!(!s["public"].connected);
         assert_eq!(s["private"].last_message_age_ms, None);

@@ -3,7 +3,7 @@
 //! (write-ahead, `LIVE.md` §5). No socket and no clock: the async loop hands it prices and
 //! venue events, sends what it queued and feeds the answers back.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -134,6 +134,18 @@ pub struct Book {
     pub atomic_amend: bool,
     /// Told each committed step and how long its transaction took (issue 14), if set.
     pub metrics: Option<std::sync::Arc<crate::live::metrics::Metrics>>,
+    /// The positions of each symbol (a price steps only these).
+    by_symbol: BTreeMap<String, BTreeSet<u64>>,
+    /// What changed since [`Book::take_changed`]: `/status` is brought up to date from these
+    /// alone, so a message costs what it touched, not the whole book.
+    changed: Changed,
+}
+
+/// The positions and symbols whose `/status` entries may be out of date.
+#[derive(Debug, Default)]
+pub struct Changed {
+    pub positions: BTreeSet<u64>,
+    pub symbols: BTreeSet<String>,
 }
 
 impl Book {
@@ -153,6 +165,8 @@ impl Book {
             next_id,
             atomic_amend: true,
             metrics: None,
+            by_symbol: BTreeMap::new(),
+            changed: Changed::default(),
         })
     }
 
@@ -161,6 +175,11 @@ impl Book {
             atomic: self.atomic_amend,
             ..Outbox::default()
         }
+    }
+
+    /// What changed since the last call (and forgets it).
+    pub fn take_changed(&mut self) -> Changed {
+        std::mem::take(&mut self.changed)
     }
 
     /// The id the next opened position gets.
@@ -181,6 +200,7 @@ impl Book {
                 source,
             }
         })?;
+        self.index(&driver.symbol, id);
         self.slots.insert(
             id,
             Slot {
@@ -192,6 +212,7 @@ impl Book {
                 dirty: false,
             },
         );
+        self.changed.positions.insert(id);
         Ok(id)
     }
 
@@ -240,6 +261,7 @@ impl Book {
             m.on_step(&entries, &record);
         }
         self.next_id += 1;
+        self.index(&o.symbol, id);
         self.slots.insert(
             id,
             Slot {
@@ -251,6 +273,7 @@ impl Book {
                 dirty: false,
             },
         );
+        self.changed.positions.insert(id);
         // Points of its symbol after its opening that arrived before it.
         let recent: Vec<(i64, Decimal)> = self
             .symbols
@@ -282,10 +305,17 @@ impl Book {
         price: Decimal,
         ts: i64,
     ) -> Result<Option<Vec<u64>>, BookError> {
-        let s = self.symbols.entry(symbol.to_string()).or_default();
+        if !self.symbols.contains_key(symbol) {
+            self.symbols
+                .insert(symbol.to_string(), SymbolPrice::default());
+        }
+        let s = self.symbols.get_mut(symbol).expect("inserted above");
         if ts < s.last_ts {
             s.dropped += 1;
             return Ok(None);
+        }
+        if !self.changed.symbols.contains(symbol) {
+            self.changed.symbols.insert(symbol.to_string());
         }
         s.last_ts = ts;
         s.price = price;
@@ -294,10 +324,16 @@ impl Book {
             s.recent.pop_front();
         }
         let ids: Vec<u64> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.driver.symbol == symbol && s.runner.closed().is_none())
-            .map(|(id, _)| *id)
+            .by_symbol
+            .get(symbol)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|id| {
+                self.slots
+                    .get(id)
+                    .is_some_and(|s| s.runner.closed().is_none())
+            })
             .collect();
         let mut stepped = Vec::new();
         for id in ids {
@@ -348,6 +384,7 @@ impl Book {
                 position: id,
                 source,
             })?;
+        self.changed.positions.insert(id);
         Ok(true)
     }
 
@@ -355,6 +392,7 @@ impl Book {
     /// position closed.
     pub fn on_event(&mut self, id: u64, event: &VenueEvent) -> Option<Close> {
         let slot = self.slots.get_mut(&id)?;
+        self.changed.positions.insert(id);
         if let VenueEvent::PositionChanged { quantity, .. } = event {
             slot.driver.size = *quantity;
         }
@@ -426,6 +464,7 @@ impl Book {
     /// by the next [`Book::commit`], before it leaves). `None` when nothing is left to send.
     pub fn release(&mut self, id: u64) -> Option<Command> {
         let slot = self.slots.get_mut(&id)?;
+        self.changed.positions.insert(id);
         let ts = slot.last_ts();
         slot.runner.coalesce(ts, &mut slot.tap)
     }
@@ -470,6 +509,7 @@ impl Book {
             }
         }
         for (_, record) in steps {
+            self.changed.positions.insert(record.id());
             if let Some(slot) = self.slots.get_mut(&record.id()) {
                 slot.tap = Recorder::default();
                 slot.dirty = false;
@@ -481,15 +521,36 @@ impl Book {
 
     /// Removes a closed position (its record stays in the store).
     pub fn remove(&mut self, id: u64) -> Option<Slot> {
-        self.slots.remove(&id)
+        self.changed.positions.insert(id);
+        let slot = self.slots.remove(&id)?;
+        if let Some(ids) = self.by_symbol.get_mut(&slot.driver.symbol) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_symbol.remove(&slot.driver.symbol);
+            }
+        }
+        Some(slot)
+    }
+
+    fn index(&mut self, symbol: &str, id: u64) {
+        match self.by_symbol.get_mut(symbol) {
+            Some(ids) => {
+                ids.insert(id);
+            }
+            None => {
+                self.by_symbol
+                    .insert(symbol.to_string(), BTreeSet::from([id]));
+            }
+        }
     }
 
     /// The open position at `symbol` + `idx`.
     pub fn at(&self, symbol: &str, idx: u8) -> Option<u64> {
-        self.slots
-            .iter()
-            .find(|(_, s)| s.driver.symbol == symbol && s.driver.position_idx == idx)
-            .map(|(id, _)| *id)
+        self.by_symbol.get(symbol)?.iter().copied().find(|id| {
+            self.slots
+                .get(id)
+                .is_some_and(|s| s.driver.position_idx == idx)
+        })
     }
 }
 

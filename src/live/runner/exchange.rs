@@ -274,15 +274,6 @@ impl ExchangeVenue {
         }
     }
 
-    /// A set of the stop already resting, answered without a request (Bybit's `34040`);
-    /// Binance never sets a stop in place.
-    pub fn unchanged(&mut self, order: OrderRef, stop: i64, ts: i64) -> Option<VenueEvent> {
-        match self {
-            ExchangeVenue::Bybit(v) => v.unchanged(order, stop, ts),
-            ExchangeVenue::Binance(_) => None,
-        }
-    }
-
     pub async fn execute(&mut self, command: Command, ts: i64) -> Executed {
         match self {
             ExchangeVenue::Bybit(v) => v.execute(command, ts).await,

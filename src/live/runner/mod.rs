@@ -283,19 +283,50 @@ impl Live {
         self.stale = stale;
     }
 
-    fn publish(&self) {
-        let mut s = Status::of(&self.book, self.reconciled, self.degraded());
-        s.streams = self.watch.streams();
-        if self.dry.is_none() {
-            s.circuit = self.circuit_status();
-        }
-        let open = s.circuit.values().any(|state| state == "open");
+    /// Brings `/status` and the gauges' inputs up to date after a message: only the
+    /// positions and symbols it changed are rebuilt, so a price costs what it touched, not
+    /// the whole book (the gauges are computed when `/metrics` is scraped).
+    fn publish(&mut self) {
+        let changed = self.book.take_changed();
+        let degraded = self.degraded();
+        let streams = self.watch.streams();
+        let circuit = if self.dry.is_none() {
+            self.circuit_status()
+        } else {
+            BTreeMap::new()
+        };
         let offset = self.venue.clock_offset_ms();
-        let gauges = self
-            .watch
-            .gauges(&self.book, &self.arrived, offset, "bybit", open);
-        self.metrics.set_gauges(&gauges);
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.refresh(&self.book, &changed);
+        #[cfg(debug_assertions)]
+        {
+            // Every change the book made is in `changed` (what the tests' builds check).
+            let full = Status::of(&self.book, self.reconciled, None);
+            debug_assert_eq!(s.positions, full.positions, "/status positions out of date");
+        }
+        s.remember_labels(&changed.positions);
+        for symbol in &changed.symbols {
+            if let Some(at) = self.arrived.get(symbol) {
+                s.gauges.arrived.insert(symbol.clone(), *at);
+            }
+        }
+        s.reconciled = self.reconciled;
+        s.degraded = degraded;
+        s.streams = streams;
+        s.gauges.circuit_open = circuit.values().any(|state| state == "open");
+        s.circuit = circuit;
+        s.gauges.without_trailing_stop = self.watch.unmanaged.len() as u64;
+        s.gauges.clock_offset_ms = offset;
+        if s.gauges.venue != resilience::VENUE {
+            s.gauges.venue = resilience::VENUE.to_string();
+        }
+    }
+
+    /// Every symbol's arrival time to the gauges' inputs (a point dropped as older than the
+    /// last still arrived; a symbol subscribed while running has arrived at its subscription).
+    fn publish_arrivals(&mut self) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.gauges.arrived.clone_from(&self.arrived);
     }
 
     fn now(&self) -> i64 {
@@ -499,32 +530,23 @@ impl Live {
                 return Ok(());
             }
             for (cmd, ts) in cmds {
-                let resting = self.already_resting(id, &cmd);
-                if resting.is_none()
-                    && self.dry.is_none()
+                if self.dry.is_none()
                     && let Some(urgency) = pace::urgency(&cmd)
                 {
                     self.pace.hold(id, urgency, ts);
                     continue;
                 }
-                let events = match resting {
-                    Some(e) => vec![e],
-                    None => {
-                        let why = self.why(id, &cmd);
-                        match self.dispatch(id, cmd, ts, why).await? {
-                            Some(events) => match self.not_applied(id, &cmd, &events) {
-                                Some(again) => {
-                                    match self.dispatch(id, again, ts, NOT_APPLIED_WHY).await? {
-                                        Some(events) => events,
-                                        None => continue,
-                                    }
-                                }
-                                None => events,
-                            },
-                            // Held: the lifecycle keeps it in flight until it is released.
+                let why = self.why(id, &cmd);
+                let events = match self.dispatch(id, cmd, ts, why).await? {
+                    Some(events) => match self.not_applied(id, &cmd, &events) {
+                        Some(again) => match self.dispatch(id, again, ts, NOT_APPLIED_WHY).await? {
+                            Some(events) => events,
                             None => continue,
-                        }
-                    }
+                        },
+                        None => events,
+                    },
+                    // Held: the lifecycle keeps it in flight until it is released.
+                    None => continue,
                 };
                 crash::reached(crash::Point::Acked);
                 for e in &events {
@@ -587,7 +609,12 @@ impl Live {
             self.open_discovered(info, ts).await?;
         }
         for p in &news.prices {
-            self.arrived.insert(p.symbol.clone(), Instant::now());
+            match self.arrived.get_mut(&p.symbol) {
+                Some(at) => *at = Instant::now(),
+                None => {
+                    self.arrived.insert(p.symbol.clone(), Instant::now());
+                }
+            }
             self.dry_triggers(&p.symbol, p.price, p.ts).await?;
             let started = std::time::Instant::now();
             let stepped = self.book.on_price(&p.symbol, p.price, p.ts)?;
@@ -750,6 +777,11 @@ impl Live {
                 if connection > 0 {
                     self.metrics.on_reconnect(kind);
                     self.say(&format!("{kind} stream reconnected: re-checking"));
+                    self.recheck().await?;
+                } else if matches!(kind, "private" | "user") {
+                    // A position opened between the start's REST read and this subscription
+                    // reached no stream: found now, not at the next periodic re-check.
+                    self.say("private stream subscribed: re-checking what it could not see");
                     self.recheck().await?;
                 }
             }
@@ -1041,6 +1073,7 @@ async fn run_logged(
             _ = release.tick() => live.release().await,
             _ = freshness.tick() => {
                 live.look_for_stale();
+                live.publish_arrivals();
                 live.publish();
                 Ok(())
             }

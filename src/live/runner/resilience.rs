@@ -82,7 +82,7 @@ pub(super) fn kind_of(cmd: &Command) -> Kind {
     }
 }
 
-const VENUE: &str = "bybit";
+pub(super) const VENUE: &str = "bybit";
 
 impl Live {
     fn transition(&self, t: Transition) {
@@ -222,54 +222,6 @@ impl Live {
         );
     }
 
-    /// The held command as it goes now: a stop set carries the newest stop the lifecycle
-    /// queued behind it meanwhile (the order stays the held one's, as the lifecycle waits
-    /// for its answer).
-    fn newest(&self, id: u64, cmd: Command) -> Command {
-        let Some(slot) = self.book.slots.get(&id) else {
-            return cmd;
-        };
-        match (cmd, slot.runner.order.phase()) {
-            (
-                Command::Amend {
-                    order, replaces, ..
-                },
-                Phase::Amending {
-                    to, next: Some(n), ..
-                },
-            ) if order.seq == to.seq => Command::Amend {
-                order,
-                replaces,
-                stop: n.stop,
-            },
-            (
-                Command::Place { order, .. },
-                Phase::Placing {
-                    order: o,
-                    next: Some(n),
-                },
-            ) if order.seq == o.seq => Command::Place {
-                order,
-                stop: n.stop,
-            },
-            _ => cmd,
-        }
-    }
-
-    /// After a coalesced send, the lifecycle asks for the stop that now rests already: the
-    /// venue would answer "not modified" (`34040`), so it is answered without a request.
-    pub(super) fn already_resting(&mut self, id: u64, cmd: &Command) -> Option<VenueEvent> {
-        let slot = self.book.slots.get(&id)?;
-        match (*cmd, slot.runner.order.phase()) {
-            (Command::Amend { order, stop, .. }, Phase::Amending { from, to, .. })
-                if to.seq == order.seq && from.stop == stop =>
-            {
-                self.venue.unchanged(order, stop, slot.last_ts())
-            }
-            _ => None,
-        }
-    }
-
     /// Moves the breaker's time on (logging each change; a ban's end re-checks over REST
     /// first), then sends the held commands that may go now.
     pub(super) async fn release(&mut self) -> Result<(), LiveError> {
@@ -307,7 +259,24 @@ impl Live {
                 continue;
             }
             let ts = h.ts.max(slot.last_ts());
-            let cmd = self.newest(id, h.cmd);
+            let cmd = match h.cmd {
+                Command::Place { .. } | Command::Amend { .. } | Command::Cancel { .. } => {
+                    // The lifecycle's own coalescing, as the pacer's: a newer stop queued
+                    // behind the held one goes instead, journalled before it leaves. A resend
+                    // after a look-up (the outcome still unknown to the lifecycle) goes as
+                    // it was; one the lifecycle no longer waits for (closing) does not.
+                    if matches!(slot.runner.order.phase(), Phase::Unknown { .. }) {
+                        h.cmd
+                    } else {
+                        let Some(cmd) = self.book.release(id) else {
+                            continue;
+                        };
+                        self.book.commit(&[id])?;
+                        cmd
+                    }
+                }
+                other => other,
+            };
             let why = if cmd == h.cmd {
                 format!("{} (held until now)", h.why)
             } else {

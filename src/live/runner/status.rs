@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::book::Book;
+use super::book::{Book, Changed};
 use crate::engine::State;
 use crate::live::metrics::Metrics;
 use crate::runner::RunnerSnapshot;
@@ -91,6 +91,26 @@ pub struct Status {
     /// Each venue's circuit breaker: `closed`, `open`, `half_open`, `banned`, `rate_limited`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub circuit: BTreeMap<String, String>,
+    /// What the gauges need beside the above; they are computed when `/metrics` is scraped.
+    #[serde(skip)]
+    pub gauges: GaugeInputs,
+}
+
+/// The gauges' inputs that `/status` does not show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GaugeInputs {
+    /// When the last price of each symbol arrived (local clock).
+    pub arrived: BTreeMap<String, tokio::time::Instant>,
+    /// Exchange positions no trailing stop manages.
+    pub without_trailing_stop: u64,
+    /// Server − local (ms).
+    pub clock_offset_ms: i64,
+    /// Every (symbol, state) of an open position seen so far: its gauge reads 0 once no
+    /// position has it, rather than vanishing.
+    pub seen: BTreeMap<String, std::collections::BTreeSet<&'static str>>,
+    /// The venue label of `trailstop_circuit_open`, and whether its breaker is open.
+    pub venue: String,
+    pub circuit_open: bool,
 }
 
 impl Status {
@@ -122,6 +142,64 @@ impl Status {
             streams: BTreeMap::new(),
             degraded,
             circuit: BTreeMap::new(),
+            gauges: GaugeInputs::default(),
+        }
+    }
+
+    /// Remembers the (symbol, state) of the open positions among `ids`, for the gauges.
+    pub fn remember_labels<'a>(&mut self, ids: impl IntoIterator<Item = &'a u64>) {
+        for id in ids {
+            let Ok(i) = self.positions.binary_search_by_key(id, |p| p.position_id) else {
+                continue;
+            };
+            let p = &self.positions[i];
+            if !self
+                .gauges
+                .seen
+                .get(&p.symbol)
+                .is_some_and(|v| v.contains(p.state))
+            {
+                self.gauges
+                    .seen
+                    .entry(p.symbol.clone())
+                    .or_default()
+                    .insert(p.state);
+            }
+        }
+    }
+
+    /// Brings the entries of the positions and symbols in `changed` up to date from `book`
+    /// (a position no longer open leaves); the rest is as [`Status::of`] last saw it.
+    pub fn refresh(&mut self, book: &Book, changed: &Changed) {
+        for symbol in &changed.symbols {
+            if let Some(p) = book.symbols.get(symbol) {
+                self.symbols.insert(
+                    symbol.clone(),
+                    SymbolStatus {
+                        last_price_ts: p.last_ts,
+                        price: p.price,
+                    },
+                );
+            }
+        }
+        for id in &changed.positions {
+            let now = book
+                .slots
+                .get(id)
+                .filter(|s| s.runner.closed().is_none())
+                .map(|s| PositionStatus::of(&s.record, &s.runner.snapshot()));
+            // Kept in id order, as the book iterates.
+            match (
+                self.positions.binary_search_by_key(id, |p| p.position_id),
+                now,
+            ) {
+                (Ok(i), Some(p)) => self.positions[i] = p,
+                (Ok(i), None) => {
+                    self.positions.remove(i);
+                }
+                (Err(i), Some(p)) => self.positions.insert(i, p),
+                (Err(_), None) => {}
+            }
         }
     }
 
@@ -151,13 +229,17 @@ async fn serve(
     shared: Shared,
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let ("/metrics", Some(m)) = (req.uri().path(), &metrics) {
+        // Rendered under the status lock: the gauges and the counters are of one moment (a
+        // writer that counts a step and shows it holds the lock across both).
+        let status = shared.lock().unwrap_or_else(|e| e.into_inner());
+        m.set_gauges(&crate::live::metrics::watch::gauges(&status));
+        let text = m.render();
+        drop(status);
+        return Ok(reply(StatusCode::OK, "text/plain; version=0.0.4", text));
+    }
     let status = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Ok(match req.uri().path() {
-        "/metrics" if metrics.is_some() => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            metrics.as_ref().map(|m| m.render()).unwrap_or_default(),
-        ),
         "/status" => reply(
             StatusCode::OK,
             "application/json",
@@ -252,5 +334,76 @@ mod tests {
         assert_eq!((code.as_u16(), text.as_str()), (503, "not reconciled\n"));
         let (code, _) = Status::of(&book, true, None).health();
         assert_eq!(code.as_u16(), 200);
+    }
+
+    /// A status kept by [`Status::refresh`] from the book's changes alone equals the one
+    /// built from the whole book after every kind of step: opening, prices of one symbol and
+    /// of another, an answer, a close; the untouched positions' entries are not rebuilt.
+    #[test]
+    fn refreshing_what_changed_equals_rebuilding_the_whole_book() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.sqlite"), OpenOptions::runner()).unwrap();
+        let mut book = Book::new(store).unwrap();
+        let config: TrailingConfig = toml::from_str(
+            "activation_percent = \"0.5\"\ndistance_percent = \"0.4\"\ninitial_stop_percent = \"1\"",
+        )
+        .unwrap();
+        let instrument = Instrument::with_price_decimals(dec!(0.5), 1);
+        let mut status = Status::default();
+        let check = |book: &mut Book, status: &mut Status| {
+            let changed = book.take_changed();
+            status.refresh(book, &changed);
+            assert_eq!(*status, Status::of(book, false, None));
+            changed
+        };
+        for (i, symbol) in ["BTCUSDT", "ETHUSDT", "BTCUSDT"].into_iter().enumerate() {
+            let o = Opening {
+                symbol: symbol.into(),
+                position_idx: i as u8,
+                side: if i == 1 { Side::Short } else { Side::Long },
+                entry: dec!(1000),
+                size: dec!(1),
+                opened_at: 1_000,
+                foreign_stop: None,
+            };
+            book.open(&o, &instrument, &config).unwrap();
+            check(&mut book, &mut status);
+        }
+        book.on_price("BTCUSDT", dec!(1010), 2_000).unwrap();
+        let changed = check(&mut book, &mut status);
+        assert_eq!(changed.positions, [1, 3].into_iter().collect());
+        assert_eq!(
+            changed.symbols,
+            ["BTCUSDT".to_string()].into_iter().collect()
+        );
+        book.on_price("ETHUSDT", dec!(990), 2_500).unwrap();
+        check(&mut book, &mut status);
+        // An older point is dropped: nothing changes.
+        book.on_price("ETHUSDT", dec!(980), 2_400).unwrap();
+        assert!(check(&mut book, &mut status).symbols.is_empty());
+        let (cmd, ts) = book.take_commands(2)[0];
+        let crate::venue::Command::Place { order, stop } = cmd else {
+            panic!("{cmd:?}")
+        };
+        let accepted = crate::venue::VenueEvent::Accepted {
+            order,
+            stop,
+            ts,
+            venue_id: None,
+        };
+        book.on_event(2, &accepted);
+        book.commit(&[2]).unwrap();
+        let changed = check(&mut book, &mut status);
+        assert_eq!(changed.positions, [2].into_iter().collect());
+        book.remove(1);
+        check(&mut book, &mut status);
+        assert_eq!(
+            status
+                .positions
+                .iter()
+                .map(|p| p.position_id)
+                .collect::<Vec<_>>(),
+            [2, 3]
+        );
     }
 }
