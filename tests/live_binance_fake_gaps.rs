@@ -533,3 +533,33 @@ async fn a_close_at_market_in_three_executions_closes_once_at_their_average() {
         }]
     );
 }
+
+/// The command's new flags refuse what cannot be: no pings, no executions, a negative slip.
+#[test]
+fn the_commands_flags_refuse_zero_timers_and_parts() {
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/BTCUSDT-bybit-1m-20221213.csv"
+    );
+    for (flag, value, says) in [
+        ("--ping-every-ms", "0", "--ping-every-ms 0: must be > 0"),
+        ("--cut-after-ms", "0", "--cut-after-ms 0: must be > 0"),
+        ("--fill-parts", "0", "--fill-parts 0: must be >= 1"),
+        (
+            "--fill-slip-ticks",
+            "-1",
+            "--fill-slip-ticks -1: must be >= 0",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trailstop"))
+            .args(["fake-binance", data, "--listen", "127.0.0.1:0"])
+            .arg(format!("{flag}={value}"))
+            .env("BINANCE_API_KEY", "k")
+            .env("BINANCE_API_SECRET", "s")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag}: {err}");
+        assert_eq!(err.matches(says).count(), 1, "{flag}: {err}");
+    }
+}
