@@ -402,3 +402,101 @@ async fn rate_limits_and_bans_become_actions() {
     );
     w.fake.stop().await;
 }
+
+/// The exchange coarsened the tick (0.1 → 0.5) and a stop of the old grid is refused
+/// (`-4014`): the venue reads `exchangeInfo` again and sends the same create once more, on the
+/// new grid and never looser (a long's 97.3 up to 97.5), not a fatal refusal. The next stop
+/// goes on the new grid at once, without another refusal.
+#[tokio::test]
+async fn a_stop_off_a_changed_tick_is_rerounded_and_sent_again() {
+    let mut w = world().await;
+    w.fake.set_tick(BTC, dec!(0.5));
+    let (news, actions) = w.want(dec!(97.3), 1, 2_000).await;
+    assert_eq!(
+        news,
+        [EngineNews::Confirmed {
+            stop: units(dec!(97.5))
+        }]
+    );
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(
+        w.fake.resting_stops(),
+        [("ts-1-1".to_string(), BTC.to_string(), dec!(97.5))]
+    );
+    let (news, actions) = w.want(dec!(98.1), 2, 3_000).await;
+    assert_eq!(
+        news,
+        [EngineNews::Confirmed {
+            stop: units(dec!(98.5))
+        }]
+    );
+    assert!(actions.is_empty(), "{actions:?}");
+    // The wire: refused, the tick read again, the same create on the new grid; then a plain
+    // replace.
+    let calls: Vec<String> = w
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/fapi/v1/algoOrder" || r.path == "/fapi/v1/exchangeInfo")
+        .skip(1) // the exchangeInfo of connect
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r.method,
+                r.path,
+                r.param("triggerPrice").unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "POST /fapi/v1/algoOrder 97.3",
+            "GET /fapi/v1/exchangeInfo ",
+            "POST /fapi/v1/algoOrder 97.5",
+            "DELETE /fapi/v1/algoOrder ",
+            "POST /fapi/v1/algoOrder 98.5",
+        ]
+    );
+    w.fake.stop().await;
+}
+
+/// `manage` says why it refuses, as a typed error: a position managed twice, a second
+/// position on a key taken, a symbol the venue did not list.
+#[tokio::test]
+async fn managing_twice_or_an_unlisted_symbol_is_a_typed_error() {
+    use trailstop::live::binance::venue::ManageError;
+    let mut w = world().await;
+    let p = within(w.venue.rest().positions(Some(BTC))).await.unwrap();
+    assert_eq!(
+        w.venue.manage(POS, &p[0]),
+        Err(ManageError::AlreadyManaged { position: POS })
+    );
+    let taken = w.venue.manage(2, &p[0]).unwrap_err();
+    assert_eq!(
+        taken,
+        ManageError::KeyTaken {
+            symbol: BTC.into(),
+            position_side: "BOTH",
+            position: POS
+        }
+    );
+    assert_eq!(
+        taken.to_string(),
+        "BTCUSDT positionSide BOTH: already managed as position 1"
+    );
+    let mut eth = p[0].clone();
+    eth.symbol = "ETHUSDT".into();
+    let unknown = w.venue.manage(3, &eth).unwrap_err();
+    assert_eq!(
+        unknown,
+        ManageError::UnknownSymbol {
+            symbol: "ETHUSDT".into()
+        }
+    );
+    assert_eq!(
+        unknown.to_string(),
+        "ETHUSDT: not an instrument the venue listed"
+    );
+    w.fake.stop().await;
+}

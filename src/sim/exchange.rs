@@ -198,6 +198,9 @@ impl PositionRunner<SimVenue> {
             phase,
             unprotected_since: snap.unprotected_since,
             unprotected_ms: snap.unprotected_ms,
+            // The simulated venue's windows never overlap one counted (each acknowledgement
+            // comes at its own point), so the end of the last one is not needed here.
+            counted_until: None,
         });
         Ok(PositionRunner {
             engine,

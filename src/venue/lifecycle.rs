@@ -3,7 +3,9 @@
 //! cancel + create venue) → closed; *unknown* after an ambiguous outcome, until a query
 //! answers. It turns engine intents into venue commands and venue events into what the
 //! engine must be told, and measures the unprotected time: from a cancel's acknowledgement
-//! (or a first create's send) to the create's acknowledgement.
+//! (or a first create's send) to the create's acknowledgement, the union of the windows (a
+//! live venue may stamp an acknowledgement later than the next command, DESIGN §3), cut at
+//! the close.
 
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +105,11 @@ pub struct StopOrder {
     phase: Phase,
     unprotected_since: Option<i64>,
     unprotected_ms: i64,
+    /// The end of the last window counted: a window that starts before it (a live venue's
+    /// create acknowledged at a later time than the next command) counts from it only, and
+    /// a close before it gives the excess back. The simulated venue never needs it (its
+    /// acknowledgements come at the point they are stamped with).
+    counted_until: Option<i64>,
 }
 
 /// A serialisable copy of a [`StopOrder`].
@@ -113,6 +120,9 @@ pub struct StopOrderSnapshot {
     pub phase: Phase,
     pub unprotected_since: Option<i64>,
     pub unprotected_ms: i64,
+    /// Absent in lifecycles stored before it existed, and left out while unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_until: Option<i64>,
 }
 
 impl StopOrder {
@@ -124,6 +134,7 @@ impl StopOrder {
             phase: Phase::NoStop,
             unprotected_since: None,
             unprotected_ms: 0,
+            counted_until: None,
         }
     }
 
@@ -263,7 +274,21 @@ impl StopOrder {
 
     fn end_window(&mut self, ts: i64) {
         if let Some(since) = self.unprotected_since.take() {
-            self.unprotected_ms += (ts - since).max(0);
+            let from = self.counted_until.map_or(since, |c| since.max(c));
+            self.unprotected_ms += (ts - from).max(0);
+            self.counted_until = Some(self.counted_until.map_or(ts, |c| c.max(ts)));
+        }
+    }
+
+    /// The position closed at `ts`: an open window ends there, and time counted past it (a
+    /// window acknowledged as ending later) is given back — the windows are cut at the close.
+    fn end_at_close(&mut self, ts: i64) {
+        self.end_window(ts);
+        if let Some(c) = self.counted_until
+            && c > ts
+        {
+            self.unprotected_ms = (self.unprotected_ms - (c - ts)).max(0);
+            self.counted_until = Some(ts);
         }
     }
 
@@ -279,7 +304,7 @@ impl StopOrder {
             VenueEvent::Ambiguous { order, ts: _ } => self.ambiguous(order),
             VenueEvent::Triggered { order, ts, fill } => {
                 let origin = self.known(order).map(|r| r.origin);
-                self.end_window(ts);
+                self.end_at_close(ts);
                 self.phase = Phase::Closed;
                 match origin {
                     Some(origin) => Reaction::news(EngineNews::Filled { fill, origin }),
@@ -288,7 +313,7 @@ impl StopOrder {
             }
             VenueEvent::PositionClosed { ts, fill, .. } => {
                 let by_us = self.phase == Phase::Closing;
-                self.end_window(ts);
+                self.end_at_close(ts);
                 self.phase = Phase::Closed;
                 Reaction::news(EngineNews::Closed { fill, by_us })
             }
@@ -473,7 +498,7 @@ impl StopOrder {
 
     /// The position closed without the venue (the end of the data in a replay).
     pub fn close(&mut self, ts: i64) {
-        self.end_window(ts);
+        self.end_at_close(ts);
         self.phase = Phase::Closed;
     }
 
@@ -484,6 +509,7 @@ impl StopOrder {
             phase: self.phase,
             unprotected_since: self.unprotected_since,
             unprotected_ms: self.unprotected_ms,
+            counted_until: self.counted_until,
         }
     }
 
@@ -494,6 +520,7 @@ impl StopOrder {
             phase: s.phase,
             unprotected_since: s.unprotected_since,
             unprotected_ms: s.unprotected_ms,
+            counted_until: s.counted_until,
         }
     }
 }
@@ -581,6 +608,56 @@ mod tests {
         assert_eq!(o.resting(), None);
         o.on_event(&accepted(2, 995, 1300));
         assert_eq!(o.unprotected_ms(), 300 + 260);
+    }
+
+    /// A live venue acknowledges a create at the time it takes effect (the first create at
+    /// 300 for a send at 0), which can be after the next replace's cancel (at 200): the
+    /// windows overlap and count once, as their union; a close before the last
+    /// acknowledgement's time cuts the count there.
+    #[test]
+    fn overlapping_windows_count_once_and_are_cut_at_the_close() {
+        let mut o = StopOrder::new(7, false);
+        o.on_intent(place(990), 1, 0);
+        o.on_event(&accepted(1, 990, 300));
+        o.on_intent(place(995), 2, 200);
+        o.on_event(&VenueEvent::Cancelled {
+            order: oref(1),
+            ts: 200,
+        });
+        o.on_event(&accepted(2, 995, 500));
+        assert_eq!(
+            o.unprotected_ms(),
+            500,
+            "[0, 300] and [200, 500]: their union"
+        );
+        // Apart again: a window after the last one counts whole.
+        o.on_intent(place(998), 3, 1000);
+        o.on_event(&VenueEvent::Cancelled {
+            order: oref(2),
+            ts: 1000,
+        });
+        o.on_event(&accepted(3, 998, 1300));
+        assert_eq!(o.unprotected_ms(), 800);
+        // Closed at 1100 (an exit now at its own point): the time counted past it is cut.
+        o.on_event(&VenueEvent::PositionClosed {
+            position: 7,
+            ts: 1100,
+            fill: 999,
+        });
+        assert_eq!(o.unprotected_ms(), 600);
+        let back = StopOrder::restore(&o.snapshot());
+        assert_eq!(back, o);
+    }
+
+    /// A lifecycle stored before `counted_until` existed reads back without it, and one
+    /// without it set serialises as before.
+    #[test]
+    fn a_snapshot_without_counted_until_reads_back() {
+        let o = StopOrder::new(7, false);
+        let json = serde_json::to_string(&o.snapshot()).unwrap();
+        assert!(!json.contains("counted_until"), "{json}");
+        let back: StopOrderSnapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(StopOrder::restore(&back), o);
     }
 
     #[test]

@@ -290,3 +290,6 @@ impl Run {
         (text, self)
     }
 }
+
+/// The same runner on the fake Binance (a long of 1 BTC open, prices set by the test).
+pub mod binance_runner;

@@ -302,6 +302,32 @@ impl StopPrice {
         Ok(StopPrice(price))
     }
 
+    /// `units` of a `side` position's stop moved onto `instrument`'s tick grid without
+    /// loosening it (`EXCHANGES.md` §1.5): a long's (a sell stop) up to the next tick, a
+    /// short's down. The engine's stops are on its own grid; they leave it only when the
+    /// exchange changed the tick since (a `-4014` and a refreshed `exchangeInfo`).
+    pub fn onto_grid(
+        symbol: &str,
+        units: i64,
+        side: Side,
+        instrument: &Instrument,
+    ) -> Result<i64, RequestError> {
+        let tick = instrument
+            .units(instrument.tick_size)
+            .filter(|t| *t > 0)
+            .ok_or_else(|| RequestError::BadInstrument {
+                symbol: symbol.to_string(),
+                tick: instrument.tick_size,
+                decimals: instrument.price_decimals,
+            })?;
+        let below = units - units.rem_euclid(tick);
+        Ok(match side {
+            _ if below == units => units,
+            Side::Long => below.saturating_add(tick),
+            Side::Short => below,
+        })
+    }
+
     pub fn price(&self) -> Decimal {
         self.0
     }
@@ -562,6 +588,13 @@ pub fn market_stream_path(symbols: &[&str], trigger: TriggerPrice) -> String {
     format!("/market/stream?streams={}", names.join("/"))
 }
 
+/// A live request on a market stream connection adding `names` to what it carries:
+/// `{"method":"SUBSCRIBE","params":["ethusdt@markPrice@1s"],"id":7}` (answered
+/// `{"result":null,"id":7}`).
+pub fn market_subscribe(names: &[String], id: u64) -> String {
+    serde_json::json!({"method": "SUBSCRIBE", "params": names, "id": id}).to_string()
+}
+
 /// The path of the user data stream on the `/private` host.
 pub fn private_stream_path(listen_key: &str) -> String {
     format!("/private/ws?listenKey={listen_key}")
@@ -779,6 +812,28 @@ mod tests {
         let bad = Instrument::with_price_decimals(dec!(0.001), 2);
         assert!(matches!(
             StopPrice::from_units("BTCUSDT", 100, &bad),
+            Err(RequestError::BadInstrument { .. })
+        ));
+    }
+
+    /// After the tick grew (0.1 → 0.5), a stop of the old grid moves onto the new one
+    /// without loosening: a long's up, a short's down; one on both grids stays.
+    #[test]
+    fn an_off_grid_stop_moves_onto_the_grid_never_looser() {
+        let new = Instrument::with_price_decimals(dec!(0.5), 8);
+        let u = |p: Decimal| units(&new, p);
+        let on = |p: Decimal, side: Side| {
+            new.decimal(StopPrice::onto_grid("BTCUSDT", u(p), side, &new).unwrap())
+        };
+        assert_eq!(on(dec!(97.3), Side::Long), dec!(97.5));
+        assert_eq!(on(dec!(97.3), Side::Short), dec!(97.0));
+        assert_eq!(on(dec!(97.5), Side::Long), dec!(97.5));
+        assert_eq!(on(dec!(97.5), Side::Short), dec!(97.5));
+        assert_eq!(on(dec!(97.01), Side::Long), dec!(97.5));
+        assert_eq!(on(dec!(97.49), Side::Short), dec!(97.0));
+        let bad = Instrument::with_price_decimals(dec!(0.001), 2);
+        assert!(matches!(
+            StopPrice::onto_grid("BTCUSDT", 100, Side::Long, &bad),
             Err(RequestError::BadInstrument { .. })
         ));
     }

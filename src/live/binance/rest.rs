@@ -157,6 +157,12 @@ impl RestClient {
         b.filter(|until| now < *until)
     }
 
+    /// How long the ban has left (ms), if the host has banned us.
+    pub fn ban_left_ms(&self) -> Option<i64> {
+        self.banned_until()
+            .map(|until| (until - (self.config.clock)()).max(0))
+    }
+
     fn note_ban(&self, outcome: &Outcome) {
         let Outcome::Banned {
             until_ms,

@@ -407,6 +407,13 @@ pub struct AlgoOrderInfo {
 }
 
 impl AlgoOrderInfo {
+    /// When the stop took effect, as an acknowledgement's time: the exchange's `updateTime`,
+    /// never before `ts`, the event time the command answers to (the unprotected window of a
+    /// replace ends there, `LIVE.md` §5).
+    pub fn acknowledged_at(&self, ts: i64) -> i64 {
+        self.updated_ms.map_or(ts, |u| u.max(ts))
+    }
+
     /// Whether trailstop made it (`ts-<position>-<seq>`): foreign stops are left alone.
     pub fn is_ours(&self) -> bool {
         parse_client_id(&self.client_algo_id).is_some()
@@ -553,7 +560,7 @@ pub fn resolve_query(
         AlgoStatus::New => Some(VenueEvent::Accepted {
             order,
             stop: info.trigger_units(instrument)?,
-            ts,
+            ts: info.acknowledged_at(ts),
             venue_id: Some(info.algo_id.to_string()),
         }),
         AlgoStatus::Canceled | AlgoStatus::Expired | AlgoStatus::Rejected
@@ -824,6 +831,12 @@ mod tests {
         assert_eq!(c.algo_id, 2146760);
         assert_eq!(c.actual_order_id, None);
         assert_eq!(c.updated_ms, Some(1750485492076));
+        // The acknowledgement is the exchange's time, never before the command's.
+        assert_eq!(c.acknowledged_at(1750485492000), 1750485492076);
+        assert_eq!(c.acknowledged_at(1750485493000), 1750485493000);
+        let untimed = CREATED.replace("\"updateTime\":1750485492076,", "");
+        assert_ne!(untimed, CREATED);
+        assert_eq!(algo_order(&untimed).unwrap().acknowledged_at(7), 7);
 
         let t = algo_order(TRIGGERED).unwrap();
         assert_eq!(t.status, AlgoStatus::Finished);

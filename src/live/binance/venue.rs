@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
-use super::request::{self, AlgoRef, PositionSide, StopOptions, Target};
+use super::request::{self, AlgoRef, PositionSide, RequestError, StopOptions, StopPrice, Target};
 use super::response::{self, Answer};
 use super::rest::{RestClient, RestError};
 use super::snapshot::{self, MissingStop, PositionInfo, parse_client_id};
@@ -48,6 +48,21 @@ pub enum Action {
     CloseNow { position: u64, reason: String },
     /// Stop and alert (keys, a bug, a refused close).
     Fatal { code: i64, message: String },
+}
+
+/// Why a position cannot be managed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManageError {
+    #[error("{symbol}: not an instrument the venue listed")]
+    UnknownSymbol { symbol: String },
+    #[error("position {position} is already managed")]
+    AlreadyManaged { position: u64 },
+    #[error("{symbol} positionSide {position_side}: already managed as position {position}")]
+    KeyTaken {
+        symbol: String,
+        position_side: &'static str,
+        position: u64,
+    },
 }
 
 /// The result of one command.
@@ -155,6 +170,8 @@ pub struct BinanceVenue {
     prices: PriceClock,
     /// `ALGO_UPDATE`s already turned into news (client id, status).
     seen_algo: BTreeSet<(String, &'static str)>,
+    /// The last command was refused off the tick (`-4014`) and the tick sizes read again.
+    refreshed: bool,
 }
 
 impl BinanceVenue {
@@ -183,6 +200,7 @@ impl BinanceVenue {
             last_price: BTreeMap::new(),
             prices: PriceClock::default(),
             seen_algo: BTreeSet::new(),
+            refreshed: false,
         })
     }
 
@@ -203,6 +221,21 @@ impl BinanceVenue {
         self.instruments.get(symbol)
     }
 
+    /// `symbol`'s instrument, read now from `exchangeInfo` if not known yet (a symbol first
+    /// seen while running, `symbols = ["*"]`); `None` when Binance does not list it.
+    pub async fn learn(&mut self, symbol: &str) -> Result<Option<Instrument>, RestError> {
+        if let Some(i) = self.instruments.get(symbol) {
+            return Ok(Some(*i));
+        }
+        let info = self.rest.exchange_info().await?;
+        let Some(listed) = info.symbols.iter().find(|s| s.symbol == symbol) else {
+            return Ok(None);
+        };
+        let instrument = listed.instrument();
+        self.instruments.insert(symbol.to_string(), instrument);
+        Ok(Some(instrument))
+    }
+
     /// The last trigger price seen for `symbol`, in units.
     pub fn market_units(&self, symbol: &str) -> Option<i64> {
         let p = self.last_price.get(symbol)?;
@@ -210,18 +243,24 @@ impl BinanceVenue {
     }
 
     /// Starts managing `info` (an open position of the venue) as `position`.
-    pub fn manage(&mut self, position: u64, info: &PositionInfo) -> Result<(), String> {
-        let instrument = *self
-            .instruments
-            .get(&info.symbol)
-            .ok_or_else(|| format!("{}: not an instrument the venue listed", info.symbol))?;
+    pub fn manage(&mut self, position: u64, info: &PositionInfo) -> Result<(), ManageError> {
+        let instrument =
+            *self
+                .instruments
+                .get(&info.symbol)
+                .ok_or_else(|| ManageError::UnknownSymbol {
+                    symbol: info.symbol.clone(),
+                })?;
+        if self.managed.contains_key(&position) {
+            return Err(ManageError::AlreadyManaged { position });
+        }
         let key = (info.symbol.clone(), info.position_side);
-        if self.managed.contains_key(&position) || self.by_key.contains_key(&key) {
-            return Err(format!(
-                "{} {}: already managed",
-                info.symbol,
-                info.position_side.as_str()
-            ));
+        if let Some(&p) = self.by_key.get(&key) {
+            return Err(ManageError::KeyTaken {
+                symbol: info.symbol.clone(),
+                position_side: info.position_side.as_str(),
+                position: p,
+            });
         }
         self.by_key.insert(key, position);
         self.managed.insert(
@@ -342,9 +381,24 @@ impl BinanceVenue {
     }
 
     /// Executes `command` at `ts` (the event time it answers to). A create's or a cancel's
-    /// acknowledgement already told by the stream is not told again.
+    /// acknowledgement already told by the stream is not told again. A create refused off
+    /// the tick (`-4014`) reads the tick sizes again and goes once more, its stop moved onto
+    /// the new grid (never looser, `EXCHANGES.md` §1.8); refused so again, it is fatal.
     pub async fn execute(&mut self, command: Command, ts: i64) -> Executed {
+        self.refreshed = false;
         let mut done = self.execute_once(command, ts).await;
+        if std::mem::take(&mut self.refreshed) && done.action == Some(Action::Retry) {
+            done = self.execute_once(command, ts).await;
+            if std::mem::take(&mut self.refreshed) {
+                return Executed::action(Action::Fatal {
+                    code: response::code::PRICE_NOT_BY_TICK,
+                    message: format!(
+                        "{}: still off the tick after reading exchangeInfo again",
+                        describe_stop(&command, &self.managed)
+                    ),
+                });
+            }
+        }
         let position = match command {
             Command::Place { order, .. }
             | Command::Amend { order, .. }
@@ -377,6 +431,16 @@ impl BinanceVenue {
             Command::CloseAtMarket { .. } => m.close_attempt + 1,
             _ => m.close_attempt,
         };
+        // The engine's stop onto the exchange's grid (they differ once the tick changed).
+        let command = match command {
+            Command::Place { order, stop } => {
+                match StopPrice::onto_grid(&m.symbol, stop, m.side, &m.instrument) {
+                    Ok(stop) => Command::Place { order, stop },
+                    Err(e) => return Executed::fatal(e.to_string()),
+                }
+            }
+            other => other,
+        };
         let target = Target {
             symbol: &m.symbol,
             position_side: m.ps,
@@ -404,13 +468,14 @@ impl BinanceVenue {
         match response::answer(&command, &reply.outcome, ts, market) {
             Answer::Event(e) => Executed::event(e),
             Answer::Pending => match command {
-                // The create's acknowledgement: the algo order as it rests.
+                // The create's acknowledgement: the algo order as it rests, from the time the
+                // exchange says it took effect (its `updateTime`; never before the command).
                 Command::Place { order, .. } => match snapshot::algo_order(&reply.body) {
                     Ok(info) => match info.trigger_units(&m.instrument) {
                         Ok(stop) => Executed::event(VenueEvent::Accepted {
                             order,
                             stop,
-                            ts,
+                            ts: info.acknowledged_at(ts),
                             venue_id: Some(info.algo_id.to_string()),
                         }),
                         Err(e) => Executed::fatal(e.to_string()),
@@ -434,6 +499,10 @@ impl BinanceVenue {
                             *i = s.instrument();
                         }
                     }
+                    if let Err(e) = self.retick_managed() {
+                        return Executed::fatal(e.to_string());
+                    }
+                    self.refreshed = true;
                     Executed::action(Action::Retry)
                 }
                 Err(e) => rest_failed(e),
@@ -447,6 +516,28 @@ impl BinanceVenue {
             Answer::RenewListenKey => Executed::action(Action::RenewListenKey),
             Answer::Fatal { code, message } => Executed::action(Action::Fatal { code, message }),
         }
+    }
+
+    /// The managed positions take their symbol's tick as read again, at the price decimals
+    /// their engines count in (a tick those decimals cannot hold is an error: the engine's
+    /// units would mean another price).
+    fn retick_managed(&mut self) -> Result<(), RequestError> {
+        for m in self.managed.values_mut() {
+            let Some(read) = self.instruments.get(&m.symbol) else {
+                continue;
+            };
+            let instrument =
+                Instrument::with_price_decimals(read.tick_size, m.instrument.price_decimals);
+            if instrument.units(read.tick_size).is_none_or(|t| t <= 0) {
+                return Err(RequestError::BadInstrument {
+                    symbol: m.symbol.clone(),
+                    tick: read.tick_size,
+                    decimals: m.instrument.price_decimals,
+                });
+            }
+            m.instrument = instrument;
+        }
+        Ok(())
     }
 
     /// After an ambiguous stop command: the algo order read back by its `clientAlgoId`.
@@ -721,6 +812,22 @@ impl BinanceVenue {
             news.events.push(e);
         }
         Ok(())
+    }
+}
+
+/// `command`'s stop for an error message: the symbol and the price, in the position's units.
+fn describe_stop(command: &Command, managed: &BTreeMap<u64, Managed>) -> String {
+    match *command {
+        Command::Place { order, stop } => match managed.get(&order.position) {
+            Some(m) => format!(
+                "{} stop {} (tick {})",
+                m.symbol,
+                m.instrument.decimal(stop),
+                m.instrument.tick_size
+            ),
+            None => format!("position {} stop {stop} units", order.position),
+        },
+        other => format!("{other:?}"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Binance WebSocket client (feature `live`): one task per stream — the market stream
-//! (`/market/stream?streams=…`: the streams are in the URL, nothing to subscribe) or the user
-//! stream (`/private/ws?listenKey=…`) — that connects, hands on the parsed
+//! (`/market/stream?streams=…`: the streams of the start are in the URL; those added while it
+//! runs, [`Subscriber::subscribe`], go as a `SUBSCRIBE` at once and again after every
+//! reconnect) or the user stream (`/private/ws?listenKey=…`) — that connects, hands on the parsed
 //! [`StreamMessage`]s, treats a silent connection as lost (Binance pings every 3 minutes and
 //! tungstenite answers; no message at all for `silent_after` is a dead link), and reconnects
 //! with backoff and jitter. Each connect and loss is marked, so the driver re-checks the gap
@@ -12,11 +13,12 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::request::market_subscribe;
 use super::stream::{self, StreamMessage};
 use crate::live::bybit::json::ParseError;
 use crate::live::bybit::ws::jitter;
@@ -99,14 +101,43 @@ pub struct WsClient {
     events: mpsc::Receiver<WsEvent>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    streams: mpsc::UnboundedSender<Vec<String>>,
+}
+
+/// Adds streams to a running market stream client.
+#[derive(Clone)]
+pub struct Subscriber {
+    streams: mpsc::UnboundedSender<Vec<String>>,
+}
+
+impl Subscriber {
+    /// Subscribes `streams` (`ethusdt@markPrice@1s`) now on the open connection (or on the
+    /// next one), and again on every reconnect; ones already carried are not asked again.
+    /// The answer comes as a [`StreamMessage::Reply`]. False once the client has ended.
+    pub fn subscribe(&self, streams: Vec<String>) -> bool {
+        self.streams.send(streams).is_ok()
+    }
 }
 
 impl WsClient {
     pub fn spawn(config: WsConfig) -> WsClient {
         let (tx, events) = mpsc::channel(4096);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(config, tx, stop_rx));
-        WsClient { events, stop, task }
+        let (streams, added) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(config, tx, stop_rx, added));
+        WsClient {
+            events,
+            stop,
+            task,
+            streams,
+        }
+    }
+
+    /// Adds streams to this connection while it runs (the market stream's).
+    pub fn subscriber(&self) -> Subscriber {
+        Subscriber {
+            streams: self.streams.clone(),
+        }
     }
 
     /// The next event; `None` once the client has ended.
@@ -133,14 +164,54 @@ enum End {
     Stop,
 }
 
-async fn run(config: WsConfig, tx: mpsc::Sender<WsEvent>, mut stop: watch::Receiver<bool>) {
+/// The streams added while running (kept for every reconnect) and the requests' ids.
+#[derive(Default)]
+struct Added {
+    names: Vec<String>,
+    next_id: u64,
+    /// Every [`Subscriber`] is gone: nothing more will be asked.
+    closed: bool,
+}
+
+impl Added {
+    /// The `SUBSCRIBE` for `names` (those not carried yet), if any.
+    fn take(&mut self, names: Vec<String>, config_path: &str) -> Option<String> {
+        let fresh: Vec<String> = names
+            .into_iter()
+            .filter(|n| !self.names.contains(n) && !in_path(config_path, n))
+            .collect();
+        if fresh.is_empty() {
+            return None;
+        }
+        self.names.extend(fresh.iter().cloned());
+        Some(self.request(&fresh))
+    }
+
+    fn request(&mut self, names: &[String]) -> String {
+        self.next_id += 1;
+        market_subscribe(names, self.next_id)
+    }
+}
+
+/// Whether the connection's URL names `stream` already.
+fn in_path(path: &str, stream: &str) -> bool {
+    path.split(['=', '/', '&']).any(|p| p == stream)
+}
+
+async fn run(
+    config: WsConfig,
+    tx: mpsc::Sender<WsEvent>,
+    mut stop: watch::Receiver<bool>,
+    mut requested: mpsc::UnboundedReceiver<Vec<String>>,
+) {
     let kind = config.kind;
     let mut backoff = config.backoff;
     let mut connection = 0u64;
+    let mut added = Added::default();
     loop {
         let mut connected = false;
         let end = tokio::select! {
-            end = session(&config, connection, &tx, &mut connected) => end,
+            end = session(&config, connection, &tx, &mut connected, &mut added, &mut requested) => end,
             _ = stop.changed() => End::Stop,
         };
         let reason = match end {
@@ -177,6 +248,8 @@ async fn session(
     connection: u64,
     tx: &mpsc::Sender<WsEvent>,
     connected: &mut bool,
+    added: &mut Added,
+    requested: &mut mpsc::UnboundedReceiver<Vec<String>>,
 ) -> End {
     let kind = config.kind;
     let connect = tokio_tungstenite::connect_async(config.url());
@@ -197,9 +270,32 @@ async fn session(
     {
         return End::Stop;
     }
-    let (_sink, mut source) = ws.split();
+    let (mut sink, mut source) = ws.split();
+    // What was added on an earlier connection, again on this one.
+    if !added.names.is_empty() {
+        let again = added.names.clone();
+        let request = added.request(&again);
+        if let Err(e) = sink.send(Message::Text(request.into())).await {
+            return End::Lost(format!("subscribe: {e}"));
+        }
+    }
     loop {
-        let msg = match tokio::time::timeout(config.silent_after, source.next()).await {
+        let heard = tokio::select! {
+            m = tokio::time::timeout(config.silent_after, source.next()) => m,
+            names = requested.recv(), if !added.closed => {
+                let Some(names) = names else {
+                    added.closed = true;
+                    continue;
+                };
+                if let Some(request) = added.take(names, &config.path)
+                    && let Err(e) = sink.send(Message::Text(request.into())).await
+                {
+                    return End::Lost(format!("subscribe: {e}"));
+                }
+                continue;
+            }
+        };
+        let msg = match heard {
             Ok(m) => m,
             Err(_) => return End::Lost(format!("nothing heard for {:?}", config.silent_after)),
         };

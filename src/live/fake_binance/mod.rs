@@ -11,6 +11,7 @@
 //! - [`faults`]: the injectable REST faults.
 //! - [`server`]: hyper + tungstenite on a socket (REST, `/market` and `/private` streams);
 //!   [`FakeBinance`] is the handle tests drive.
+//! - [`subscribe`]: a market connection's live `SUBSCRIBE` / `UNSUBSCRIBE` requests.
 //!
 //! It shares the fake Bybit's HTTP types ([`crate::live::fake_bybit::wire`]) and its replay
 //! ([`crate::live::fake_bybit::replay`], through `ReplayVenue`).
@@ -18,6 +19,7 @@
 pub mod faults;
 pub mod model;
 pub mod server;
+pub mod subscribe;
 
 pub use crate::live::fake_bybit::server::Pace;
 pub use crate::live::fake_bybit::{Opening, Replay, Tick, replay};

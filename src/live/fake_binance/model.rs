@@ -151,6 +151,8 @@ struct Position {
     side: Side,
     size: Decimal,
     entry: Decimal,
+    /// The data time of its last change (`positionRisk`'s `updateTime`).
+    updated_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -380,10 +382,12 @@ impl Model {
             side,
             size: Decimal::ZERO,
             entry: price,
+            updated_ms: ts,
         });
         let total = p.size + qty;
         p.entry = (p.entry * p.size + price * qty) / total;
         p.size = total;
+        p.updated_ms = ts;
         Ok(vec![self.account_update(&key, ts)])
     }
 
@@ -475,6 +479,11 @@ impl Model {
             })
             .to_string(),
         }
+    }
+
+    /// The data time of `symbol`'s last price, if it has one.
+    fn data_time(&self, symbol: &str) -> Option<i64> {
+        self.marks.get(symbol).map(|m| m.ts)
     }
 
     fn algo_json(s: &AlgoStop) -> Value {
@@ -1052,28 +1061,33 @@ impl Model {
             }
             for ps in sides {
                 let p = self.positions.get(&(i.symbol.clone(), *ps));
-                let (amt, entry) = match p {
+                let (amt, entry, updated) = match p {
                     Some(p) if p.size > Decimal::ZERO => (
                         match p.side {
                             Side::Long => p.size,
                             Side::Short => -p.size,
                         },
                         p.entry,
+                        p.updated_ms,
                     ),
-                    _ => (Decimal::ZERO, Decimal::ZERO),
+                    _ => (Decimal::ZERO, Decimal::ZERO, now),
                 };
                 let mark = self.mark(&i.symbol).unwrap_or_default();
                 list.push(json!({
                     "symbol": i.symbol, "positionAmt": dec_text(amt),
                     "entryPrice": dec_text(entry), "markPrice": dec_text(mark),
                     "unRealizedProfit": "0", "liquidationPrice": "0", "leverage": "10",
-                    "marginType": "cross", "positionSide": ps, "updateTime": now
+                    "marginType": "cross", "positionSide": ps, "updateTime": updated
                 }));
             }
         }
         ok(Value::Array(list))
     }
 
+    /// A create: the answer and the `ALGO_UPDATE` `NEW` carry the time the stop takes effect
+    /// (`updateTime`, the event time: the data time `update_latency_ms` after the create, as
+    /// a real exchange stamps its acknowledgement), so the client measures the window the
+    /// backtester counts.
     fn create_stop(&mut self, req: &HttpRequest, now: i64) -> (HttpReply, Vec<Outgoing>) {
         match self.validate_stop(req) {
             Ok(stop) => {
@@ -1086,7 +1100,10 @@ impl Model {
                     self.stops_without_position += 1;
                 }
                 let reply = ok(Self::algo_json(&stop));
-                let out = vec![Self::algo_update(&stop, now, "")];
+                let at = self
+                    .data_time(&stop.symbol)
+                    .map_or(now, |_| stop.updated_ms);
+                let out = vec![Self::algo_update(&stop, at, "")];
                 self.stops.insert(stop.algo_id, stop);
                 (reply, out)
             }
@@ -1213,7 +1230,7 @@ impl Model {
             working_type,
             status: "NEW",
             created_ms: data_now.max(0),
-            updated_ms: data_now.max(0),
+            updated_ms: data_now.saturating_add(self.setup.update_latency_ms).max(0),
             trigger_ms: 0,
             active_from: data_now.saturating_add(self.setup.update_latency_ms),
             actual_order_id: None,
@@ -1257,6 +1274,8 @@ impl Model {
                 Vec::new(),
             );
         };
+        // In data time when the symbol has a price (a replay's time), as every other message.
+        let now = self.marks.get(&s.symbol).map_or(now, |m| m.ts);
         s.status = "CANCELED";
         s.updated_ms = now;
         let reply = ok(json!({

@@ -129,6 +129,8 @@ struct Shared {
     timers: Timers,
     /// Raised on the first stream connection.
     subscribed: watch::Sender<bool>,
+    /// Every text frame the streams received, in order.
+    received: Mutex<Vec<(Stream, String)>>,
 }
 
 impl Shared {
@@ -209,6 +211,7 @@ impl FakeBinance {
                 cut_after: config.cut_after,
             },
             subscribed: watch::channel(false).0,
+            received: Mutex::new(Vec::new()),
         });
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(accept_loop(
@@ -391,6 +394,15 @@ impl FakeBinance {
         self.shared.model().requests.clone()
     }
 
+    /// Every text frame the streams received (a `SUBSCRIBE`, say), in order.
+    pub fn received(&self) -> Vec<(Stream, String)> {
+        self.shared
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Stream connections accepted so far.
     pub fn connections(&self, stream: Stream) -> usize {
         self.counts(stream).connections
@@ -493,6 +505,7 @@ async fn pace_replay(shared: &Shared, pace: Pace) {
         } => {
             let http = reqwest::Client::new();
             loop {
+                let before = shared.model().open_positions().len();
                 let (ts, seq) = match step_ts(shared, true) {
                     Stepped::Point(ts, seq) => (ts, seq),
                     Stepped::Wait => {
@@ -501,18 +514,56 @@ async fn pace_replay(shared: &Shared, pace: Pace) {
                     }
                     Stepped::End => return,
                 };
+                let after = shared.model().open_positions().len();
+                let opened_or_closed = (before != after).then_some(after);
                 // Until the point's messages are written on every stream (the user stream's
-                // too, so they are not behind the next point), then until the client says it
-                // has the point (or the fake stops).
+                // too, so they are not behind the next point), then until the client has
+                // caught up (or the fake stops).
                 while !shared.delivered(seq) {
                     tokio::time::sleep(poll).await;
                 }
-                while processed_ts(&http, &status_url, &symbol).await < Some(ts) {
-                    tokio::time::sleep(poll).await;
-                }
+                client_caught_up(&http, &status_url, &symbol, ts, opened_or_closed, poll).await;
             }
         }
     }
+}
+
+/// How long a step that opened or closed a position waits for the client to show it.
+const POSITIONS_WITHIN: Duration = Duration::from_secs(2);
+
+/// Until the client says it has the point at `ts` (or the fake stops) and, when the step
+/// opened or closed a position (`positions`: how many are open now), until it holds as many
+/// open ones (at most [`POSITIONS_WITHIN`]): the user stream's news of a new position can
+/// come after the point on the market stream, and a stop created for it after the next
+/// point would be stamped with that point's time.
+async fn client_caught_up(
+    http: &reqwest::Client,
+    url: &str,
+    symbol: &str,
+    ts: i64,
+    positions: Option<usize>,
+    poll: Duration,
+) {
+    while processed_ts(http, url, symbol).await < Some(ts) {
+        tokio::time::sleep(poll).await;
+    }
+    let Some(want) = positions else { return };
+    let until = tokio::time::Instant::now() + POSITIONS_WITHIN;
+    while open_positions(http, url).await != Some(want) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// How many open positions a `/status` answer lists (`None` while unreachable).
+async fn open_positions(http: &reqwest::Client, url: &str) -> Option<usize> {
+    let resp = http
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&resp.text().await.ok()?).ok()?;
+    Some(v.get("positions")?.as_array()?.len())
 }
 
 /// `symbols.<symbol>.last_price_ts` of a `/status` answer (`None` while unreachable).
@@ -844,7 +895,7 @@ impl Drop for Open<'_> {
 
 async fn run_session<S>(
     ws: WebSocketStream<S>,
-    session: Session,
+    mut session: Session,
     first: Vec<Outgoing>,
     (mut rx, before): (broadcast::Receiver<Wire>, u64),
     mut stop: watch::Receiver<bool>,
@@ -888,16 +939,15 @@ async fn run_session<S>(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
             msg = source.next() => match msg {
-                // Pings are answered by tungstenite; SUBSCRIBE-style requests get the plain
-                // reply (the streams were named in the URL).
+                // Pings are answered by tungstenite; a market connection's SUBSCRIBE adds
+                // streams (their current prices at once); the user stream's requests get the
+                // plain reply.
                 Some(Ok(Message::Text(t))) => {
-                    let id = serde_json::from_str::<serde_json::Value>(t.as_str())
-                        .ok()
-                        .and_then(|v| v.get("id").cloned())
-                        .unwrap_or(serde_json::Value::Null);
-                    let reply = serde_json::json!({"result": null, "id": id}).to_string();
-                    if sink.send(Message::Text(reply.into())).await.is_err() {
-                        return;
+                    let frames = on_text(&mut session, t.as_str(), shared);
+                    for f in frames {
+                        if sink.send(Message::Text(f.into())).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Some(Ok(Message::Pong(_))) => {
@@ -945,4 +995,44 @@ async fn run_session<S>(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// A text frame a stream connection received: what it sends back (the reply, then the current
+/// prices of streams a `SUBSCRIBE` added).
+fn on_text(session: &mut Session, text: &str, shared: &Shared) -> Vec<String> {
+    let this = session.stream();
+    shared
+        .received
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((this, text.to_string()));
+    let Session::Market { combined, names } = session else {
+        let id = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("id").cloned())
+            .unwrap_or(serde_json::Value::Null);
+        return vec![serde_json::json!({"result": null, "id": id}).to_string()];
+    };
+    let answer = super::subscribe::on_request(names, text);
+    let mut frames = vec![answer.reply];
+    if !answer.added.is_empty() {
+        for out in shared.model().current_marks() {
+            let Outgoing::Market {
+                symbol,
+                stream,
+                text,
+            } = out
+            else {
+                continue;
+            };
+            match market_name(&answer.added, &symbol, stream) {
+                Some(name) if *combined => {
+                    frames.push(format!(r#"{{"stream":"{name}","data":{text}}}"#))
+                }
+                Some(_) => frames.push(text),
+                None => {}
+            }
+        }
+    }
+    frames
 }

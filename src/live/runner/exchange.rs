@@ -201,6 +201,24 @@ impl ExchangeVenue {
         }
     }
 
+    /// How long the host's ban has left (ms) when the exchange said (Binance's 418: its
+    /// `Retry-After` or "banned until"); `None` when it did not (Bybit's 403: the runner
+    /// waits its own `ban_wait`).
+    pub fn ban_left_ms(&self) -> Option<i64> {
+        match self {
+            ExchangeVenue::Bybit(_) => None,
+            ExchangeVenue::Binance(v) => v.rest().ban_left_ms(),
+        }
+    }
+
+    /// How the exchange says "banned" and "rate limited", for the log lines.
+    pub fn refusal_names(&self) -> (&'static str, &'static str) {
+        match self {
+            ExchangeVenue::Bybit(_) => ("HTTP 403", "10006"),
+            ExchangeVenue::Binance(_) => ("HTTP 418", "HTTP 429"),
+        }
+    }
+
     /// Bybit holds one stop per position, Binance stop orders.
     pub fn stop_model(&self) -> StopModel {
         match self {
@@ -224,12 +242,11 @@ impl ExchangeVenue {
     }
 
     /// `symbol`'s instrument, read now if not known (`symbols = ["*"]`, a symbol first seen
-    /// while running). Binance: only those read at the start (its market stream takes no new
-    /// symbol yet, so a symbol first seen while running is not followed: `None`).
+    /// while running).
     pub async fn learn(&mut self, symbol: &str) -> Result<Option<Instrument>, String> {
         match self {
             ExchangeVenue::Bybit(v) => v.learn(symbol).await.map_err(|e| e.to_string()),
-            ExchangeVenue::Binance(v) => Ok(v.instrument(symbol).copied()),
+            ExchangeVenue::Binance(v) => v.learn(symbol).await.map_err(|e| e.to_string()),
         }
     }
 
@@ -256,7 +273,9 @@ impl ExchangeVenue {
     pub fn manage(&mut self, position: u64, info: &PositionInfo) -> Result<(), String> {
         match self {
             ExchangeVenue::Bybit(v) => v.manage(position, info).map_err(|e| e.to_string()),
-            ExchangeVenue::Binance(v) => v.manage(position, &to_binance(info)),
+            ExchangeVenue::Binance(v) => v
+                .manage(position, &to_binance(info))
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -437,6 +456,16 @@ impl ExchangeVenue {
                 use binance::ws::WsEvent as E;
                 match ev {
                     E::Message(m) => {
+                        if let binance::stream::StreamMessage::Reply {
+                            error: Some((code, message)),
+                            ..
+                        } = &m
+                        {
+                            // A stream added while running (a new symbol's) was refused.
+                            super::log::warn(&format!(
+                                "market stream SUBSCRIBE refused ({code}): {message}"
+                            ));
+                        }
                         let ts = match &m {
                             binance::stream::StreamMessage::Account(a) => Some(a.ts),
                             _ => None,
@@ -526,6 +555,35 @@ impl ExchangeVenue {
     }
 }
 
+/// Adds a symbol's prices to the running market stream (a symbol first seen while running,
+/// `symbols = ["*"]`), kept across reconnects: Bybit's `tickers.<symbol>` topic, Binance's
+/// `<symbol>@markPrice@1s` (or `@aggTrade`) stream.
+pub enum Subscriber {
+    Bybit(bybit::ws::Subscriber),
+    Binance {
+        streams: binance::ws::Subscriber,
+        trigger: crate::live::config::TriggerPrice,
+    },
+}
+
+impl Subscriber {
+    /// Subscribes `symbol`'s prices; what was subscribed, for the log (`None`: the stream
+    /// has ended).
+    pub fn subscribe(&self, symbol: &str) -> Option<String> {
+        match self {
+            Subscriber::Bybit(s) => s
+                .subscribe(vec![super::symbols::ticker_topic(symbol)])
+                .then(|| "tickers".to_string()),
+            Subscriber::Binance { streams, trigger } => {
+                let name = binance::request::price_stream_name(symbol, *trigger);
+                streams
+                    .subscribe(vec![name.clone()])
+                    .then(|| format!("its stream {name}"))
+            }
+        }
+    }
+}
+
 /// The stream clients of the venue.
 pub enum Streams {
     Bybit {
@@ -538,15 +596,22 @@ pub enum Streams {
         /// The user stream's settings (its path carries the listenKey).
         user_config: binance::ws::WsConfig,
         keepalive: tokio::time::Interval,
+        /// Which price the market stream carries (a new symbol's stream is the same kind).
+        trigger: crate::live::config::TriggerPrice,
     },
 }
 
 impl Streams {
-    /// Adds topics to Bybit's public stream (a new symbol's tickers); Binance: none.
-    pub fn subscriber(&self) -> Option<bybit::ws::Subscriber> {
+    /// Adds a new symbol's prices to the market stream (Bybit's public, Binance's market).
+    pub fn subscriber(&self) -> Subscriber {
         match self {
-            Streams::Bybit { public, .. } => Some(public.subscriber()),
-            Streams::Binance { .. } => None,
+            Streams::Bybit { public, .. } => Subscriber::Bybit(public.subscriber()),
+            Streams::Binance {
+                market, trigger, ..
+            } => Subscriber::Binance {
+                streams: market.subscriber(),
+                trigger: *trigger,
+            },
         }
     }
 
@@ -752,6 +817,7 @@ async fn connect_binance(
             user,
             user_config,
             keepalive,
+            trigger: config.venue.trigger_price,
         },
         symbols,
     ))

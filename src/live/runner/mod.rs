@@ -153,8 +153,8 @@ struct Live {
     circuit: Breaker,
     /// Commands waiting for the venue, per position.
     held: resilience::HeldCommands,
-    /// Adds `tickers` topics to the public stream (a symbol first seen while running; Bybit).
-    tickers: Option<crate::live::bybit::ws::Subscriber>,
+    /// Adds a symbol first seen while running to the market stream.
+    tickers: Option<exchange::Subscriber>,
     /// The account's limit on stop calls, on the monotonic clock since `started`.
     pace: pace::Pacer,
     started: Instant,
@@ -317,8 +317,9 @@ impl Live {
         s.circuit = circuit;
         s.gauges.without_trailing_stop = self.watch.unmanaged.len() as u64;
         s.gauges.clock_offset_ms = offset;
-        if s.gauges.venue != resilience::VENUE {
-            s.gauges.venue = resilience::VENUE.to_string();
+        let venue = self.venue.exchange().as_str();
+        if s.gauges.venue != venue {
+            s.gauges.venue = venue.to_string();
         }
     }
 
@@ -404,7 +405,8 @@ impl Live {
             ] = ex.events[..]
             {
                 line(&format!(
-                    "rate limited (10006): held until the reset in {retry_after_ms} ms"
+                    "rate limited ({}): held until the reset in {retry_after_ms} ms",
+                    self.venue.refusal_names().1
                 ));
                 return Ok(self.pause(PauseReason::RateLimited, now + retry_after_ms.max(0)));
             }
@@ -448,10 +450,11 @@ impl Live {
                     )));
                 }
                 Some(Action::Halt) => {
-                    let wait_ms = self.resilience.ban_wait.as_millis() as i64;
+                    let wait_ms = self.ban_wait_ms();
                     line(&format!(
-                        "banned (HTTP 403): no REST to the host for {} s; held",
-                        wait_ms / 1000
+                        "banned ({}): no REST to the host for {} s; held",
+                        self.venue.refusal_names().0,
+                        (wait_ms + 999) / 1000
                     ));
                     return Ok(self.pause(PauseReason::Banned, now + wait_ms));
                 }
@@ -460,6 +463,14 @@ impl Live {
         let until_ms = self.now() + self.resilience.breaker.cooldown_ms;
         line(&format!("no answer after {MAX_ATTEMPTS} attempts: held"));
         Ok(Sent::Held { until_ms })
+    }
+
+    /// How long no REST goes to a host that banned us: until the ban's end when the
+    /// exchange said (Binance's 418), else the configured wait (Bybit's 403).
+    fn ban_wait_ms(&self) -> i64 {
+        self.venue
+            .ban_left_ms()
+            .unwrap_or(self.resilience.ban_wait.as_millis() as i64)
     }
 
     /// Milliseconds of the monotonic clock the pacing runs on.
@@ -822,7 +833,7 @@ impl Live {
                 self.discover_all(ts).await
             }
             Err(Action::Halt) => {
-                let wait_ms = self.resilience.ban_wait.as_millis() as i64;
+                let wait_ms = self.ban_wait_ms();
                 self.pause(PauseReason::Banned, ts + wait_ms);
                 Ok(())
             }
@@ -1004,7 +1015,7 @@ async fn run_logged(
         resilience,
         circuit: Breaker::new(resilience.breaker),
         held: Default::default(),
-        tickers: streams.subscriber(),
+        tickers: Some(streams.subscriber()),
         pace: pace::Pacer::new(pace_limit),
         started: Instant::now(),
         metrics,

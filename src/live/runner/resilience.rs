@@ -82,26 +82,26 @@ pub(super) fn kind_of(cmd: &Command) -> Kind {
     }
 }
 
-pub(super) const VENUE: &str = "bybit";
-
 impl Live {
     fn transition(&self, t: Transition) {
         let at = |ms: i64| crate::timefmt::iso_ms(ms);
+        let venue = self.venue.exchange().as_str();
+        let (banned, limited) = self.venue.refusal_names();
         match t {
             Transition::Opened { failures, until_ms } => log::warn(&format!(
-                "{VENUE} circuit open after {failures} failed sends: stops are only moved \
+                "{venue} circuit open after {failures} failed sends: stops are only moved \
                  again from {}; missing stops and closes still go",
                 at(until_ms)
             )),
             Transition::HalfOpened => log::note(&format!(
-                "{VENUE} circuit half-open: the next send is the trial"
+                "{venue} circuit half-open: the next send is the trial"
             )),
-            Transition::Closed => log::note(&format!("{VENUE} circuit closed")),
+            Transition::Closed => log::note(&format!("{venue} circuit closed")),
             Transition::Paused {
                 reason: PauseReason::Banned,
                 until_ms,
             } => log::warn(&format!(
-                "{VENUE} bans this IP (HTTP 403): no REST to it until {}; the stops on the \
+                "{venue} bans this IP ({banned}): no REST to it until {}; the stops on the \
                  exchange keep working",
                 at(until_ms)
             )),
@@ -109,11 +109,11 @@ impl Live {
                 reason: PauseReason::RateLimited,
                 until_ms,
             } => log::warn(&format!(
-                "{VENUE} rate limit (10006): sends wait until {}",
+                "{venue} rate limit ({limited}): sends wait until {}",
                 at(until_ms)
             )),
             Transition::Resumed { reason } => log::note(&format!(
-                "{VENUE}: the {} pause is over",
+                "{venue}: the {} pause is over",
                 match reason {
                     PauseReason::Banned => "ban",
                     PauseReason::RateLimited => "rate-limit",
@@ -146,24 +146,26 @@ impl Live {
     /// Why `/healthz` is degraded by the venue, if it is.
     pub(super) fn circuit_degraded(&self) -> Option<String> {
         let now = self.now();
+        let venue = self.venue.exchange().as_str();
         if let Some((reason, until)) = self.circuit.paused(now) {
             let at = crate::timefmt::iso_ms(until);
             return Some(match reason {
                 PauseReason::Banned => {
-                    format!("{VENUE} REST banned (HTTP 403) until {at}: no request is sent")
+                    let banned = self.venue.refusal_names().0;
+                    format!("{venue} REST banned ({banned}) until {at}: no request is sent")
                 }
-                PauseReason::RateLimited => format!("{VENUE} rate limited until {at}"),
+                PauseReason::RateLimited => format!("{venue} rate limited until {at}"),
             });
         }
         match self.circuit.state_name(now) {
-            "open" => Some(format!("{VENUE} circuit open")),
+            "open" => Some(format!("{venue} circuit open")),
             _ => None,
         }
     }
 
     pub(super) fn circuit_status(&self) -> BTreeMap<String, String> {
         BTreeMap::from([(
-            VENUE.to_string(),
+            self.venue.exchange().as_str().to_string(),
             self.circuit.state_name(self.now()).to_string(),
         )])
     }

@@ -1,7 +1,7 @@
 //! `symbols = ["*"]` (`LIVE.md` §3): every open position of the account is managed, also one
 //! opened while running on a symbol not seen yet. Its instrument (tick size) is read and its
-//! tickers subscribed at once (kept across reconnects), so its stop is placed on the spot and
-//! trails on its own prices. The periodic re-check lists the whole account too, for a
+//! prices subscribed at once (Bybit's tickers, Binance's mark price or trade stream; kept
+//! across reconnects), so its stop is placed on the spot and trails on its own prices. The periodic re-check lists the whole account too, for a
 //! position opened while the private stream was down.
 
 use std::collections::BTreeSet;
@@ -85,18 +85,14 @@ impl Live {
                 return None;
             }
         };
-        if !self
-            .tickers
-            .as_ref()
-            .is_some_and(|t| t.subscribe(vec![ticker_topic(symbol)]))
-        {
-            not_managed("the public stream has ended");
+        let Some(subscribed) = self.tickers.as_ref().and_then(|t| t.subscribe(symbol)) else {
+            not_managed("the market stream has ended");
             return None;
-        }
+        };
         // It counts for staleness from now: a symbol that never sends a price goes stale.
         self.arrived.insert(symbol.to_string(), Instant::now());
         self.say(&format!(
-            "{symbol}: a new symbol: tick size {}, tickers subscribed",
+            "{symbol}: a new symbol: tick size {}, {subscribed} subscribed",
             instrument.tick_size
         ));
         Some(instrument)
