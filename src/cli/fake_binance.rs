@@ -59,6 +59,26 @@ pub struct Args {
     /// Exit when the replay is over [default: keep serving until interrupted].
     #[arg(long)]
     exit_at_end: bool,
+    /// Milliseconds between the server's pings on every stream connection (Binance: 3 min).
+    #[arg(long, default_value_t = 180_000)]
+    ping_every_ms: u64,
+    /// Drop a stream connection that sent no pong for this many milliseconds (Binance:
+    /// 10 min).
+    #[arg(long, default_value_t = 600_000)]
+    pong_within_ms: u64,
+    /// Cut every stream connection this many milliseconds after it opened (Binance: 24 h).
+    #[arg(long, default_value_t = 86_400_000)]
+    cut_after_ms: u64,
+    /// The IP's request weight per minute (`REQUEST_WEIGHT`; over it HTTP 429, then 418).
+    #[arg(long, default_value_t = 2400)]
+    request_weight: u32,
+    /// Fill each triggered stop and each close at market in this many executions
+    /// (`PARTIALLY_FILLED` … `FILLED`).
+    #[arg(long, default_value_t = 1)]
+    fill_parts: usize,
+    /// Each execution after the first this many ticks further from the first.
+    #[arg(long, default_value_t = 0)]
+    fill_slip_ticks: i64,
     /// Hedge mode (positionSide LONG / SHORT) instead of one-way.
     #[arg(long)]
     hedge: bool,
@@ -161,6 +181,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut setup = Setup::new(&key, &secret, vec![InstrumentSpec::new(&symbol, tick)]);
     setup.hedge = args.hedge;
     setup.update_latency_ms = args.update_latency_ms;
+    if args.fill_parts == 0 {
+        bail!("--fill-parts 0: must be >= 1");
+    }
+    if args.fill_slip_ticks < 0 {
+        bail!("--fill-slip-ticks {}: must be >= 0", args.fill_slip_ticks);
+    }
+    setup.request_weight_per_min = args.request_weight;
+    setup.fill_parts = args.fill_parts;
+    setup.fill_slip_ticks = args.fill_slip_ticks;
     let mut config = FakeConfig::new(setup);
     config.listen = args.listen;
     config.replay = Some(Replay::new(&symbol, ticks, openings));
@@ -173,6 +202,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => Pace::Every(Duration::from_millis(args.interval_ms.max(1))),
     };
     config.start_on_subscribe = !args.no_wait;
+    for (flag, ms) in [
+        ("--ping-every-ms", args.ping_every_ms),
+        ("--pong-within-ms", args.pong_within_ms),
+        ("--cut-after-ms", args.cut_after_ms),
+    ] {
+        if ms == 0 {
+            bail!("{flag} 0: must be > 0");
+        }
+    }
+    config.ping_every = Duration::from_millis(args.ping_every_ms);
+    config.pong_within = Duration::from_millis(args.pong_within_ms);
+    config.cut_after = Duration::from_millis(args.cut_after_ms);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

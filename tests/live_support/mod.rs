@@ -13,6 +13,8 @@ use serde_json::Value;
 use trailstop::engine::Side;
 use trailstop::live::fake_bybit::{FakeBybit, FakeConfig, InstrumentSpec, Setup, Stream};
 
+pub mod binance;
+
 pub const KEY: &str = "symbols-test-key-5e07a1";
 pub const SECRET: &str = "symbols-test-secret-9d24f6";
 pub const BTC: &str = "BTCUSDT";

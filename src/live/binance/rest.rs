@@ -67,6 +67,9 @@ pub struct RestClient {
     offset_ms: AtomicI64,
     /// The local time until which the host has banned us (418).
     banned_until: Mutex<Option<i64>>,
+    /// The IP's request weight the last answer reported (`X-MBX-USED-WEIGHT-1M`; -1: none
+    /// yet).
+    used_weight: AtomicI64,
     /// Where each request's duration and outcome is counted (issue 14), if anywhere.
     metrics: Option<std::sync::Arc<crate::live::metrics::Metrics>>,
 }
@@ -78,6 +81,7 @@ impl std::fmt::Debug for RestClient {
             .field("recv_window_ms", &self.config.recv_window_ms)
             .field("credentials", &self.credentials)
             .field("offset_ms", &self.clock_offset_ms())
+            .field("used_weight_1m", &self.used_weight_1m())
             .finish()
     }
 }
@@ -115,6 +119,7 @@ impl RestClient {
             credentials,
             offset_ms: AtomicI64::new(0),
             banned_until: Mutex::new(None),
+            used_weight: AtomicI64::new(-1),
             metrics: None,
         })
     }
@@ -137,6 +142,12 @@ impl RestClient {
     /// The timestamp a request signed now carries.
     pub fn timestamp_ms(&self) -> i64 {
         (self.config.clock)() + self.clock_offset_ms()
+    }
+
+    /// The request weight of the last minute as the last answer that said it reported
+    /// (`X-MBX-USED-WEIGHT-1M`; the limit is `exchangeInfo`'s `REQUEST_WEIGHT`).
+    pub fn used_weight_1m(&self) -> Option<i64> {
+        Some(self.used_weight.load(Ordering::SeqCst)).filter(|w| *w >= 0)
     }
 
     /// Until when (local ms) the host has banned us, if it has.
@@ -247,6 +258,9 @@ impl RestClient {
         };
         let reply = match answer {
             Ok((status, rate, body)) => {
+                if let Some(w) = rate.used_weight_1m {
+                    self.used_weight.store(w, Ordering::SeqCst);
+                }
                 let body = match &self.credentials {
                     Some(c) if !c.api_key.expose().is_empty() => {
                         body.replace(c.api_key.expose(), "<api key>")

@@ -24,6 +24,23 @@ pub fn to_units(price: Decimal, instrument: &Instrument, field: &str) -> Result<
     })
 }
 
+/// An average fill price in `instrument` units. The volume-weighted average of several
+/// executions is exact in `Decimal` but can have more decimals than the engine's units (a
+/// third, say): then it is put on them half to even, as the runner puts an averaged entry.
+pub fn average_units(
+    price: Decimal,
+    instrument: &Instrument,
+    field: &str,
+) -> Result<i64, ParseError> {
+    let on_grid = price
+        .round_dp_with_strategy(
+            instrument.price_decimals,
+            rust_decimal::RoundingStrategy::MidpointNearestEven,
+        )
+        .normalize();
+    to_units(on_grid, instrument, field)
+}
+
 /// `GET /fapi/v1/time` → `serverTime` (epoch ms).
 pub fn server_time(body: &str) -> Result<i64, ParseError> {
     let v = json::parse_text(body)?;
@@ -555,7 +572,7 @@ pub fn resolve_query(
             Some(fill) => Some(VenueEvent::Triggered {
                 order,
                 ts,
-                fill: to_units(
+                fill: average_units(
                     fill,
                     instrument,
                     &format!("{}.avgPrice", info.client_algo_id),
@@ -602,6 +619,9 @@ pub fn resolve_missing_cancel(
                 if let Some(VenueEvent::Triggered { fill, .. }) =
                     resolve_query(order, Some(i), instrument, ts)?
                 {
+                    // The exit is when the exchange filled it, not when we found out (a
+                    // trigger the user stream missed during a reconnect, found by a re-check).
+                    let ts = i.updated_ms.filter(|t| *t > 0).unwrap_or(ts);
                     return Ok(MissingStop::Triggered(VenueEvent::Triggered {
                         order,
                         ts,
@@ -926,6 +946,19 @@ mod tests {
             MissingStop::Triggered(VenueEvent::Triggered {
                 order,
                 ts: 9,
+                fill: i.units(dec!(2499.50)).unwrap()
+            })
+        );
+        // Found late (a re-check after a reconnect): stamped when the exchange filled it.
+        let finished = AlgoOrderInfo {
+            updated_ms: Some(7),
+            ..info(AlgoStatus::Finished)
+        };
+        assert_eq!(
+            resolve_missing_cancel(order, Some(&finished), false, &i, 9).unwrap(),
+            MissingStop::Triggered(VenueEvent::Triggered {
+                order,
+                ts: 7,
                 fill: i.units(dec!(2499.50)).unwrap()
             })
         );

@@ -3,7 +3,7 @@
 //! - Market (`/market` host): `markPriceUpdate` (`<symbol>@markPrice@1s`) and `aggTrade`, each
 //!   a [`PricePoint`] stamped with the message's event time `E` (the engine's time), even when
 //!   the price did not change. [`PriceClock`] drops a point stamped before the last one of its
-//!   symbol, and counts it.
+//!   symbol, and counts it, and the last one again (the same time and price).
 //! - User data (`/private` host): `ALGO_UPDATE` (the stop's life: `NEW → TRIGGERING →
 //!   TRIGGERED → FINISHED`, or `CANCELED`/`REJECTED`/`EXPIRED`; once triggered the fill belongs
 //!   to a *new* order, `ai`), `ORDER_TRADE_UPDATE` (that order and its fills, and our close at
@@ -20,7 +20,8 @@ use serde_json::Value;
 
 use super::request::PositionSide;
 use super::snapshot::{
-    self, AlgoStatus, OrderSide, PositionInfo, algo_status, order_side, position_side, to_units,
+    self, AlgoStatus, OrderSide, PositionInfo, algo_status, average_units, order_side,
+    position_side, to_units,
 };
 use crate::engine::Instrument;
 use crate::live::bybit::json::{self, Obj, ParseError, each};
@@ -123,23 +124,32 @@ fn price(o: &Obj<'_>) -> Result<PricePoint, ParseError> {
     })
 }
 
-/// The last event time applied per symbol: a point stamped before it is dropped and counted.
+/// The last point applied per symbol: a point stamped before it is dropped and counted; the
+/// same point again (its time and price: a reconnected stream's first message re-sends the
+/// current mark, a message delivered twice) is the same message, not news.
 #[derive(Debug, Clone, Default)]
 pub struct PriceClock {
-    last: BTreeMap<String, i64>,
+    last: BTreeMap<String, (i64, Decimal)>,
     /// Points dropped as older than the last one applied (a metric).
     pub dropped_stale: u64,
 }
 
 impl PriceClock {
-    /// Whether `point` is news (not stamped before the last one of its symbol).
+    /// Whether `point` is news (not stamped before the last one of its symbol, nor that
+    /// one again).
     pub fn admit(&mut self, point: &PricePoint) -> bool {
-        let last = self.last.entry(point.symbol.clone()).or_insert(i64::MIN);
-        if point.ts < *last {
+        let last = self
+            .last
+            .entry(point.symbol.clone())
+            .or_insert((i64::MIN, Decimal::ZERO));
+        if point.ts < last.0 {
             self.dropped_stale += 1;
             return false;
         }
-        *last = point.ts;
+        if *last == (point.ts, point.price) {
+            return false;
+        }
+        *last = (point.ts, point.price);
         true
     }
 }
@@ -252,7 +262,7 @@ impl AlgoUpdate {
                 Some(ap) => AlgoNews::Event(VenueEvent::Triggered {
                     order,
                     ts,
-                    fill: to_units(ap, instrument, &field("ap"))?,
+                    fill: average_units(ap, instrument, &field("ap"))?,
                 }),
                 None => AlgoNews::Unprotected {
                     reason: "the triggered order finished without a fill".into(),
@@ -341,27 +351,40 @@ impl OrderUpdate {
         self.order_id.to_string() == actual_order_id
     }
 
-    /// The average price of a completely filled order.
+    /// The average price of a completely filled order, as the exchange says it (`ap`).
     pub fn filled_at(&self) -> Option<Decimal> {
         (self.status == "FILLED")
             .then_some(self.avg_price)
             .flatten()
     }
 
-    fn fill_units(&self, instrument: &Instrument) -> Result<Option<i64>, ParseError> {
-        self.filled_at()
-            .map(|p| to_units(p, instrument, &format!("{}.ap", self.symbol)))
+    /// The average price of a completely filled order: the volume-weighted price of its
+    /// executions when `seen` holds all of them (exact, `Decimal`), else the exchange's `ap`.
+    pub fn filled_at_after(&self, seen: &Executions) -> Option<Decimal> {
+        let filled = self.filled_at()?;
+        Some(seen.average(self.cum_qty).unwrap_or(filled))
+    }
+
+    fn fill_units(
+        &self,
+        instrument: &Instrument,
+        seen: &Executions,
+    ) -> Result<Option<i64>, ParseError> {
+        self.filled_at_after(seen)
+            .map(|p| average_units(p, instrument, &format!("{}.ap", self.symbol)))
             .transpose()
     }
 
-    /// The stop `order` filled here (this is the order it became): triggered at `ap`.
-    pub fn triggered(
+    /// The stop `order` filled here (this is the order it became, `seen` its executions so
+    /// far, this one included): triggered at their average.
+    pub fn triggered_after(
         &self,
         order: OrderRef,
         instrument: &Instrument,
+        seen: &Executions,
     ) -> Result<Option<VenueEvent>, ParseError> {
         Ok(self
-            .fill_units(instrument)?
+            .fill_units(instrument, seen)?
             .map(|fill| VenueEvent::Triggered {
                 order,
                 ts: self.ts,
@@ -369,19 +392,69 @@ impl OrderUpdate {
             }))
     }
 
-    /// The driver's `position` closed by this order (our close, or someone else's).
-    pub fn closed(
+    /// [`OrderUpdate::triggered_after`] with this execution alone.
+    pub fn triggered(
+        &self,
+        order: OrderRef,
+        instrument: &Instrument,
+    ) -> Result<Option<VenueEvent>, ParseError> {
+        self.triggered_after(order, instrument, &Executions::of(self))
+    }
+
+    /// The driver's `position` closed by this order (our close, or someone else's; `seen`
+    /// its executions so far).
+    pub fn closed_after(
         &self,
         position: u64,
         instrument: &Instrument,
+        seen: &Executions,
     ) -> Result<Option<VenueEvent>, ParseError> {
         Ok(self
-            .fill_units(instrument)?
+            .fill_units(instrument, seen)?
             .map(|fill| VenueEvent::PositionClosed {
                 position,
                 ts: self.ts,
                 fill,
             }))
+    }
+
+    /// [`OrderUpdate::closed_after`] with this execution alone.
+    pub fn closed(
+        &self,
+        position: u64,
+        instrument: &Instrument,
+    ) -> Result<Option<VenueEvent>, ParseError> {
+        self.closed_after(position, instrument, &Executions::of(self))
+    }
+}
+
+/// The executions of one order seen so far: their quantity and notional (Σ `l` × `L`),
+/// exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Executions {
+    pub qty: Decimal,
+    pub notional: Decimal,
+}
+
+impl Executions {
+    /// `u`'s execution alone.
+    pub fn of(u: &OrderUpdate) -> Executions {
+        let mut e = Executions::default();
+        e.add(u);
+        e
+    }
+
+    /// Adds `u`'s execution, if it is one (`x` = `TRADE`, `l` at `L`).
+    pub fn add(&mut self, u: &OrderUpdate) {
+        if let (true, Some(price)) = (u.execution_type == "TRADE", u.last_price) {
+            self.qty += u.last_qty;
+            self.notional += u.last_qty * price;
+        }
+    }
+
+    /// The volume-weighted price of what was seen, when that is all of `cum` filled.
+    pub fn average(&self, cum: Decimal) -> Option<Decimal> {
+        (!self.qty.is_zero() && self.qty == cum).then(|| self.notional / self.qty)
     }
 }
 
@@ -493,16 +566,20 @@ mod tests {
     #[test]
     fn a_point_older_than_the_last_is_dropped_and_counted() {
         let mut c = PriceClock::default();
-        let at = |s: &str, ts| PricePoint {
+        let at = |s: &str, ts, price| PricePoint {
             symbol: s.into(),
-            price: dec!(1),
+            price,
             ts,
         };
-        assert!(c.admit(&at("BTCUSDT", 10)));
-        // The same time again is news (the price may be repeated, LIVE.md §5).
-        assert!(c.admit(&at("BTCUSDT", 10)));
-        assert!(!c.admit(&at("BTCUSDT", 9)));
-        assert!(c.admit(&at("ETHUSDT", 1)));
+        assert!(c.admit(&at("BTCUSDT", 10, dec!(1))));
+        // Another price at the same time is news (two trades in one millisecond); the same
+        // price at a later time too (LIVE.md §5: a point even when the price did not change).
+        assert!(c.admit(&at("BTCUSDT", 10, dec!(2))));
+        assert!(c.admit(&at("BTCUSDT", 11, dec!(2))));
+        // The same point again is not (a reconnect's re-sent mark), nor is it stale.
+        assert!(!c.admit(&at("BTCUSDT", 11, dec!(2))));
+        assert!(!c.admit(&at("BTCUSDT", 9, dec!(2))));
+        assert!(c.admit(&at("ETHUSDT", 1, dec!(2))));
         assert_eq!(c.dropped_stale, 1);
     }
 

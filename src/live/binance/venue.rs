@@ -24,7 +24,7 @@ use super::request::{self, AlgoRef, PositionSide, RequestError, StopOptions, Sto
 use super::response::{self, Answer};
 use super::rest::{RestClient, RestError};
 use super::snapshot::{self, MissingStop, PositionInfo, parse_client_id};
-use super::stream::{self, AlgoNews, PriceClock, PricePoint, StreamMessage};
+use super::stream::{self, AlgoNews, Executions, PriceClock, PricePoint, StreamMessage};
 use crate::engine::{Instrument, Side};
 use crate::live::bybit::json::ParseError;
 use crate::venue::{Command, OrderRef, VenueEvent};
@@ -40,6 +40,9 @@ pub enum Action {
     Halt { until_ms: Option<i64> },
     /// The listenKey is gone: a new one, a reconnect, a REST re-check.
     RenewListenKey,
+    /// The stream told something only a REST re-check can settle (a position flat while
+    /// our stop rests, before any fill: triggered, or closed by someone else?).
+    Recheck,
     /// The position's stop fired but did not close it (or vanished on the way): the position
     /// is unprotected. Close it at market now, and alert.
     CloseNow { position: u64, reason: String },
@@ -92,6 +95,13 @@ impl Executed {
     }
 }
 
+/// Where a position's state was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heard {
+    OnStream,
+    ByRest,
+}
+
 /// What a stream message meant.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StreamNews {
@@ -113,6 +123,9 @@ struct Managed {
     triggering: BTreeSet<u32>,
     /// The order a triggered stop became (`ai`) → the stop.
     actual: BTreeMap<String, OrderRef>,
+    /// The executions seen of the orders that close it (a stop's, our close's), by order
+    /// id: one fill can come in several (`PARTIALLY_FILLED` … `FILLED`).
+    executions: BTreeMap<i64, Executions>,
     close_attempt: u32,
     close_ambiguous: bool,
     closing_id: Option<String>,
@@ -260,6 +273,7 @@ impl BinanceVenue {
                 instrument,
                 triggering: BTreeSet::new(),
                 actual: BTreeMap::new(),
+                executions: BTreeMap::new(),
                 close_attempt: 0,
                 close_ambiguous: false,
                 closing_id: None,
@@ -356,7 +370,7 @@ impl BinanceVenue {
                         MissingStop::StillResting | MissingStop::PositionClosed => {}
                     }
                 }
-                self.on_position(p, ts, &mut news)
+                self.on_position(p, ts, Heard::ByRest, &mut news)
                     .map_err(|e| Action::Fatal {
                         code: 0,
                         message: e.to_string(),
@@ -650,7 +664,7 @@ impl BinanceVenue {
             StreamMessage::Order(u) => self.on_order(&u, &mut news)?,
             StreamMessage::Account(a) => {
                 for p in a.positions {
-                    self.on_position(p, a.ts, &mut news)?;
+                    self.on_position(p, a.ts, Heard::OnStream, &mut news)?;
                 }
             }
             StreamMessage::ListenKeyExpired { .. } => news.actions.push(Action::RenewListenKey),
@@ -720,10 +734,14 @@ impl BinanceVenue {
         if m.closed {
             return Ok(());
         }
-        // The fill of a triggered stop is the new order's (freqtrade #12680).
+        let seen = m.executions.entry(u.order_id).or_default();
+        seen.add(u);
+        let seen = *seen;
+        // The fill of a triggered stop is the new order's (freqtrade #12680); the position
+        // closes once it is filled, at the average of its executions.
         let event = match m.actual.get(&u.order_id.to_string()) {
-            Some(&order) => u.triggered(order, &m.instrument)?,
-            None => u.closed(position, &m.instrument)?,
+            Some(&order) => u.triggered_after(order, &m.instrument, &seen)?,
+            None => u.closed_after(position, &m.instrument, &seen)?,
         };
         if let Some(e) = event {
             m.closed = true;
@@ -736,6 +754,7 @@ impl BinanceVenue {
         &mut self,
         p: PositionInfo,
         ts: i64,
+        heard: Heard,
         news: &mut StreamNews,
     ) -> Result<(), ParseError> {
         let Some(&position) = self.by_key.get(&(p.symbol.clone(), p.position_side)) else {
@@ -748,6 +767,14 @@ impl BinanceVenue {
             .managed
             .get_mut(&position)
             .expect("keyed positions are managed");
+        // Smaller while our stop's order or our close fills (in several executions): part
+        // of that fill, not a change to follow.
+        let filling = m.closing_id.is_some() || !m.triggering.is_empty();
+        if p.is_open() && filling && p.size() < m.size {
+            m.size = p.size();
+            m.last = Some(p);
+            return Ok(());
+        }
         if p.is_open() {
             if let Some(e) = p.event(position, m.last.as_ref(), ts, &m.instrument)? {
                 news.events.push(match e {
@@ -766,8 +793,21 @@ impl BinanceVenue {
             m.last = Some(p);
             return Ok(());
         }
-        // Flat without a fill seen (closed by someone else): at the last price.
         m.last = Some(p);
+        if heard == Heard::OnStream && !m.closed {
+            // The user stream's messages of one fill come in no fixed order: a flat
+            // position can be told before the fill that flattened it.
+            if filling {
+                // Our close, or a stop seen firing: its fill is on its way.
+                return Ok(());
+            }
+            if m.resting(position).is_some() {
+                // Our stop may have filled: read it back before deciding the exit.
+                news.actions.push(Action::Recheck);
+                return Ok(());
+            }
+        }
+        // Flat without a fill of ours (closed by someone else): at the last price.
         if let Some(e) = self.closed_event(position, ts) {
             news.events.push(e);
         }

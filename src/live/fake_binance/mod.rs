@@ -23,6 +23,6 @@ pub mod subscribe;
 
 pub use crate::live::fake_bybit::server::Pace;
 pub use crate::live::fake_bybit::{Opening, Replay, Tick, replay};
-pub use faults::{Fault, FaultKind};
+pub use faults::{Change, Fault, FaultKind, Pick, StreamFault, StreamFaults};
 pub use model::{InstrumentSpec, Model, Outgoing, Setup};
-pub use server::{FakeBinance, FakeConfig, Stream, Tap};
+pub use server::{FakeBinance, FakeConfig, Stream, StreamCounts, Tap};

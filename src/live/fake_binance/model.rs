@@ -17,7 +17,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::faults::{Fault, FaultKind};
+use super::faults::{Fault, FaultKind, StreamFaults};
 use crate::engine::Side;
 use crate::live::bybit::sign::hmac_sha256_hex;
 use crate::live::fake_bybit::replay::ReplayVenue;
@@ -81,6 +81,13 @@ pub struct Setup {
     pub hedge: bool,
     /// The account's `ORDERS` limit per 10 s (Binance: 300).
     pub orders_per_10s: usize,
+    /// The IP's `REQUEST_WEIGHT` limit per window (Binance: 2400 per minute).
+    pub request_weight_per_min: u32,
+    /// The weight's window (Binance: one minute; shorter for tests).
+    pub weight_window_ms: i64,
+    /// From the first replayed point at or after this data time, another client on the IP
+    /// has used up the request weight (see [`Model::exhaust_weight`]).
+    pub exhaust_weight_at: Option<i64>,
     /// How long a client that sends during a 429's `Retry-After` is banned (418).
     pub ban_ms: i64,
     /// The `Retry-After` of a 429, in seconds.
@@ -94,6 +101,12 @@ pub struct Setup {
     /// A created stop can trigger only from this long after the create, in data time (the
     /// backtester's `update_latency_ms` of its `binance` venue).
     pub update_latency_ms: i64,
+    /// A triggered stop's order and a close at market fill in this many executions
+    /// (`PARTIALLY_FILLED` … `FILLED`), the size split on the step (1: one execution).
+    pub fill_parts: usize,
+    /// Each execution after the first fills this many ticks further from the first
+    /// (a market order walking the book; 0: all at one price).
+    pub fill_slip_ticks: i64,
 }
 
 impl Setup {
@@ -104,12 +117,17 @@ impl Setup {
             instruments,
             hedge: false,
             orders_per_10s: 300,
+            request_weight_per_min: 2400,
+            weight_window_ms: 60_000,
+            exhaust_weight_at: None,
             ban_ms: 120_000,
             retry_after_s: 1,
             listen_key_ttl_ms: 3_600_000,
             one_close_position_per_direction: true,
             max_algo_orders: 200,
             update_latency_ms: 0,
+            fill_parts: 1,
+            fill_slip_ticks: 0,
         }
     }
 }
@@ -158,6 +176,28 @@ struct AlgoStop {
     executed_qty: Decimal,
 }
 
+/// An order being filled, as its `ORDER_TRADE_UPDATE`s say it.
+struct OrderView<'a> {
+    symbol: &'a str,
+    client_id: &'a str,
+    order_id: i64,
+    side: &'a str,
+    position_side: &'a str,
+    original_type: &'a str,
+    qty: Decimal,
+    reduce_only: bool,
+}
+
+/// One execution: `qty` at `price`, `cum` filled with it, at `avg` on average.
+#[derive(Debug, Clone)]
+struct Execution {
+    seq: i64,
+    qty: Decimal,
+    price: Decimal,
+    cum: Decimal,
+    avg: Decimal,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Mark {
     price: Decimal,
@@ -177,8 +217,9 @@ pub struct Model {
     next_algo_id: i64,
     next_order_id: i64,
     order_calls: VecDeque<i64>,
-    /// Every request's server time in the last minute (`X-MBX-USED-WEIGHT-1M`, weight 1 each).
-    weight_calls: VecDeque<i64>,
+    /// Each counted request's server time and weight in the window
+    /// (`X-MBX-USED-WEIGHT-1M`).
+    weight_calls: VecDeque<(i64, u32)>,
     /// After a 429: until when a further request earns a ban.
     penalty_until: Option<i64>,
     pub banned_until: Option<i64>,
@@ -188,6 +229,16 @@ pub struct Model {
     faults: Vec<Fault>,
     /// The next stop to trigger is rejected at market (`-4131`, PERCENT_PRICE).
     pub reject_next_trigger: bool,
+    /// Repeats and reorders of user-stream messages (applied as they are published).
+    pub stream_faults: StreamFaults,
+    /// Stops accepted with no open position for them to close (Binance may refuse those;
+    /// the fake accepts and counts them: a client must never place one).
+    pub stops_without_position: usize,
+    /// Another client on the IP uses up the weight before the next request.
+    exhaust_pending: bool,
+    /// The 429s for the request weight, and the bans (418) given, so far.
+    pub weight_refusals: usize,
+    pub bans: usize,
     /// Every request as received, for request-shape tests.
     pub requests: Vec<HttpRequest>,
 }
@@ -219,6 +270,18 @@ fn closing(side: Side) -> &'static str {
     }
 }
 
+/// A request's weight on the IP's `REQUEST_WEIGHT` limit (Binance's USD-M endpoint pages;
+/// orders weigh 0 there, they count on the account's `ORDERS` counters instead).
+pub fn request_weight(req: &HttpRequest) -> u32 {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/fapi/v1/algoOrder" | "/fapi/v1/order") => 0,
+        ("GET", "/fapi/v2/positionRisk") => 5,
+        ("GET", "/fapi/v1/positionSide/dual") => 30,
+        ("GET", "/fapi/v1/openAlgoOrders") if req.param("symbol").is_none() => 40,
+        _ => 1,
+    }
+}
+
 impl Model {
     pub fn new(setup: Setup) -> Model {
         Model {
@@ -238,6 +301,11 @@ impl Model {
             trade_seq: 0,
             faults: Vec::new(),
             reject_next_trigger: false,
+            stream_faults: StreamFaults::default(),
+            stops_without_position: 0,
+            exhaust_pending: false,
+            weight_refusals: 0,
+            bans: 0,
             requests: Vec::new(),
         }
     }
@@ -453,35 +521,86 @@ impl Model {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn order_update(
-        symbol: &str,
-        client_id: &str,
-        order_id: i64,
-        side: &str,
-        position_side: &str,
-        original_type: &str,
-        qty: Decimal,
-        fill: Decimal,
-        reduce_only: bool,
-        ts: i64,
-    ) -> Outgoing {
+    /// One execution of an order: `fill` of the order's `qty` filled so far
+    /// (`PARTIALLY_FILLED` until the last, then `FILLED`).
+    fn order_update(order: &OrderView<'_>, fill: &Execution, ts: i64) -> Outgoing {
+        let status = if fill.cum == order.qty {
+            "FILLED"
+        } else {
+            "PARTIALLY_FILLED"
+        };
         Outgoing::Private {
             text: json!({
                 "e": "ORDER_TRADE_UPDATE", "T": ts, "E": ts,
                 "o": {
-                    "s": symbol, "c": client_id, "S": side, "o": "MARKET", "f": "GTC",
-                    "q": dec_text(qty), "p": "0", "ap": dec_text(fill), "sp": "0",
-                    "x": "TRADE", "X": "FILLED", "i": order_id, "l": dec_text(qty),
-                    "z": dec_text(qty), "L": dec_text(fill), "N": "USDT", "n": "0",
-                    "T": ts, "t": order_id, "b": "0", "a": "0", "m": false,
-                    "R": reduce_only, "wt": "CONTRACT_PRICE", "ot": original_type,
-                    "ps": position_side, "cp": original_type == "STOP_MARKET",
-                    "rp": "0", "pP": false, "si": 0, "ss": 0, "V": "NONE"
+                    "s": order.symbol, "c": order.client_id, "S": order.side, "o": "MARKET",
+                    "f": "GTC", "q": dec_text(order.qty), "p": "0", "ap": dec_text(fill.avg),
+                    "sp": "0", "x": "TRADE", "X": status, "i": order.order_id,
+                    "l": dec_text(fill.qty), "z": dec_text(fill.cum), "L": dec_text(fill.price),
+                    "N": "USDT", "n": "0", "T": ts, "t": order.order_id * 100 + fill.seq,
+                    "b": "0", "a": "0", "m": false, "R": order.reduce_only,
+                    "wt": "CONTRACT_PRICE", "ot": order.original_type, "ps": order.position_side,
+                    "cp": order.original_type == "STOP_MARKET", "rp": "0", "pP": false,
+                    "si": 0, "ss": 0, "V": "NONE"
                 }
             })
             .to_string(),
         }
+    }
+
+    /// The executions that fill `qty` at `price`: [`Setup::fill_parts`] of them, the size
+    /// split on the step (the last takes the rest), each [`Setup::fill_slip_ticks`] further
+    /// from `price` against the order's side; the average so far is exact (`Decimal`).
+    fn executions(&self, symbol: &str, side: &str, qty: Decimal, price: Decimal) -> Vec<Execution> {
+        let spec = self.setup.instruments.iter().find(|i| i.symbol == symbol);
+        let (step, tick) = spec.map_or((qty, Decimal::ZERO), |i| (i.step_size, i.tick_size));
+        let parts = self.setup.fill_parts.max(1);
+        let base = (qty / Decimal::from(parts) / step).floor() * step;
+        let parts = if base.is_zero() { 1 } else { parts };
+        let away = match side {
+            "SELL" => -Decimal::ONE,
+            _ => Decimal::ONE,
+        };
+        let mut out = Vec::with_capacity(parts);
+        let (mut cum, mut notional) = (Decimal::ZERO, Decimal::ZERO);
+        for i in 0..parts {
+            let q = if i + 1 == parts { qty - cum } else { base };
+            let p =
+                price + away * tick * Decimal::from(self.setup.fill_slip_ticks) * Decimal::from(i);
+            cum += q;
+            notional += q * p;
+            out.push(Execution {
+                seq: i as i64,
+                qty: q,
+                price: p,
+                cum,
+                avg: (notional / cum).normalize(),
+            });
+        }
+        out
+    }
+
+    /// The messages of `order` filling as `executions`: each execution's
+    /// `ORDER_TRADE_UPDATE`, and after each but the last the smaller position's
+    /// `ACCOUNT_UPDATE` (the last one's is the caller's, once the position is gone).
+    fn fill_messages(
+        &mut self,
+        key: &(String, &'static str),
+        order: &OrderView<'_>,
+        executions: &[Execution],
+        ts: i64,
+    ) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        for (i, x) in executions.iter().enumerate() {
+            out.push(Self::order_update(order, x, ts));
+            if i + 1 < executions.len() {
+                if let Some(p) = self.positions.get_mut(key) {
+                    p.size -= x.qty;
+                }
+                out.push(self.account_update(key, ts));
+            }
+        }
+        out
     }
 
     /// A price point: the mark (and last) price of `symbol` from data time `ts`. Stops it
@@ -492,6 +611,10 @@ impl Model {
     /// not the trigger: the backtester's rule).
     pub fn on_price(&mut self, symbol: &str, price: Decimal, gap: bool, ts: i64) -> Vec<Outgoing> {
         self.marks.insert(symbol.to_string(), Mark { price, ts });
+        if self.setup.exhaust_weight_at.is_some_and(|at| ts >= at) {
+            self.setup.exhaust_weight_at = None;
+            self.exhaust_weight();
+        }
         self.trade_seq += 1;
         let mut out = vec![
             Outgoing::Market {
@@ -569,20 +692,22 @@ impl Model {
         s.status = "TRIGGERED";
         s.actual_order_id = Some(order_id);
         out.push(Self::algo_update(s, ts, ""));
-        out.push(Self::order_update(
-            &s.symbol,
-            &s.client_algo_id,
+        let s = s.clone();
+        let executions = self.executions(&s.symbol, s.side, p.size, fill);
+        let order = OrderView {
+            symbol: &s.symbol,
+            client_id: &s.client_algo_id,
             order_id,
-            s.side,
-            s.position_side,
-            "STOP_MARKET",
-            p.size,
-            fill,
-            false,
-            ts,
-        ));
+            side: s.side,
+            position_side: s.position_side,
+            original_type: "STOP_MARKET",
+            qty: p.size,
+            reduce_only: false,
+        };
+        out.extend(self.fill_messages(&key, &order, &executions, ts));
+        let s = self.stops.get_mut(&id).expect("the stop exists");
         s.status = "FINISHED";
-        s.avg_price = Some(fill);
+        s.avg_price = executions.last().map(|x| x.avg);
         s.executed_qty = p.size;
         out.push(Self::algo_update(s, ts, ""));
         self.positions.remove(&key);
@@ -677,6 +802,7 @@ impl Model {
     }
 
     fn ban(&mut self, now: i64, for_ms: i64) -> HttpReply {
+        self.bans += 1;
         let until = now + for_ms;
         self.banned_until = Some(until);
         self.banned_reply(now)
@@ -702,6 +828,74 @@ impl Model {
     pub fn handle(&mut self, req: &HttpRequest, local_ms: i64) -> (HttpReply, Vec<Outgoing>) {
         self.requests.push(req.clone());
         let now = self.server_time(local_ms);
+        let (mut reply, out) = self.answer(req, now);
+        // Every answer says the IP's weight used in the last minute.
+        reply.headers.push((
+            "X-MBX-USED-WEIGHT-1M".into(),
+            self.used_weight(now).to_string(),
+        ));
+        (reply, out)
+    }
+
+    /// The request weight used in the minute before `now` (server time).
+    fn used_weight(&mut self, now: i64) -> u32 {
+        let window = self.setup.weight_window_ms;
+        while self
+            .weight_calls
+            .front()
+            .is_some_and(|(t, _)| now - t >= window)
+        {
+            self.weight_calls.pop_front();
+        }
+        self.weight_calls.iter().map(|(_, w)| w).sum()
+    }
+
+    /// Another client on the IP has used up the request weight: just before the next
+    /// request, the window is filled to the limit (that request, if it weighs, is the 429;
+    /// the filled weight leaves the window a window later).
+    pub fn exhaust_weight(&mut self) {
+        self.exhaust_pending = true;
+    }
+
+    /// Counts `weight` against the IP's limit; over it, HTTP 429 `-1003` with a
+    /// `Retry-After` until enough weight has aged out of the window (the request is not
+    /// counted).
+    fn weigh(&mut self, weight: u32, now: i64) -> Result<(), HttpReply> {
+        let limit = self.setup.request_weight_per_min;
+        let mut used = self.used_weight(now);
+        if std::mem::take(&mut self.exhaust_pending) && used < limit {
+            self.weight_calls.push_back((now, limit - used));
+            used = limit;
+        }
+        if used + weight <= limit {
+            if weight > 0 {
+                self.weight_calls.push_back((now, weight));
+            }
+            return Ok(());
+        }
+        // When the oldest calls leave the window, until enough is free.
+        let mut freed = 0;
+        let mut free_at = now;
+        for (t, w) in &self.weight_calls {
+            freed += w;
+            free_at = t + self.setup.weight_window_ms;
+            if used - freed + weight <= limit {
+                break;
+            }
+        }
+        let secs = ((free_at - now).max(1) + 999) / 1000;
+        self.penalty_until = Some(now + secs * 1000);
+        self.weight_refusals += 1;
+        let mut r = err(
+            429,
+            code::TOO_MANY_REQUESTS,
+            &format!("Too many requests; current limit is {limit} requests per minute."),
+        );
+        r.headers.push(("Retry-After".into(), secs.to_string()));
+        Err(r)
+    }
+
+    fn answer(&mut self, req: &HttpRequest, now: i64) -> (HttpReply, Vec<Outgoing>) {
         // A ban covers every request to the host until it ends.
         if let Some(until) = self.banned_until {
             if now < until {
@@ -715,6 +909,9 @@ impl Model {
             let ban_ms = self.setup.ban_ms;
             return (self.ban(now, ban_ms), Vec::new());
         }
+        if let Err(r) = self.weigh(request_weight(req), now) {
+            return (r, Vec::new());
+        }
         let public = matches!(req.path.as_str(), "/fapi/v1/time" | "/fapi/v1/exchangeInfo");
         let user_stream = req.path == "/fapi/v1/listenKey";
         if user_stream {
@@ -726,14 +923,7 @@ impl Model {
         }
         let is_order = req.method == "POST"
             && matches!(req.path.as_str(), "/fapi/v1/algoOrder" | "/fapi/v1/order");
-        while self.weight_calls.front().is_some_and(|t| now - t >= 60_000) {
-            self.weight_calls.pop_front();
-        }
-        self.weight_calls.push_back(now);
-        let mut headers = vec![(
-            "X-MBX-USED-WEIGHT-1M".to_string(),
-            self.weight_calls.len().to_string(),
-        )];
+        let mut headers = Vec::new();
         if is_order {
             let (allowed, h) = self.order_gate(now);
             headers.extend(h);
@@ -847,7 +1037,8 @@ impl Model {
         ok(json!({
             "timezone": "UTC", "serverTime": now,
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": self.setup.request_weight_per_min},
                 {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
                  "limit": self.setup.orders_per_10s},
@@ -900,6 +1091,14 @@ impl Model {
     fn create_stop(&mut self, req: &HttpRequest, now: i64) -> (HttpReply, Vec<Outgoing>) {
         match self.validate_stop(req) {
             Ok(stop) => {
+                let key = (stop.symbol.clone(), stop.position_side);
+                let covers = self
+                    .positions
+                    .get(&key)
+                    .is_some_and(|p| p.size > Decimal::ZERO && closing(p.side) == stop.side);
+                if !covers {
+                    self.stops_without_position += 1;
+                }
                 let reply = ok(Self::algo_json(&stop));
                 let at = self
                     .data_time(&stop.symbol)
@@ -1197,28 +1396,27 @@ impl Model {
         let client_id = p("newClientOrderId").unwrap_or_default();
         let order_id = self.next_order_id;
         self.next_order_id += 1;
+        let size = self.positions.get(&key).map_or(Decimal::ZERO, |p| p.size);
+        let done = qty.min(size);
+        let ts = self.marks.get(&symbol).map_or(now, |m| m.ts);
+        let executions = self.executions(&symbol, &side, done, fill);
+        let order = OrderView {
+            symbol: &symbol,
+            client_id: &client_id,
+            order_id,
+            side: &side,
+            position_side: ps,
+            original_type: "MARKET",
+            qty: done,
+            reduce_only,
+        };
+        let mut out = self.fill_messages(&key, &order, &executions, ts);
         let pos = self.positions.get_mut(&key).expect("checked above");
-        let done = qty.min(pos.size);
-        pos.size -= done;
+        pos.size = size - done;
         if pos.size.is_zero() {
             self.positions.remove(&key);
         }
-        let ts = self.marks.get(&symbol).map_or(now, |m| m.ts);
-        let out = vec![
-            Self::order_update(
-                &symbol,
-                &client_id,
-                order_id,
-                &side,
-                ps,
-                "MARKET",
-                done,
-                fill,
-                reduce_only,
-                ts,
-            ),
-            self.account_update(&key, ts),
-        ];
+        out.push(self.account_update(&key, ts));
         let reply = ok(json!({
             "orderId": order_id, "symbol": symbol, "status": "NEW", "clientOrderId": client_id,
             "price": "0", "avgPrice": "0.00", "origQty": dec_text(qty), "executedQty": "0",
@@ -1764,7 +1962,8 @@ mod tests {
         let h =
             RateHeaders::from_pairs(reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         assert_eq!(h.order_count_10s, Some(1));
-        assert_eq!(h.used_weight_1m, Some(1));
+        // An order weighs nothing on the IP's weight (it counts as an order).
+        assert_eq!(h.used_weight_1m, Some(0));
         let (reply, _) = send(&mut m, &place(2, dec!(96)), T0 + 10);
         assert_eq!(reply.status, 429);
         assert_eq!(
@@ -1790,6 +1989,89 @@ mod tests {
         assert_eq!(reply.status, 200);
         // The stop on the exchange kept working through the ban.
         assert_eq!(m.resting_stops().len(), 1);
+    }
+
+    #[test]
+    fn request_weight_is_counted_per_endpoint_and_enforced_429_then_418() {
+        let mut m = Model::new(Setup {
+            request_weight_per_min: 40,
+            weight_window_ms: 10_000,
+            ban_ms: 30_000,
+            ..model().setup().clone()
+        });
+        let used = |reply: &HttpReply| {
+            RateHeaders::from_pairs(reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+                .used_weight_1m
+        };
+        // positionSide/dual 30, positionRisk 5, the time 1, openAlgoOrders with a symbol 1.
+        let (r, _) = send(&mut m, &req::position_mode(), T0);
+        assert_eq!((r.status, used(&r)), (200, Some(30)));
+        let (r, _) = send(
+            &mut m,
+            &req::position_risk(Some("BTCUSDT")).unwrap(),
+            T0 + 1000,
+        );
+        assert_eq!(used(&r), Some(35));
+        let (r, _) = send(&mut m, &req::server_time(), T0 + 2000);
+        assert_eq!(used(&r), Some(36));
+        let (r, _) = send(
+            &mut m,
+            &req::open_stops(Some("BTCUSDT")).unwrap(),
+            T0 + 3000,
+        );
+        assert_eq!(used(&r), Some(37));
+        // Another 30: over the limit. 429 -1003, not counted, and Retry-After until the 30
+        // of the first call leave the window (T0 + 10 s: 6 s from T0 + 4 s).
+        let (r, _) = send(&mut m, &req::position_mode(), T0 + 4000);
+        assert_eq!(r.status, 429);
+        assert_eq!(used(&r), Some(37));
+        assert_eq!(
+            outcome(&r),
+            Outcome::RateLimited {
+                retry_after_ms: 6000
+            }
+        );
+        assert!(r.body.contains("-1003"), "{}", r.body);
+        // Hammered during the Retry-After: 418 for ban_ms, the header still there.
+        let (r, _) = send(&mut m, &req::server_time(), T0 + 5000);
+        assert_eq!((r.status, used(&r)), (418, Some(37)));
+        let (r, _) = send(&mut m, &req::server_time(), T0 + 34_999);
+        assert_eq!(r.status, 418);
+        let (r, _) = send(&mut m, &req::server_time(), T0 + 35_000);
+        assert_eq!((r.status, used(&r)), (200, Some(1)));
+        // Waited out instead: served.
+        let mut m = Model::new(Setup {
+            request_weight_per_min: 40,
+            weight_window_ms: 10_000,
+            ..model().setup().clone()
+        });
+        send(&mut m, &req::position_mode(), T0);
+        let (r, _) = send(&mut m, &req::position_mode(), T0 + 1000);
+        assert_eq!(r.status, 429);
+        let (r, _) = send(&mut m, &req::position_mode(), T0 + 10_000);
+        assert_eq!((r.status, used(&r)), (200, Some(30)));
+        // Another client used it up: the next request is the 429, until a window later.
+        m.exhaust_weight();
+        let (r, _) = send(&mut m, &req::server_time(), T0 + 20_000);
+        assert_eq!((r.status, used(&r)), (429, Some(40)));
+        assert_eq!(
+            outcome(&r),
+            Outcome::RateLimited {
+                retry_after_ms: 10_000
+            }
+        );
+        assert_eq!((m.weight_refusals, m.bans), (2, 0));
+        // An order weighs nothing, a cancel 1, the open stops of every symbol 40.
+        let order = wire(&place(1, dec!(95)), &creds(), T0);
+        assert_eq!(request_weight(&order), 0);
+        let all = wire(&req::open_stops(None).unwrap(), &creds(), T0);
+        assert_eq!(request_weight(&all), 40);
+        let cancel = wire(
+            &req::cancel_stop(AlgoRef::Client("ts-1-1")).unwrap(),
+            &creds(),
+            T0,
+        );
+        assert_eq!(request_weight(&cancel), 1);
     }
 
     #[test]

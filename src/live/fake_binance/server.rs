@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::faults::{Fault, FaultKind};
+use super::faults::{Fault, FaultKind, StreamFault};
 use super::model::{Model, Outgoing, Setup};
 use crate::engine::Side;
 use crate::live::clock::{Clock, system_clock};
@@ -40,6 +40,32 @@ use crate::live::fake_bybit::wire::{HttpReply, HttpRequest, decode};
 pub enum Stream {
     Market,
     Private,
+}
+
+/// Binance's server ping on every stream connection (`EXCHANGES.md` §1.6).
+pub const PING_EVERY: Duration = Duration::from_secs(3 * 60);
+/// Without a pong for this long a stream connection is dropped.
+pub const PONG_WITHIN: Duration = Duration::from_secs(10 * 60);
+/// A stream connection lives at most this long.
+pub const CUT_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What happened on one stream's connections so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    /// Connections accepted.
+    pub connections: usize,
+    /// Pings sent and pongs received.
+    pub pings: usize,
+    pub pongs: usize,
+    /// Connections dropped for want of a pong.
+    pub dropped_without_pong: usize,
+    /// Connections cut for their age.
+    pub cut: usize,
+    /// Connections open now.
+    pub open: usize,
+    /// The last published message a connection of it has written (or skipped as not its
+    /// own): the lockstep pace waits for it.
+    delivered: u64,
 }
 
 /// What to start.
@@ -57,6 +83,14 @@ pub struct FakeConfig {
     pub start_on_subscribe: bool,
     /// How often the server's time is looked at (the listenKey's expiry).
     pub tick_every: Duration,
+    /// Every stream connection gets a ping this often (Binance: every 3 minutes).
+    pub ping_every: Duration,
+    /// A connection that sent no pong for this long is dropped (Binance: 10 minutes; the
+    /// time counts from the connection's start until its first pong).
+    pub pong_within: Duration,
+    /// Every stream connection is cut this long after it opened, with a close frame
+    /// (Binance: 24 hours).
+    pub cut_after: Duration,
 }
 
 impl FakeConfig {
@@ -69,13 +103,17 @@ impl FakeConfig {
             pace: Pace::Manual,
             start_on_subscribe: false,
             tick_every: Duration::from_millis(100),
+            ping_every: PING_EVERY,
+            pong_within: PONG_WITHIN,
+            cut_after: CUT_AFTER,
         }
     }
 }
 
 #[derive(Debug, Clone)]
 enum Wire {
-    Out(Outgoing),
+    /// A message and its place in the order of all published (from 1).
+    Out(u64, Outgoing),
     /// Drop the connections of this stream (all when `None`) without a close frame.
     Drop(Option<Stream>),
 }
@@ -85,8 +123,10 @@ struct Shared {
     replay: Mutex<Option<Replay>>,
     tx: broadcast::Sender<Wire>,
     clock: Clock,
-    market_connections: AtomicUsize,
-    private_connections: AtomicUsize,
+    counts: Mutex<[StreamCounts; 2]>,
+    /// Messages published so far (each one's [`Wire::Out`] number).
+    published: AtomicU64,
+    timers: Timers,
     /// Raised on the first stream connection.
     subscribed: watch::Sender<bool>,
     /// Every text frame the streams received, in order.
@@ -103,14 +143,40 @@ impl Shared {
         (self.clock)()
     }
 
-    /// Sends `out` to the streams; called with the model's lock held, so the order of the
-    /// messages is the order of the changes. An expired key also closes the user streams.
-    fn publish(&self, out: Vec<Outgoing>) {
+    /// Whether every stream that had a connection has one now.
+    fn streams_whole(&self) -> bool {
+        let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.iter().all(|s| s.connections == 0 || s.open > 0)
+    }
+
+    /// Whether every open connection's stream has written what was published up to `seq`
+    /// (a stream without a connection has nothing to wait for).
+    fn delivered(&self, seq: u64) -> bool {
+        let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.iter().all(|s| s.open == 0 || s.delivered >= seq)
+    }
+
+    fn count(&self, stream: Stream, f: impl FnOnce(&mut StreamCounts)) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut c[stream as usize]);
+    }
+
+    /// Sends `out` (the messages of one change) to the streams after the user-stream
+    /// faults; called with the model's lock held, so the order of the messages is the
+    /// order of the changes.
+    fn publish(&self, m: &mut Model, out: Vec<Outgoing>) {
+        let out = m.stream_faults.apply(out);
+        self.send(out);
+    }
+
+    /// Sends `out` as it is. An expired key also closes the user streams.
+    fn send(&self, out: Vec<Outgoing>) {
         for o in out {
             let expired =
                 matches!(&o, Outgoing::Private { text } if text.contains("\"listenKeyExpired\""));
             // No receiver (no stream connected) is not an error.
-            let _ = self.tx.send(Wire::Out(o));
+            let seq = self.published.fetch_add(1, Ordering::SeqCst) + 1;
+            let _ = self.tx.send(Wire::Out(seq, o));
             if expired {
                 let _ = self.tx.send(Wire::Drop(Some(Stream::Private)));
             }
@@ -137,8 +203,13 @@ impl FakeBinance {
             replay: Mutex::new(config.replay),
             tx,
             clock: config.clock,
-            market_connections: AtomicUsize::new(0),
-            private_connections: AtomicUsize::new(0),
+            counts: Mutex::new([StreamCounts::default(); 2]),
+            published: AtomicU64::new(0),
+            timers: Timers {
+                ping_every: config.ping_every,
+                pong_within: config.pong_within,
+                cut_after: config.cut_after,
+            },
             subscribed: watch::channel(false).0,
             received: Mutex::new(Vec::new()),
         });
@@ -176,7 +247,7 @@ impl FakeBinance {
                         let now = s.now();
                         let mut m = s.model();
                         let out = m.tick(now);
-                        s.publish(out);
+                        s.publish(&mut m, out);
                     }
                     _ = stop_tick.changed() => return,
                 }
@@ -230,7 +301,7 @@ impl FakeBinance {
     pub fn set_price(&self, symbol: &str, price: Decimal, gap: bool, ts: i64) {
         let mut m = self.shared.model();
         let out = m.on_price(symbol, price, gap, ts);
-        self.shared.publish(out);
+        self.shared.publish(&mut m, out);
     }
 
     /// Opens (or adds to) a position at the symbol's price, as another client's order would.
@@ -243,7 +314,7 @@ impl FakeBinance {
     ) -> Result<(), String> {
         let mut m = self.shared.model();
         let out = ReplayVenue::open_position(&mut *m, symbol, side, qty, ts)?;
-        self.shared.publish(out);
+        self.shared.publish(&mut m, out);
         Ok(())
     }
 
@@ -282,18 +353,40 @@ impl FakeBinance {
         let now = self.shared.now();
         let mut m = self.shared.model();
         let out = m.expire_listen_key(now);
-        self.shared.publish(out);
+        self.shared.publish(&mut m, out);
     }
 
-    /// Sends a scripted message as is.
+    /// Sends a scripted message as is (no stream fault applies).
     pub fn emit(&self, out: Outgoing) {
         let _m = self.shared.model();
-        self.shared.publish(vec![out]);
+        self.shared.send(vec![out]);
+    }
+
+    /// Repeats or moves the user-stream messages `fault` picks.
+    pub fn inject_stream(&self, fault: StreamFault) {
+        self.shared.model().stream_faults.add(fault);
     }
 
     /// Drops the stream connections (of one stream, or all) without a close frame.
     pub fn drop_streams(&self, which: Option<Stream>) {
         let _ = self.shared.tx.send(Wire::Drop(which));
+    }
+
+    /// Stops accepted with no open position for them to close.
+    pub fn stops_without_position(&self) -> usize {
+        self.shared.model().stops_without_position
+    }
+
+    /// Another client on the IP uses up the request weight: the next request that weighs
+    /// is answered 429.
+    pub fn exhaust_weight(&self) {
+        self.shared.model().exhaust_weight();
+    }
+
+    /// The 429s for the request weight and the bans (418) given so far.
+    pub fn rate_refusals(&self) -> (usize, usize) {
+        let m = self.shared.model();
+        (m.weight_refusals, m.bans)
     }
 
     /// Every REST request received, in order.
@@ -312,10 +405,13 @@ impl FakeBinance {
 
     /// Stream connections accepted so far.
     pub fn connections(&self, stream: Stream) -> usize {
-        match stream {
-            Stream::Market => self.shared.market_connections.load(Ordering::SeqCst),
-            Stream::Private => self.shared.private_connections.load(Ordering::SeqCst),
-        }
+        self.counts(stream).connections
+    }
+
+    /// The pings, pongs, drops and cuts of `stream`'s connections so far.
+    pub fn counts(&self, stream: Stream) -> StreamCounts {
+        let c = self.shared.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c[stream as usize]
     }
 
     /// Stops listening; open stream connections are dropped.
@@ -346,7 +442,7 @@ impl Tap {
     pub async fn next(&mut self) -> Option<Outgoing> {
         loop {
             match self.0.recv().await {
-                Ok(Wire::Out(out)) => return Some(out),
+                Ok(Wire::Out(_, out)) => return Some(out),
                 Ok(Wire::Drop(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -355,18 +451,38 @@ impl Tap {
 }
 
 fn step(shared: &Shared) -> bool {
-    step_ts(shared).is_some()
+    matches!(step_ts(shared, false), Stepped::Point(..))
 }
 
-/// Replays the next point; its data time, `None` at the end.
-fn step_ts(shared: &Shared) -> Option<i64> {
+enum Stepped {
+    /// The point of this data time was replayed; the last message published so far.
+    Point(i64, u64),
+    /// A stream that was connected is not (a reconnect under way): not now.
+    Wait,
+    End,
+}
+
+/// Replays the next point. With `whole_streams`, only while every stream that was ever
+/// connected is connected (checked under the model's lock, as a session's end is): a
+/// lockstep replay never moves the market while a client reconnects, so what it hears is
+/// the backtest's series whatever the cuts.
+fn step_ts(shared: &Shared, whole_streams: bool) -> Stepped {
     let mut m = shared.model();
+    if whole_streams && !shared.streams_whole() {
+        return Stepped::Wait;
+    }
     let mut r = shared.replay.lock().unwrap_or_else(|e| e.into_inner());
-    let replay = r.as_mut()?;
-    let ts = replay.next_ts()?;
-    let out = replay.step(&mut *m)?;
-    shared.publish(out);
-    Some(ts)
+    let Some(replay) = r.as_mut() else {
+        return Stepped::End;
+    };
+    let Some(ts) = replay.next_ts() else {
+        return Stepped::End;
+    };
+    let Some(out) = replay.step(&mut *m) else {
+        return Stepped::End;
+    };
+    shared.publish(&mut m, out);
+    Stepped::Point(ts, shared.published.load(Ordering::SeqCst))
 }
 
 /// Runs the replay at `pace` to its end.
@@ -390,9 +506,22 @@ async fn pace_replay(shared: &Shared, pace: Pace) {
             let http = reqwest::Client::new();
             loop {
                 let before = shared.model().open_positions().len();
-                let Some(ts) = step_ts(shared) else { return };
+                let (ts, seq) = match step_ts(shared, true) {
+                    Stepped::Point(ts, seq) => (ts, seq),
+                    Stepped::Wait => {
+                        tokio::time::sleep(poll).await;
+                        continue;
+                    }
+                    Stepped::End => return,
+                };
                 let after = shared.model().open_positions().len();
                 let opened_or_closed = (before != after).then_some(after);
+                // Until the point's messages are written on every stream (the user stream's
+                // too, so they are not behind the next point), then until the client has
+                // caught up (or the fake stops).
+                while !shared.delivered(seq) {
+                    tokio::time::sleep(poll).await;
+                }
                 client_caught_up(&http, &status_url, &symbol, ts, opened_or_closed, poll).await;
             }
         }
@@ -457,6 +586,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((socket, _)) = accepted else { continue };
+                // Each message goes out when written, as an exchange's feed does (Nagle's
+                // delay would hold a change's later messages behind its first).
+                let _ = socket.set_nodelay(true);
                 let s = shared.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
@@ -580,7 +712,7 @@ async fn serve(
     let apply = |shared: &Shared| {
         let mut m = shared.model();
         let (reply, out) = m.handle(&request, local);
-        shared.publish(out);
+        shared.publish(&mut m, out);
         reply
     };
     let reply = match fault {
@@ -621,6 +753,24 @@ enum Session {
     Private,
 }
 
+impl Session {
+    fn stream(&self) -> Stream {
+        match self {
+            Session::Market { .. } => Stream::Market,
+            Session::Private => Stream::Private,
+        }
+    }
+}
+
+/// A connection's life: pinged every `ping_every`, dropped after `pong_within` without a
+/// pong, cut at `cut_after` (wall time, as Binance's).
+#[derive(Debug, Clone, Copy)]
+struct Timers {
+    ping_every: Duration,
+    pong_within: Duration,
+    cut_after: Duration,
+}
+
 fn upgrade(
     req: Request<Incoming>,
     session: Session,
@@ -638,23 +788,21 @@ fn upgrade(
     let Some(key) = key.filter(|_| is_ws) else {
         return response(HttpReply::status(400, "a WebSocket endpoint"));
     };
-    // Subscribed before the upgrade completes, so nothing published after it is missed.
+    // Subscribed before the upgrade completes, so nothing published after it is missed
+    // (what was published before is not this connection's to deliver).
     let rx = shared.tx.subscribe();
+    let before = shared.published.load(Ordering::SeqCst);
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        match &session {
-            Session::Market { .. } => shared.market_connections.fetch_add(1, Ordering::SeqCst),
-            Session::Private => shared.private_connections.fetch_add(1, Ordering::SeqCst),
-        };
         let first = match &session {
             Session::Market { .. } => shared.model().current_marks(),
             Session::Private => Vec::new(),
         };
         shared.subscribed.send_replace(true);
-        run_session(ws, session, first, rx, stop, &shared).await;
+        run_session(ws, session, first, (rx, before), stop, &shared).await;
     });
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -683,43 +831,113 @@ fn market_name<'a>(names: &'a [String], symbol: &str, stream: &str) -> Option<&'
     })
 }
 
-async fn run_session<S>(
-    ws: WebSocketStream<S>,
-    mut session: Session,
-    first: Vec<Outgoing>,
-    mut rx: broadcast::Receiver<Wire>,
-    mut stop: watch::Receiver<bool>,
-    shared: &Shared,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let this = match session {
-        Session::Market { .. } => Stream::Market,
-        Session::Private => Stream::Private,
-    };
-    let (mut sink, mut source) = ws.split();
-    for out in first {
-        if let (
+/// The text `out` goes out as on `session`, if it is for it (a market message wrapped as
+/// `{"stream":…,"data":…}` on a combined stream).
+fn frame(session: &Session, out: Outgoing) -> Option<String> {
+    match (session, out) {
+        (
             Session::Market { combined, names },
             Outgoing::Market {
                 symbol,
                 stream,
                 text,
             },
-        ) = (&session, out)
-        {
-            let text = match market_name(names, &symbol, stream) {
-                Some(name) if *combined => format!(r#"{{"stream":"{name}","data":{text}}}"#),
-                Some(_) => text,
-                None => continue,
-            };
-            if sink.send(Message::Text(text.into())).await.is_err() {
-                return;
-            }
+        ) => match market_name(names, &symbol, stream) {
+            Some(name) if *combined => Some(format!(r#"{{"stream":"{name}","data":{text}}}"#)),
+            Some(_) => Some(text),
+            None => None,
+        },
+        (Session::Private, Outgoing::Private { text }) => Some(text),
+        _ => None,
+    }
+}
+
+/// An open connection, counted in [`StreamCounts::open`] until it ends (under the model's
+/// lock, so a lockstep step sees either the connection or its end, never half of it).
+struct Open<'a> {
+    shared: &'a Shared,
+    stream: Stream,
+    closed: bool,
+}
+
+impl Open<'_> {
+    /// `before`: the last message published before it subscribed.
+    fn new(shared: &Shared, stream: Stream, before: u64) -> Open<'_> {
+        let _m = shared.model();
+        shared.count(stream, |c| {
+            c.connections += 1;
+            c.open += 1;
+            c.delivered = c.delivered.max(before);
+        });
+        Open {
+            shared,
+            stream,
+            closed: false,
+        }
+    }
+
+    /// Ends it now; `pending` is read under the same lock (what was published before).
+    fn close<T>(&mut self, pending: impl FnOnce() -> T) -> T {
+        let _m = self.shared.model();
+        self.closed = true;
+        self.shared.count(self.stream, |c| c.open -= 1);
+        pending()
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.close(|| ());
+        }
+    }
+}
+
+async fn run_session<S>(
+    ws: WebSocketStream<S>,
+    mut session: Session,
+    first: Vec<Outgoing>,
+    (mut rx, before): (broadcast::Receiver<Wire>, u64),
+    mut stop: watch::Receiver<bool>,
+    shared: &Shared,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let this = session.stream();
+    let mut open = Open::new(shared, this, before);
+    let timers = shared.timers;
+    let opened = tokio::time::Instant::now();
+    let cut_at = opened + timers.cut_after;
+    let mut last_pong = opened;
+    let mut ping = tokio::time::interval_at(opened + timers.ping_every, timers.ping_every);
+    let (mut sink, mut source) = ws.split();
+    for out in first {
+        let Some(text) = frame(&session, out) else {
+            continue;
+        };
+        if sink.send(Message::Text(text.into())).await.is_err() {
+            return;
         }
     }
     loop {
         tokio::select! {
+            // What was published goes out before a timer ends the connection.
+            biased;
+            wire = rx.recv() => match wire {
+                Ok(Wire::Out(seq, out)) => {
+                    if let Some(text) = frame(&session, out)
+                        && sink.send(Message::Text(text.into())).await.is_err()
+                    {
+                        return;
+                    }
+                    shared.count(this, |c| c.delivered = c.delivered.max(seq));
+                }
+                Ok(Wire::Drop(which)) if which.is_none_or(|w| w == this) => return,
+                Ok(Wire::Drop(_)) => {}
+                // Too slow to keep up: dropped, as an exchange drops a lagging consumer.
+                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
             msg = source.next() => match msg {
                 // Pings are answered by tungstenite; a market connection's SUBSCRIBE adds
                 // streams (their current prices at once); the user stream's requests get the
@@ -732,32 +950,48 @@ async fn run_session<S>(
                         }
                     }
                 }
+                Some(Ok(Message::Pong(_))) => {
+                    last_pong = tokio::time::Instant::now();
+                    shared.count(this, |c| c.pongs += 1);
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
             },
-            wire = rx.recv() => match wire {
-                Ok(Wire::Out(out)) => {
-                    let text = match (&session, out) {
-                        (Session::Market { combined, names }, Outgoing::Market { symbol, stream, text }) => {
-                            match market_name(names, &symbol, stream) {
-                                Some(name) if *combined => format!(r#"{{"stream":"{name}","data":{text}}}"#),
-                                Some(_) => text,
-                                None => continue,
-                            }
+            _ = ping.tick() => {
+                shared.count(this, |c| c.pings += 1);
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+            }
+            // No pong for too long: dropped without a close frame.
+            _ = tokio::time::sleep_until(last_pong + timers.pong_within) => {
+                shared.count(this, |c| c.dropped_without_pong += 1);
+                return;
+            }
+            // Its age: cut with a close frame, once what was published before is out.
+            _ = tokio::time::sleep_until(cut_at) => {
+                let pending = open.close(|| {
+                    let mut left = Vec::new();
+                    let mut last = 0;
+                    while let Ok(w) = rx.try_recv() {
+                        if let Wire::Out(seq, out) = w {
+                            left.extend(frame(&session, out));
+                            last = seq;
                         }
-                        (Session::Private, Outgoing::Private { text }) => text,
-                        _ => continue,
-                    };
+                    }
+                    (left, last)
+                });
+                let (pending, last) = pending;
+                shared.count(this, |c| c.cut += 1);
+                for text in pending {
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         return;
                     }
                 }
-                Ok(Wire::Drop(which)) if which.is_none_or(|w| w == this) => return,
-                Ok(Wire::Drop(_)) => {}
-                // Too slow to keep up: dropped, as an exchange drops a lagging consumer.
-                Err(broadcast::error::RecvError::Lagged(_)) => return,
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
+                shared.count(this, |c| c.delivered = c.delivered.max(last));
+                let _ = sink.send(Message::Close(None)).await;
+                return;
+            }
             _ = stop.changed() => return,
         }
     }
@@ -766,10 +1000,7 @@ async fn run_session<S>(
 /// A text frame a stream connection received: what it sends back (the reply, then the current
 /// prices of streams a `SUBSCRIBE` added).
 fn on_text(session: &mut Session, text: &str, shared: &Shared) -> Vec<String> {
-    let this = match &*session {
-        Session::Market { .. } => Stream::Market,
-        Session::Private => Stream::Private,
-    };
+    let this = session.stream();
     shared
         .received
         .lock()

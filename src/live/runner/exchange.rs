@@ -54,6 +54,8 @@ pub enum Heard {
         close_now: Vec<(u64, String)>,
         /// The listenKey is gone: a new one.
         renew_key: bool,
+        /// What the message said needs a REST re-check to settle.
+        recheck: bool,
     },
     Connected {
         kind: &'static str,
@@ -145,7 +147,7 @@ fn from_binance_news(n: binance::venue::StreamNews) -> (StreamNews, Vec<binance:
 fn from_binance_action(a: binance::venue::Action) -> Action {
     use binance::venue::Action as B;
     match a {
-        B::Retry | B::RenewListenKey => Action::Retry,
+        B::Retry | B::RenewListenKey | B::Recheck => Action::Retry,
         B::RetryAfter { ms } => Action::RetryAfter { ms },
         B::Halt { .. } => Action::Halt,
         B::CloseNow { reason, .. } => Action::Fatal {
@@ -429,6 +431,7 @@ impl ExchangeVenue {
                             ts,
                             close_now: Vec::new(),
                             renew_key: false,
+                            recheck: false,
                         }
                     }
                     E::Connected { kind, connection } => Heard::Connected {
@@ -472,12 +475,14 @@ impl ExchangeVenue {
                                 let (news, actions) = from_binance_news(n);
                                 let mut close_now = Vec::new();
                                 let mut renew_key = false;
+                                let mut recheck = false;
                                 for a in actions {
                                     match a {
                                         binance::venue::Action::CloseNow { position, reason } => {
                                             close_now.push((position, reason))
                                         }
                                         binance::venue::Action::RenewListenKey => renew_key = true,
+                                        binance::venue::Action::Recheck => recheck = true,
                                         _ => {}
                                     }
                                 }
@@ -486,6 +491,7 @@ impl ExchangeVenue {
                                     ts,
                                     close_now,
                                     renew_key,
+                                    recheck,
                                 }
                             }
                             Err(e) => Heard::Unreadable {
@@ -515,6 +521,7 @@ impl ExchangeVenue {
                         ts: Some(now),
                         close_now: Vec::new(),
                         renew_key: true,
+                        recheck: false,
                     },
                     E::Refused { kind, reason } => Heard::Refused {
                         kind: binance_kind(kind),

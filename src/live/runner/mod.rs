@@ -761,6 +761,7 @@ impl Live {
                 ts,
                 close_now,
                 renew_key,
+                recheck,
             } => {
                 self.on_news(news, ts.unwrap_or(now)).await?;
                 for (id, reason) in close_now {
@@ -768,6 +769,8 @@ impl Live {
                 }
                 if renew_key {
                     self.renew_listen_key(streams).await?;
+                } else if recheck {
+                    self.recheck().await?;
                 }
             }
             Heard::KeepAlive => {
@@ -828,6 +831,12 @@ impl Live {
             Err(Action::Halt) => {
                 let wait_ms = self.ban_wait_ms();
                 self.pause(PauseReason::Banned, ts + wait_ms);
+                Ok(())
+            }
+            Err(Action::RetryAfter { ms }) => {
+                // Waited out like a command's 429 (on Binance no REST before it ends).
+                self.warn(&format!("re-check rate limited: held for {ms} ms"));
+                self.pause(PauseReason::RateLimited, ts + ms);
                 Ok(())
             }
             Err(a) => {

@@ -170,12 +170,17 @@ impl Live {
         )])
     }
 
-    /// Whether REST may be used at all now (not during a ban).
+    /// Whether REST may be used at all now (not during a ban; on Binance not during a 429's
+    /// `Retry-After` either: its limits are the IP's, and any request before it ends earns
+    /// the 418).
     pub(super) fn rest_allowed(&self) -> bool {
-        !matches!(
-            self.circuit.paused(self.now()),
-            Some((PauseReason::Banned, _))
-        )
+        match self.circuit.paused(self.now()) {
+            Some((PauseReason::Banned, _)) => false,
+            Some((PauseReason::RateLimited, _)) => {
+                self.venue.exchange() != crate::live::config::Exchange::Binance
+            }
+            _ => true,
+        }
     }
 
     /// Sends `cmd` for position `id` now, unless it must wait: then it is held and `None`
