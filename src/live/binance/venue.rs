@@ -136,6 +136,9 @@ struct Managed {
     told: BTreeSet<(u32, bool)>,
 }
 
+/// How many of a position's latest orders [`Managed::first`] remembers.
+const TOLD_KEPT: u32 = 64;
+
 impl Managed {
     /// The stop of ours last accepted and not cancelled since, as far as we were told.
     fn resting(&self, position: u64) -> Option<OrderRef> {
@@ -148,13 +151,21 @@ impl Managed {
         Some(OrderRef { position, seq })
     }
 
-    /// Whether `e` is news (not an acceptance or cancellation already told).
+    /// Whether `e` is news (not an acceptance or cancellation already told). Only the last
+    /// [`TOLD_KEPT`] orders are remembered: the set is cloned with the position on every
+    /// command, and a stream repeating an order that many replaces old is not heard of.
     fn first(&mut self, e: &VenueEvent) -> bool {
-        match *e {
+        let news = match *e {
             VenueEvent::Accepted { order, .. } => self.told.insert((order.seq, true)),
             VenueEvent::Cancelled { order, .. } => self.told.insert((order.seq, false)),
-            _ => true,
+            _ => return true,
+        };
+        if let Some(&(newest, _)) = self.told.last()
+            && newest > TOLD_KEPT
+        {
+            self.told = self.told.split_off(&(newest - TOLD_KEPT, false));
         }
+        news
     }
 }
 
@@ -855,5 +866,62 @@ fn rest_failed(e: RestError) -> Executed {
             }
         }
         RestError::Unreadable { .. } => Executed::fatal(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn managed() -> Managed {
+        Managed {
+            symbol: "BTCUSDT".into(),
+            ps: PositionSide::Both,
+            side: Side::Long,
+            size: dec!(1),
+            instrument: Instrument::with_price_decimals(dec!(0.1), 1),
+            triggering: BTreeSet::new(),
+            actual: BTreeMap::new(),
+            executions: BTreeMap::new(),
+            close_attempt: 0,
+            close_ambiguous: false,
+            closing_id: None,
+            last: None,
+            closed: false,
+            told: BTreeSet::new(),
+        }
+    }
+
+    /// A long run of replaces (cancel seq k, create seq k+1) keeps only the latest orders:
+    /// what is told twice is news once, and the resting stop is the last one created.
+    #[test]
+    fn what_was_told_stays_bounded_over_many_replaces() {
+        let mut m = managed();
+        let oref = |seq| OrderRef { position: 1, seq };
+        let accepted = |seq| VenueEvent::Accepted {
+            order: oref(seq),
+            stop: 1,
+            ts: 0,
+            venue_id: None,
+        };
+        let cancelled = |seq| VenueEvent::Cancelled {
+            order: oref(seq),
+            ts: 0,
+        };
+        assert!(m.first(&accepted(1)));
+        for k in 1..1000 {
+            assert!(m.first(&cancelled(k)));
+            assert!(m.first(&accepted(k + 1)));
+            // The stream says it again: not news.
+            assert!(!m.first(&accepted(k + 1)));
+            assert!(!m.first(&cancelled(k)));
+        }
+        assert!(
+            m.told.len() <= 2 * TOLD_KEPT as usize + 2,
+            "{}",
+            m.told.len()
+        );
+        assert_eq!(m.resting(1), Some(oref(1000)));
     }
 }
