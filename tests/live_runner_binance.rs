@@ -9,132 +9,13 @@
 //! `clientAlgoId`. Every wait is bounded.
 #![cfg(feature = "live")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use rust_decimal_macros::dec;
-
-use trailstop::live::fake_binance::{
-    FakeBinance, FakeConfig, InstrumentSpec, Pace, Replay, Setup, replay,
-};
-use trailstop::scenario::Scenario;
-
-const KEY: &str = "binance-runner-key-3e8b1d";
-const SECRET: &str = "binance-runner-secret-9a4c72";
-const BTC: &str = "BTCUSDT";
-const ALGO: &str = "/fapi/v1/algoOrder";
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_trailstop")
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-const TRAILING: &str = r#"activation_percent = "0.3"
-distance_percent = "0.25"
-initial_stop_percent = "1.0"
-[trailing.rate_limit]
-min_interval_seconds = 60
-min_improvement_percent = "0.1"
-emergency_percent = "1.0""#;
-
-/// Five positions that do not overlap (one-way mode holds one per symbol), each closed by
-/// its stop before the next opens; `olhc` does not depend on the side.
-fn write_scenario(dir: &Path, latency_ms: i64) -> PathBuf {
-    std::fs::write(
-        dir.join("entries.csv"),
-        "time,side\n2022-12-13T10:00:00Z,short\n2022-12-13T12:00:00Z,long\n\
-         2022-12-13T14:00:00Z,short\n2022-12-13T16:00:00Z,long\n2022-12-13T22:00:00Z,short\n",
-    )
-    .unwrap();
-    let data = root().join("data/BTCUSDT-bybit-1m-20221213.csv");
-    let path = dir.join("scenario.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "replay-binance"
-[data]
-candles = "{}"
-symbol = "BTCUSDT"
-tick_size = "0.01"
-[entries]
-file = "entries.csv"
-[exchange]
-venue = "binance"
-update_latency_ms = {latency_ms}
-[trailing]
-{TRAILING}
-[intrabar]
-policy = "olhc"
-"#,
-            data.display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn write_live_toml(dir: &Path, fake: &FakeBinance, listen: &str) -> PathBuf {
-    let path = dir.join("live.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "replay-live-binance"
-[venue]
-exchange = "binance"
-rest_url = "{}"
-ws_url = "{}"
-api_key_env = "TS_BINANCE_KEY"
-api_secret_env = "TS_BINANCE_SECRET"
-[positions]
-symbols = ["BTCUSDT"]
-[trailing]
-{TRAILING}
-[store]
-db = "live.sqlite"
-out = "out"
-[http]
-listen = "{listen}"
-"#,
-            fake.rest_url(),
-            fake.ws_url()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn_live(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
-    Command::new(bin())
-        .arg("live")
-        .arg(config)
-        .env("TS_BINANCE_KEY", KEY)
-        .env("TS_BINANCE_SECRET", SECRET)
-        .envs(env.iter().copied())
-        .stdout(Stdio::from(
-            std::fs::File::create(log.with_extension("out")).unwrap(),
-        ))
-        .stderr(Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        ))
-        .spawn()
-        .unwrap()
-}
+mod live_support;
+use live_support::binance::{ALGO, KEY, Replayed as Run, SECRET, param};
+use live_support::read;
 
 fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
@@ -155,119 +36,29 @@ async fn exit_of(child: &mut Child, within: Duration) -> std::process::ExitStatu
     }
 }
 
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 fn trades_rows(p: &Path) -> usize {
     std::fs::read_to_string(p).map_or(0, |t| t.lines().count().saturating_sub(1))
-}
-
-struct Run {
-    dir: tempfile::TempDir,
-    fake: FakeBinance,
-    config: PathBuf,
-    backtest: PathBuf,
-    log: PathBuf,
 }
 
 /// The backtest of the scenario, and the fake Binance replaying it in lockstep with a
 /// runner's status on a free port (its creates trigger only `latency_ms` of data time
 /// after them, as the backtester's `binance` venue).
 async fn setup(latency_ms: i64) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = write_scenario(dir.path(), latency_ms);
-    let bt = dir.path().join("bt");
-    let out = Command::new(bin())
-        .args(["backtest", "-q", "--out"])
-        .arg(&bt)
-        .arg(&scenario)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (ticks, openings) =
-        replay::from_scenario(&Scenario::load(&scenario, &[]).unwrap()).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut setup = Setup::new(KEY, SECRET, vec![InstrumentSpec::new(BTC, dec!(0.01))]);
-    setup.update_latency_ms = latency_ms;
-    let mut config = FakeConfig::new(setup);
-    config.replay = Some(Replay::new(BTC, ticks, openings));
-    config.pace = Pace::Lockstep {
-        status_url: format!("http://{listen}/status"),
-        symbol: BTC.into(),
-        poll: Duration::from_millis(2),
-    };
-    config.start_on_subscribe = true;
-    let fake = FakeBinance::start(config).await.unwrap();
-    let config = write_live_toml(dir.path(), &fake, &listen);
-    let log = dir.path().join("live.log");
-    Run {
-        dir,
-        fake,
-        config,
-        backtest: bt,
-        log,
-    }
-}
-
-impl Run {
-    fn trades(&self) -> PathBuf {
-        self.dir.path().join("out/trades.csv")
-    }
-
-    /// Until the replay is over and the five trades are written, the runner alive.
-    async fn until_replayed(&self, live: &mut Child) {
-        let until = Instant::now() + Duration::from_secs(180);
-        while self.fake.remaining() > 0 || trades_rows(&self.trades()) < 5 {
-            assert!(
-                Instant::now() < until,
-                "replay not over in 180 s: {}",
-                read(&self.log)
-            );
-            assert!(live.try_wait().unwrap().is_none(), "{}", read(&self.log));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The live trades and events against the backtest's, byte for byte.
-    fn assert_backtest(&self) {
-        assert_eq!(
-            read(&self.trades()),
-            read(&self.backtest.join("trades.csv")),
-            "{}",
-            read(&self.log)
-        );
-        assert_eq!(
-            read(&self.dir.path().join("out/events.jsonl")),
-            read(&self.backtest.join("events.jsonl"))
-        );
-    }
-
-    fn algo_calls(&self, method: &str) -> usize {
-        self.fake
-            .requests()
-            .iter()
-            .filter(|r| r.method == method && r.path == ALGO)
-            .count()
-    }
+    Run::setup(latency_ms, |_| {}).await
 }
 
 /// Replays the scenario through the runner on the fake Binance; the trades (and, when
 /// `whole`, the events) against the backtest's.
 async fn replay(latency_ms: i64) -> Run {
     let run = setup(latency_ms).await;
-    let mut live = spawn_live(&run.config, &run.log, &[]);
+    let mut live = run.spawn(&[]);
     run.until_replayed(&mut live).await;
     signal(&live, libc::SIGTERM);
     let exit = exit_of(&mut live, Duration::from_secs(10)).await;
     assert!(exit.success(), "{exit:?}: {}", read(&run.log));
     // Each move is a cancel, then a create: never an amend, never a stop on /fapi/v1/order.
-    let creates = run.algo_calls("POST");
-    let cancels = run.algo_calls("DELETE");
+    let creates = run.algo_calls("POST").len();
+    let cancels = run.algo_calls("DELETE").len();
     assert!(
         creates >= 5 && cancels >= 1,
         "{creates} creates, {cancels} cancels"
@@ -322,15 +113,6 @@ async fn with_a_create_latency_the_exits_match_the_backtest() {
     );
 }
 
-/// `key`'s value in a request's query or form body.
-fn param(r: &trailstop::live::fake_bybit::wire::HttpRequest, key: &str) -> Option<String> {
-    let prefix = format!("{key}=");
-    r.query
-        .split('&')
-        .chain(r.body.split('&'))
-        .find_map(|p| p.strip_prefix(&prefix).map(str::to_string))
-}
-
 /// The `clientAlgoId` of every create sent, in order.
 fn creates(run: &Run) -> Vec<String> {
     run.fake
@@ -346,7 +128,7 @@ fn creates(run: &Run) -> Vec<String> {
 /// died, and how many requests the fake had by then.
 async fn crashed_at(point: &str) -> (Run, Vec<(String, String, rust_decimal::Decimal)>, usize) {
     let run = setup(0).await;
-    let mut live = spawn_live(&run.config, &run.log, &[("TRAILSTOP_CRASH_AT", point)]);
+    let mut live = run.spawn(&[("TRAILSTOP_CRASH_AT", point)]);
     let exit = exit_of(&mut live, Duration::from_secs(120)).await;
     assert!(!exit.success(), "{exit:?}: {}", read(&run.log));
     assert!(
@@ -359,7 +141,7 @@ async fn crashed_at(point: &str) -> (Run, Vec<(String, String, rust_decimal::Dec
     );
     let resting = run.fake.resting_stops();
     let before = run.fake.requests().len();
-    let mut again = spawn_live(&run.config, &run.log, &[]);
+    let mut again = run.spawn(&[]);
     run.until_replayed(&mut again).await;
     signal(&again, libc::SIGTERM);
     assert!(exit_of(&mut again, Duration::from_secs(10)).await.success());
@@ -484,7 +266,7 @@ impl Run {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_listen_key_is_renewed_and_the_replay_still_equals_the_backtest() {
     let run = setup(0).await;
-    let mut live = spawn_live(&run.config, &run.log, &[]);
+    let mut live = run.spawn(&[]);
     wait_status(&run, "the second position", |s| {
         s["positions"][0]["position_id"] == 2
     })
@@ -520,7 +302,7 @@ async fn an_expired_listen_key_is_renewed_and_the_replay_still_equals_the_backte
 async fn a_trigger_rejected_at_market_closes_the_position_and_alerts() {
     let run = setup(0).await;
     run.fake.reject_next_trigger();
-    let mut live = spawn_live(&run.config, &run.log, &[]);
+    let mut live = run.spawn(&[]);
     let trades = run.trades();
     let until = Instant::now() + Duration::from_secs(120);
     while trades_rows(&trades) < 1 {
@@ -571,7 +353,7 @@ fn metric(text: &str, name: &str) -> Vec<(std::collections::BTreeMap<String, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_on_binance_show_each_replace() {
     let run = setup(0).await;
-    let mut live = spawn_live(&run.config, &run.log, &[]);
+    let mut live = run.spawn(&[]);
     run.until_replayed(&mut live).await;
     let url = run.status_url().replace("/status", "/metrics");
     let until = Instant::now() + Duration::from_secs(20);
@@ -587,8 +369,8 @@ async fn metrics_on_binance_show_each_replace() {
         assert!(Instant::now() < until, "positions not 0:\n{text}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let creates = run.algo_calls("POST");
-    let cancels = run.algo_calls("DELETE");
+    let creates = run.algo_calls("POST").len();
+    let cancels = run.algo_calls("DELETE").len();
     let algo_requests = run
         .fake
         .requests()
