@@ -16,7 +16,7 @@ use trailstop::live::fake_binance::{
 use trailstop::live::fake_bybit::wire::HttpRequest;
 use trailstop::scenario::Scenario;
 
-use super::read;
+use super::{free_port, read};
 
 pub const KEY: &str = "binance-support-key-7c1e2a";
 pub const SECRET: &str = "binance-support-secret-4f90b3";
@@ -115,14 +115,6 @@ listen = "{listen}"
     )
     .unwrap();
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn trades_rows(p: &Path) -> usize {

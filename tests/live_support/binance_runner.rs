@@ -15,7 +15,7 @@ use trailstop::engine::Side;
 use trailstop::live::fake_binance::{FakeBinance, FakeConfig, InstrumentSpec, Setup};
 use trailstop::live::fake_bybit::wire::HttpRequest;
 
-use super::{BTC, ETH, T0, read, wait_for};
+use super::{BTC, ETH, T0, Venue, free_port, read, wait_for, write_config};
 
 pub const KEY: &str = "binance-support-key-61c2e9";
 pub const SECRET: &str = "binance-support-secret-07d5ab";
@@ -26,47 +26,14 @@ pub const ORDER: &str = "/fapi/v1/order";
 /// 1 % away): a long at 17000 rests at 16830 first, at 17200 moves to 17157, at 17300 to
 /// 17256.75; a long of ETH at 2000 rests at 1980.
 fn write_live_toml(dir: &Path, fake: &FakeBinance, listen: &str, symbols: &str) -> PathBuf {
-    let path = dir.join("live.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "binance"
-[venue]
-exchange = "binance"
-rest_url = "{}"
-ws_url = "{}"
-api_key_env = "TS_BINANCE_SUPPORT_KEY"
-api_secret_env = "TS_BINANCE_SUPPORT_SECRET"
-[positions]
-symbols = {symbols}
-[trailing]
-activation_percent = "0.3"
-distance_percent = "0.25"
-initial_stop_percent = "1.0"
-[trailing.rate_limit]
-min_interval_seconds = 60
-min_improvement_percent = "0.1"
-emergency_percent = "1.0"
-[store]
-db = "live.sqlite"
-out = "out"
-[http]
-listen = "{listen}"
-"#,
-            fake.rest_url(),
-            fake.ws_url()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let venue = Venue {
+        exchange: "binance",
+        rest_url: &fake.rest_url(),
+        ws_url: &fake.ws_url(),
+        key_env: "TS_BINANCE_SUPPORT_KEY",
+        secret_env: "TS_BINANCE_SUPPORT_SECRET",
+    };
+    write_config(dir, "binance", &venue, listen, symbols)
 }
 
 fn spawn(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
@@ -88,14 +55,7 @@ fn spawn(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
         .unwrap()
 }
 
-/// `key`'s value in a request's query or form body.
-pub fn param(r: &HttpRequest, key: &str) -> Option<String> {
-    let prefix = format!("{key}=");
-    r.query
-        .split('&')
-        .chain(r.body.split('&'))
-        .find_map(|p| p.strip_prefix(&prefix).map(str::to_string))
-}
+pub use super::binance::param;
 
 /// The fake Binance and `trailstop live` protecting its long of 1 BTC at 17000.
 pub struct Run {
@@ -105,6 +65,16 @@ pub struct Run {
     pub log: PathBuf,
     pub config: PathBuf,
     pub live: Child,
+}
+
+/// A test that fails leaves no `trailstop live` behind.
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Ok(None) = self.live.try_wait() {
+            let _ = self.live.kill();
+            let _ = self.live.wait();
+        }
+    }
 }
 
 impl Run {

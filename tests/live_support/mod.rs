@@ -25,17 +25,38 @@ pub const STOP_PATH: &str = "/v5/position/trading-stop";
 /// Activation at +0.3 %, 0.25 % behind, an initial stop 1 % below the entry: a long at 17000
 /// rests at 16830 first (at 17200: 17157); a long at 2000 at 1980 (at 2040: 2034.9).
 fn write_live_toml(dir: &Path, fake: &FakeBybit, listen: &str, symbols: &str) -> PathBuf {
+    let venue = Venue {
+        exchange: "bybit",
+        rest_url: &fake.rest_url(),
+        ws_url: &fake.ws_url(),
+        key_env: "TS_SYMBOLS_KEY",
+        secret_env: "TS_SYMBOLS_SECRET",
+    };
+    write_config(dir, "symbols", &venue, listen, symbols)
+}
+
+/// The `[venue]` of a test's live.toml.
+pub struct Venue<'a> {
+    pub exchange: &'a str,
+    pub rest_url: &'a str,
+    pub ws_url: &'a str,
+    pub key_env: &'a str,
+    pub secret_env: &'a str,
+}
+
+/// The live.toml of the end-to-end tests on either exchange (the trailing settings above).
+pub fn write_config(dir: &Path, name: &str, v: &Venue<'_>, listen: &str, symbols: &str) -> PathBuf {
     let path = dir.join("live.toml");
     std::fs::write(
         &path,
         format!(
-            r#"name = "symbols"
+            r#"name = "{name}"
 [venue]
-exchange = "bybit"
+exchange = "{}"
 rest_url = "{}"
 ws_url = "{}"
-api_key_env = "TS_SYMBOLS_KEY"
-api_secret_env = "TS_SYMBOLS_SECRET"
+api_key_env = "{}"
+api_secret_env = "{}"
 [positions]
 symbols = {symbols}
 [trailing]
@@ -52,15 +73,14 @@ out = "out"
 [http]
 listen = "{listen}"
 "#,
-            fake.rest_url(),
-            fake.ws_url()
+            v.exchange, v.rest_url, v.ws_url, v.key_env, v.secret_env
         ),
     )
     .unwrap();
     path
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
